@@ -1,0 +1,17 @@
+"""`edgekd baseline` (not built yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgekd.errors import EdgekdError
+
+HELP = "(not built yet) baseline"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise EdgekdError("'edgekd baseline' is not built yet")

@@ -1,0 +1,17 @@
+"""`edgekd info` (not built yet)."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgekd.errors import EdgekdError
+
+HELP = "(not built yet) info"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(args: argparse.Namespace) -> int:
+    raise EdgekdError("'edgekd info' is not built yet")

