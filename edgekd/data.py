@@ -1,0 +1,385 @@
+"""Load a labelled text-classification dataset into train / validation / test splits.
+
+A dataset spec (`DataSpec.path`) is one of:
+
+- a directory holding `train`, `validation` (or `valid`, `dev`) and `test` files, each CSV, TSV,
+  JSONL or Parquet, optionally gzipped (`train.csv.gz`, `test.jsonl`, ...). `train` is required;
+- a single file: it is the train pool, and test then validation are carved from it (stratified);
+- `hf:NAME` or `hf:NAME:CONFIG`: a Hugging Face dataset through `datasets.load_dataset`.
+
+Rules, in order: several text columns are joined with a space; raw labels are merged into groups
+by a label map (YAML `{group: [raw labels...]}`); rows whose text is empty or whitespace are dropped
+and counted in `Splits.report`; a missing test split is carved from train (`validation_fraction`
+of it, stratified, fixed seed), then a missing validation split likewise; `max_train_samples`
+then keeps a stratified sample of train. A carved validation split is sized from the sampled
+train size, so a small-slice run does not evaluate on thousands of rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import DataError
+
+SPLIT_NAMES = ("train", "validation", "test")
+# File stems accepted for each split, first match wins.
+SPLIT_STEMS = {"train": ("train",), "validation": ("validation", "valid", "dev", "val"), "test": ("test",)}
+# Suffix -> reader kind; each may also end in .gz.
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+
+
+@dataclass
+class DataSpec:
+    """Where a dataset lives and how to read it (see the module docstring)."""
+
+    path: str
+    text_columns: list[str] = field(default_factory=lambda: ["text"])
+    label_column: str = "label"
+    label_map: str | dict[str, list[str]] | None = None
+    max_train_samples: int | None = None
+    seed: int = 42
+    validation_fraction: float = 0.1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy (written into `edgekd-model.json`)."""
+        return asdict(self)
+
+
+@dataclass
+class Split:
+    """Texts and label ids (indices into `Splits.labels`), in dataset order."""
+
+    texts: list[str]
+    labels: np.ndarray  # [n] int64
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class Splits:
+    """The three splits, the ordered label names, a content fingerprint and a load report."""
+
+    train: Split
+    validation: Split
+    test: Split
+    labels: list[str]
+    fingerprint: str
+    report: dict[str, Any]
+
+    def items(self) -> list[tuple[str, Split]]:
+        """[(split name, split)] in train, validation, test order."""
+        return [(name, getattr(self, name)) for name in SPLIT_NAMES]
+
+
+def load_splits(spec: DataSpec, labels: list[str] | None = None) -> Splits:
+    """Read, clean, carve and sample the splits of `spec`.
+
+    `labels` fixes the label order (e.g. a checkpoint's id2label); otherwise labels are the sorted
+    train label names. Raises `DataError` naming the fix for any unusable input.
+    """
+    if spec.max_train_samples is not None and spec.max_train_samples < 2:
+        raise DataError(f"--max-train-samples must be at least 2, got {spec.max_train_samples}")
+    if not 0.0 < spec.validation_fraction < 0.5:
+        raise DataError(f"validation_fraction must be in (0, 0.5), got {spec.validation_fraction}")
+    frames, origins = _read_frames(spec.path)
+    group_of = _load_label_map(spec.label_map)
+    raw: dict[str, tuple[list[str], list[str]]] = {}
+    dropped: dict[str, int] = {}
+    for name, frame in frames.items():
+        texts, names, dropped[name] = _clean(frame, spec, origins[name])
+        raw[name] = (texts, names)
+    if group_of is not None:
+        raw = _apply_label_map(raw, group_of, spec.label_map)
+    for name, (texts, _) in raw.items():
+        if not texts:
+            raise DataError(f"the {name} split ({origins[name]}) has no rows with text "
+                            f"({dropped[name]} empty texts dropped); give it labelled rows")
+    _check_classes(raw["train"][1], origins["train"])
+    raw, origins = _carve_missing(raw, origins, spec)
+    raw["train"] = _sample_train(raw["train"], spec)
+    return _assemble(raw, origins, dropped, spec, labels)
+
+
+def _read_frames(path: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """{split: DataFrame} for the splits that exist, and {split: where it came from}."""
+    if path.startswith("hf:"):
+        return _read_hf(path[3:])
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise DataError(f"dataset path '{path}' does not exist; give a directory with train/test "
+                        "files, a single CSV/TSV/JSONL/Parquet file, or hf:NAME")
+    if p.is_file():
+        return {"train": _read_file(p)}, {"train": str(p)}
+    frames, origins = {}, {}
+    for split, stems in SPLIT_STEMS.items():
+        found = _find_split_file(p, stems)
+        if found is not None:
+            frames[split], origins[split] = _read_file(found), str(found)
+    if "train" not in frames:
+        have = sorted(x.name for x in p.iterdir())[:10]
+        raise DataError(f"no train file in '{p}' (found: {', '.join(have) or 'nothing'}); add "
+                        "train.csv (or .tsv/.jsonl/.parquet, optionally .gz)")
+    return frames, origins
+
+
+def _find_split_file(directory: Path, stems: tuple[str, ...]) -> Path | None:
+    for stem in stems:
+        for suffix in FORMATS:
+            for name in (f"{stem}{suffix}", f"{stem}{suffix}.gz"):
+                if (directory / name).is_file():
+                    return directory / name
+    return None
+
+
+def _read_file(path: Path) -> Any:
+    """A DataFrame of strings from one CSV/TSV/JSONL/Parquet file (optionally gzipped)."""
+    import pandas as pd
+
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    kind = FORMATS.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise DataError(f"unsupported data file '{path.name}'; use .csv, .tsv, .jsonl or .parquet "
+                        "(optionally .gz)")
+    try:
+        if kind in ("csv", "tsv"):
+            return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str,
+                               keep_default_na=False)
+        if kind == "jsonl":
+            return pd.read_json(path, lines=True, dtype=False)
+        return pd.read_parquet(path)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DataError(f"cannot read '{path}' as {kind}: {first}; fix or re-export the file") from exc
+
+
+def _read_hf(ref: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Splits of a Hugging Face dataset `NAME[:CONFIG]`, ClassLabel ids turned into names."""
+    datasets = _require_datasets()
+    name, _, config = ref.partition(":")
+    try:
+        dsd = datasets.load_dataset(name, config or None)
+    except Exception as exc:  # noqa: BLE001 - datasets raises many types (hub, offline, file)
+        raise DataError(f"cannot load Hugging Face dataset '{ref}': {str(exc).splitlines()[0]}; "
+                        "check the name, or download it and pass a local directory") from exc
+    frames, origins = {}, {}
+    for split, stems in SPLIT_STEMS.items():
+        key = next((s for s in stems if s in dsd), None)
+        if key is None:
+            continue
+        ds = dsd[key]
+        frame = ds.to_pandas()
+        for column, feature in ds.features.items():
+            if hasattr(feature, "int2str"):  # ClassLabel: store names, not ids
+                frame[column] = [feature.int2str(int(v)) for v in frame[column]]
+        frames[split], origins[split] = frame, f"hf:{ref}[{key}]"
+    if "train" not in frames:
+        raise DataError(f"Hugging Face dataset '{ref}' has no train split (has: {', '.join(dsd)})")
+    return frames, origins
+
+
+def _require_datasets() -> Any:
+    from edgekd.errors import require
+
+    return require("datasets", "train", "Loading an hf: dataset")
+
+
+def _column_strings(frame: Any, column: str) -> list[str]:
+    values = frame[column].tolist()
+    return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
+
+
+def _clean(frame: Any, spec: DataSpec, origin: str) -> tuple[list[str], list[str], int]:
+    """(texts, raw label names, dropped count): texts joined from the text columns, empty dropped."""
+    missing = [c for c in [*spec.text_columns, spec.label_column] if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns))
+        raise DataError(f"column(s) {', '.join(missing)} not in {origin} (columns: {have}); "
+                        "pass --text-column / --label-column")
+    parts = [_column_strings(frame, c) for c in spec.text_columns]
+    joined = [" ".join(p.strip() for p in row if p.strip()) for row in zip(*parts, strict=True)]
+    names = [s.strip() for s in _column_strings(frame, spec.label_column)]
+    keep = [i for i, t in enumerate(joined) if t and names[i]]
+    no_label = sum(1 for t, n in zip(joined, names, strict=True) if t and not n)
+    if no_label:
+        raise DataError(f"{no_label} row(s) in {origin} have text but an empty label; fill or "
+                        "remove them")
+    return [joined[i] for i in keep], [names[i] for i in keep], len(joined) - len(keep)
+
+
+def _load_label_map(label_map: str | dict[str, list[str]] | None) -> dict[str, str] | None:
+    """{raw label: group} from a YAML file or dict `{group: [raw labels...]}`."""
+    if label_map is None:
+        return None
+    if isinstance(label_map, dict):
+        groups, where = label_map, "label map"
+    else:
+        import yaml
+
+        path = Path(label_map).expanduser()
+        if not path.is_file():
+            raise DataError(f"label map '{label_map}' does not exist; give a YAML file "
+                            "{group: [raw labels...]}")
+        groups, where = yaml.safe_load(path.read_text(encoding="utf-8")), str(path)
+    if not isinstance(groups, dict) or not groups:
+        raise DataError(f"label map {where} must be a mapping {{group: [raw labels...]}}")
+    group_of: dict[str, str] = {}
+    for group, members in groups.items():
+        members = [members] if isinstance(members, str) else members
+        if not isinstance(members, list):
+            raise DataError(f"label map {where}: group '{group}' must list raw labels, got {members!r}")
+        for raw in map(str, members):
+            if raw in group_of and group_of[raw] != str(group):
+                raise DataError(f"label map {where}: raw label '{raw}' is in two groups "
+                                f"('{group_of[raw]}', '{group}'); keep it in one")
+            group_of[raw] = str(group)
+    return group_of
+
+
+def _apply_label_map(raw: dict[str, tuple[list[str], list[str]]], group_of: dict[str, str],
+                     source: Any) -> dict[str, tuple[list[str], list[str]]]:
+    unmapped = sorted({n for _, names in raw.values() for n in names if n not in group_of})
+    if unmapped:
+        shown = ", ".join(repr(u) for u in unmapped[:20])
+        where = source if isinstance(source, str) else "the label map"
+        raise DataError(f"raw label(s) {shown} are not in {where}; add them to a group")
+    return {k: (texts, [group_of[n] for n in names]) for k, (texts, names) in raw.items()}
+
+
+def _check_classes(names: list[str], origin: str) -> None:
+    classes = sorted(set(names))
+    if len(classes) < 2:
+        raise DataError(f"the train split ({origin}) has one class only ({classes[0]!r}); a "
+                        "classifier needs at least two: check --label-column or the label map")
+
+
+def _stratified_pick(names: list[str], n: int, seed: int) -> np.ndarray:
+    """Sorted indices of a stratified sample of size n (plain random when a class is too small)."""
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(names))
+    if n >= len(names):
+        return idx
+    counts = np.unique(names, return_counts=True)[1]
+    can_stratify = counts.min() >= 2 and len(counts) <= n <= len(names) - len(counts)
+    picked, _ = train_test_split(idx, train_size=n, random_state=seed,
+                                 stratify=names if can_stratify else None)
+    return np.sort(picked)
+
+
+def _split_off(pool: tuple[list[str], list[str]], n: int, seed: int
+               ) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+    """(rest, carved) where carved is a stratified sample of n rows of pool, both in pool order."""
+    texts, names = pool
+    carved = _stratified_pick(names, n, seed)
+    mask = np.zeros(len(names), dtype=bool)
+    mask[carved] = True
+    rest, kept = np.flatnonzero(~mask), np.flatnonzero(mask)
+    return ([texts[i] for i in rest], [names[i] for i in rest]), ([texts[i] for i in kept], [names[i] for i in kept])
+
+
+def _carve_missing(raw: dict, origins: dict, spec: DataSpec) -> tuple[dict, dict]:
+    """Carve test, then validation, out of train when the dataset does not provide them."""
+    fraction = spec.validation_fraction
+    if "test" not in raw:
+        n = max(2, round(fraction * len(raw["train"][0])))
+        raw["train"], raw["test"] = _split_off(raw["train"], n, spec.seed)
+        origins["test"] = f"carved from train ({fraction:.0%}, stratified, seed {spec.seed})"
+    if "validation" not in raw:
+        pool = len(raw["train"][0])
+        if spec.max_train_samples is not None:
+            pool = min(pool, spec.max_train_samples)
+        n = max(2, round(fraction * pool))
+        raw["train"], raw["validation"] = _split_off(raw["train"], n, spec.seed + 1)
+        origins["validation"] = f"carved from train ({n} rows, stratified, seed {spec.seed + 1})"
+    if not raw["train"][0]:
+        raise DataError(f"the train split ({origins['train']}) is empty after carving validation "
+                        "and test; give more rows or separate validation/test files")
+    return raw, origins
+
+
+def _sample_train(train: tuple[list[str], list[str]], spec: DataSpec) -> tuple[list[str], list[str]]:
+    if spec.max_train_samples is None or spec.max_train_samples >= len(train[0]):
+        return train
+    _, sampled = _split_off(train, spec.max_train_samples, spec.seed)
+    return sampled
+
+
+def _assemble(raw: dict, origins: dict, dropped: dict, spec: DataSpec,
+              labels: list[str] | None) -> Splits:
+    train_classes = set(raw["train"][1])
+    for name in ("validation", "test"):
+        unknown = sorted(set(raw[name][1]) - train_classes)
+        if unknown:
+            raise DataError(f"label(s) {', '.join(map(repr, unknown))} in the {name} split "
+                            f"({origins[name]}) never occur in train; fix the data or merge them "
+                            "with --label-map")
+    if labels is None:
+        labels = sorted(train_classes)
+    else:
+        labels = [str(x) for x in labels]
+        unknown = sorted(train_classes - set(labels))
+        if unknown:
+            raise DataError(f"label(s) {', '.join(map(repr, unknown))} in the data are not among "
+                            f"the model's labels {labels}; use data with the model's label set")
+    index = {name: i for i, name in enumerate(labels)}
+    splits = {k: Split(list(raw[k][0]), np.array([index[n] for n in raw[k][1]], dtype=np.int64))
+              for k in SPLIT_NAMES}
+    report = _report(splits, labels, origins, dropped, spec)
+    return Splits(splits["train"], splits["validation"], splits["test"], labels,
+                  _fingerprint(splits, labels), report)
+
+
+def _report(splits: dict[str, Split], labels: list[str], origins: dict, dropped: dict,
+            spec: DataSpec) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": spec.path, "labels": labels, "splits": {}}
+    for name, split in splits.items():
+        counts = np.bincount(split.labels, minlength=len(labels))
+        out["splits"][name] = {
+            "rows": len(split),
+            "empty_dropped": int(dropped.get(name, 0)),
+            "origin": origins[name],
+            "counts": {label: int(c) for label, c in zip(labels, counts, strict=True)},
+        }
+    return out
+
+
+def _fingerprint(splits: dict[str, Split], labels: list[str]) -> str:
+    """sha256 over every split's texts and label names, in order."""
+    h = hashlib.sha256()
+    for name in SPLIT_NAMES:
+        h.update(f"[{name}]\n".encode())
+        for text, y in zip(splits[name].texts, splits[name].labels.tolist(), strict=True):
+            h.update(text.encode("utf-8"))
+            h.update(b"\x1f")
+            h.update(labels[y].encode("utf-8"))
+            h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def print_data_report(splits: Splits, console: Any = None) -> None:
+    """Print a table of class counts per split and the number of dropped empty texts."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(stderr=True)
+    info = splits.report["splits"]
+    table = Table(title=f"data: {splits.report['source']}")
+    table.add_column("label")
+    for name in SPLIT_NAMES:
+        table.add_column(name, justify="right")
+    for label in splits.labels:
+        table.add_row(label, *(str(info[n]["counts"][label]) for n in SPLIT_NAMES))
+    table.add_section()
+    table.add_row("total", *(str(info[n]["rows"]) for n in SPLIT_NAMES))
+    table.add_row("empty texts dropped", *(str(info[n]["empty_dropped"]) for n in SPLIT_NAMES))
+    console.print(table)
+    for name in SPLIT_NAMES:
+        console.print(f"  {name}: {info[name]['origin']}")
