@@ -1,0 +1,221 @@
+"""`edgekd.load(bundle)` -> `Classifier`: one tokenizer, one label map, one backend session. Torch-free.
+
+    clf = edgekd.load("bundle/")                 # auto backend and precision
+    clf.predict("text")                          # Prediction(label, score, scores)
+    clf.predict(["a", "b"])                      # [Prediction, Prediction]
+    clf.logits(texts, batch_size=32)             # np.ndarray [n, num_labels] float32
+
+On load the manifest's contract hash is checked against tokenizer.json and the labels, the used
+artifact against its sha256, and the session checks the contract hash embedded in the artifact.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.bundle import TOKENIZER, Artifact, Manifest, check_artifact, open_bundle, read_manifest
+from edgekd.errors import BundleError, MissingDependency
+from edgekd.runtimes import BACKENDS
+from edgekd.runtimes.base import Session
+from edgekd.runtimes.tokenizer import BundleTokenizer, check_texts
+
+# Backend name -> the artifact backend it runs (None: it needs no bundle artifact).
+ARTIFACT_OF = {"onnx": "onnx", "openvino": "openvino", "coreml": "coreml", "coreml-reference": "coreml",
+               "torch": None}
+# Backend name -> (importable module it needs, pip extra that installs it).
+NEEDS = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"), "coreml": ("coremltools", "coreml"),
+         "coreml-reference": ("numpy", "coreml"), "torch": ("torch", "train")}
+PRECISIONS = ("fp32", "fp16", "int8")
+# precision="auto": int8 when present (smallest, fastest on CPU), else fp32, else fp16 (e.g. a Core ML
+# bundle that only has fp16).
+AUTO_PRECISION_ORDER = ("int8", "fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One text's result: the top label, its probability, and every label's probability."""
+
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class Classifier:
+    """A loaded bundle. Thread-safe: the tokenizer and session are shared read-only."""
+
+    def __init__(self, session: Session, tokenizer: BundleTokenizer, manifest: Manifest, backend: str,
+                 precision: str, bundle: Path) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.manifest = manifest
+        self.backend = backend
+        self.precision = precision
+        self.bundle = bundle
+        self.labels: list[str] = list(manifest.labels)
+        self._names = list(session.input_names)
+        self._dtype = session.input_dtype
+
+    @property
+    def engine(self) -> str:
+        """Which engine actually runs, e.g. "onnxruntime 1.23 CPUExecutionProvider"."""
+        return self.session.engine
+
+    def __repr__(self) -> str:
+        return (f"Classifier(bundle={str(self.bundle)!r}, backend={self.backend!r}, precision={self.precision!r}, "
+                f"labels={self.labels!r})")
+
+    def predict(self, texts: str | Sequence[str], batch_size: int = 32) -> Prediction | list[Prediction]:
+        """A `Prediction` for a str, a list of them for a list of str (same order)."""
+        if isinstance(texts, str):
+            ids = self.tokenizer.encode_one(texts)
+            logits = self.session.run(self.tokenizer.to_arrays([ids], self._names, self._dtype))
+            return self._prediction(logits[0])
+        return [self._prediction(row) for row in self.logits(texts, batch_size=batch_size)]
+
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Probabilities [n, num_labels] float64, columns in `labels` order."""
+        return softmax(self.logits(texts, batch_size=batch_size))
+
+    def logits(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """logits: [len(texts), num_labels] float32, rows in the order of `texts`.
+
+        Texts are sorted by token length into batches of `batch_size` (each padded to its own
+        longest sequence) and the rows are put back in the input order.
+        """
+        if isinstance(texts, (str, bytes)):
+            raise ValueError(f"logits() takes a list of str, got a single {type(texts).__name__}; wrap it in a list")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        texts = list(texts)
+        check_texts(texts)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.tokenizer.encode(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            arrays = self.tokenizer.to_arrays([ids[i] for i in idx], self._names, self._dtype)
+            out[idx] = self._run(arrays, len(idx))
+        return out
+
+    def _run(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
+        logits = np.asarray(self.session.run(arrays), dtype=np.float32)
+        if logits.shape != (n, len(self.labels)):
+            raise BundleError(f"the {self.backend}-{self.precision} artifact returned logits of shape "
+                              f"{logits.shape}, expected ({n}, {len(self.labels)}) for the bundle's labels; "
+                              "re-export the bundle")
+        return logits
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        probs = softmax(row[None, :])[0]
+        top = int(np.argmax(probs))
+        return Prediction(self.labels[top], float(probs[top]), dict(zip(self.labels, probs.tolist(), strict=True)))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable for large logits)."""
+    x = np.asarray(logits, dtype=np.float64)
+    x = x - x.max(axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def load(bundle: str | os.PathLike[str], backend: str = "auto", precision: str = "auto",
+         threads: int | None = None, **options: Any) -> Classifier:
+    """Load a bundle (directory or .zip) for prediction.
+
+    backend: "auto" (Core ML on macOS when coremltools and a coreml artifact are there, else OpenVINO
+    when installed and in the bundle, else ONNX Runtime), or one of `edgekd.runtimes.BACKENDS`.
+    precision: "auto" (int8 if present, else fp32, else fp16) or "fp32" | "fp16" | "int8".
+    threads: intra-op threads for the backend (None: the backend's default). Other options go to the
+    backend's `open_session` (e.g. `checkpoint=` for the torch reference backend).
+    """
+    root = open_bundle(bundle)
+    manifest = read_manifest(root)  # checks the contract hash against tokenizer.json and labels
+    backend = _pick_backend(manifest, backend)
+    module = _backend_module(backend)
+    artifact, path = _pick_artifact(root, manifest, backend, precision)
+    session = module.open_session(path, artifact, manifest, {"threads": threads, **options})
+    missing = [n for n in session.input_names if n not in manifest.tokenizer.inputs]
+    if missing:
+        raise BundleError(f"artifact {artifact.name} takes inputs {missing} that the manifest's tokenizer "
+                          f"inputs {manifest.tokenizer.inputs} lack; re-export the bundle")
+    tokenizer = BundleTokenizer(root / TOKENIZER, manifest.tokenizer)
+    return Classifier(session, tokenizer, manifest, backend, artifact.precision, root)
+
+
+def available_backends(manifest: Manifest) -> list[str]:
+    """Backends whose artifact is in the bundle and whose engine is importable here."""
+    have = {a.backend for a in manifest.artifacts}
+    return [b for b, a in ARTIFACT_OF.items() if a in have and _importable(NEEDS[b][0])]
+
+
+def _pick_backend(manifest: Manifest, backend: str) -> str:
+    have = {a.backend for a in manifest.artifacts}
+    if backend != "auto":
+        if backend not in BACKENDS:
+            raise BundleError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
+        needed = ARTIFACT_OF.get(backend)
+        if needed is not None and needed not in have:
+            raise BundleError(f"the bundle has no {needed} artifact for backend {backend!r} (it has: "
+                              f"{', '.join(sorted(have)) or 'none'}); export it with: edgekd export MODEL "
+                              f"--target {needed}")
+        return backend
+    candidates = ["onnx"]
+    if _importable("openvino"):
+        candidates.insert(0, "openvino")
+    if sys.platform == "darwin" and _importable("coremltools"):
+        candidates.insert(0, "coreml")
+    for b in candidates:
+        if b in have and (b == "onnx" or _importable(NEEDS[b][0])):
+            return b
+    if have:
+        raise BundleError(f"no backend here can run this bundle (it has {', '.join(sorted(have))} artifacts; "
+                          f"this machine can run: {', '.join(candidates)}); pass backend= explicitly")
+    raise BundleError("the bundle has no artifacts; export one with: edgekd export MODEL --target onnx")
+
+
+def _pick_artifact(root: Path, manifest: Manifest, backend: str, precision: str) -> tuple[Artifact, Path]:
+    """The artifact for (backend, precision), checked against its sha256; torch gets the checkpoint."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}; choose one of: auto, {', '.join(PRECISIONS)}")
+    kind = ARTIFACT_OF[backend]
+    if kind is None:  # the torch reference runs the checkpoint itself, in fp32
+        if precision not in ("auto", "fp32"):
+            raise BundleError(f"the {backend} reference backend runs fp32 only, not {precision!r}")
+        return Artifact(backend=backend, precision="fp32", path=""), root
+    if precision == "auto":
+        have = {a.precision for a in manifest.artifacts if a.backend == kind}
+        precision = next(p for p in AUTO_PRECISION_ORDER if p in have)
+    artifact = manifest.artifact(kind, precision)  # BundleError listing what the bundle has
+    return artifact, check_artifact(root, artifact)
+
+
+def _backend_module(backend: str) -> Any:
+    module_name, extra = NEEDS[backend]
+    if not _importable(module_name):
+        raise MissingDependency(module_name, extra, f"the {backend} backend")
+    try:
+        return importlib.import_module(BACKENDS[backend])
+    except ModuleNotFoundError as exc:
+        if exc.name == BACKENDS[backend]:
+            raise BundleError(f"backend {backend!r} is not available in this edgekd build "
+                              f"({BACKENDS[backend]} is missing); use backend='onnx'") from exc
+        raise
+
+
+def _importable(module: str) -> bool:
+    return module in sys.modules or importlib.util.find_spec(module) is not None
+
+
+__all__ = ["Classifier", "Prediction", "load", "softmax", "available_backends"]

@@ -1,0 +1,166 @@
+"""Runtime test support: build small real bundles from the `tiny_bert` checkpoint, and the one
+conformance table every backend runs through (tests/test_runtime.py runs it).
+
+Bundles are built here with optimum's ONNX exporter and bundle.py (the exporters' `edgekd export`
+is used instead once `edgekd.exporters` provides it). If `edgekd.runtimes.onnx` is not there yet,
+`FallbackOnnxSession` stands in for it (tests only).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.bundle import (
+    CONTRACT_KEY,
+    TOKENIZER,
+    Artifact,
+    Manifest,
+    TokenizerSettings,
+    check_embedded_contract,
+    contract_hash,
+    finalize_artifact,
+    staging,
+    write_manifest,
+)
+
+_LOCK = threading.Lock()
+_BUILT: dict[str, Path] = {}
+
+
+def build_onnx_bundle(model_dir: Path, out: Path, int8: bool = True, max_length: int = 128) -> Path:
+    """A bundle with onnx-fp32 (and onnx-int8, dynamic quantization) of a HF checkpoint. Cached per out."""
+    with _LOCK:
+        if str(out) in _BUILT:
+            return _BUILT[str(out)]
+        _build(Path(model_dir), Path(out), int8, max_length)
+        _BUILT[str(out)] = Path(out)
+        return Path(out)
+
+
+def _build(model_dir: Path, out: Path, int8: bool, max_length: int) -> None:
+    import onnx
+    from optimum.exporters.onnx import main_export
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    with staging(out, force=True) as tmp:
+        export_dir = tmp / "_export"
+        main_export(str(model_dir), export_dir, task="text-classification", do_validation=False)
+        shutil.copy(export_dir / TOKENIZER, tmp / TOKENIZER)
+        model = onnx.load(export_dir / "model.onnx")
+        inputs = [i.name for i in model.graph.input]
+        settings = TokenizerSettings(max_length=max_length, inputs=inputs, pad_id=0)
+        contract = contract_hash((tmp / TOKENIZER).read_bytes(), labels, settings)
+        (tmp / "onnx").mkdir()
+        _save_with_contract(model, tmp / "onnx" / "model.onnx", contract)
+        artifacts = [finalize_artifact(tmp, Artifact("onnx", "fp32", "onnx/model.onnx"))]
+        if int8:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(tmp / "onnx" / "model.onnx", tmp / "onnx" / "model.int8.onnx", weight_type=QuantType.QInt8)
+            _save_with_contract(onnx.load(tmp / "onnx" / "model.int8.onnx"), tmp / "onnx" / "model.int8.onnx", contract)
+            artifacts.append(finalize_artifact(tmp, Artifact("onnx", "int8", "onnx/model.int8.onnx",
+                                                             quantization={"mode": "dynamic", "weights": "int8"})))
+        shutil.rmtree(export_dir)
+        manifest = Manifest(labels=labels, tokenizer=settings, contract=contract, artifacts=artifacts,
+                            provenance={"model_dir": str(model_dir), "student": str(model_dir)})
+        write_manifest(tmp, manifest)
+
+
+def _save_with_contract(model: Any, path: Path, contract: str) -> None:
+    import onnx
+
+    for prop in list(model.metadata_props):
+        if prop.key == CONTRACT_KEY:
+            model.metadata_props.remove(prop)
+    model.metadata_props.add(key=CONTRACT_KEY, value=contract)
+    onnx.save(model, path)
+
+
+def rewrite_manifest(bundle: Path, **changes: Any) -> None:
+    """Edit edgekd.json in place (tests that tamper with a copy of a bundle)."""
+    data = json.loads((bundle / "edgekd.json").read_text())
+    data.update(changes)
+    (bundle / "edgekd.json").write_text(json.dumps(data))
+
+
+# --- stand-in ONNX session (only until edgekd.runtimes.onnx exists) -----------------------------------
+
+
+def have_onnx_backend() -> bool:
+    return importlib.util.find_spec("edgekd.runtimes.onnx") is not None
+
+
+class FallbackOnnxSession:
+    """Minimal `Session` over onnxruntime, used by tests only while runtimes/onnx.py is missing."""
+
+    input_dtype = np.int64
+
+    def __init__(self, path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        if options.get("threads"):
+            so.intra_op_num_threads = int(options["threads"])
+        self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        meta = self._sess.get_modelmeta().custom_metadata_map
+        check_embedded_contract(artifact, meta.get(CONTRACT_KEY), manifest)
+        names = {i.name for i in self._sess.get_inputs()}
+        self.input_names = [n for n in manifest.tokenizer.inputs if n in names]
+        self.engine = f"onnxruntime {ort.__version__} CPUExecutionProvider (test fallback)"
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._sess.run(None, inputs)[0]
+
+
+def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> FallbackOnnxSession:
+    return FallbackOnnxSession(path, artifact, manifest, options)
+
+
+def use_fallback_if_needed() -> None:
+    """Point the registry's "onnx" at the stand-in session when runtimes/onnx.py is not built yet."""
+    from edgekd.runtimes import BACKENDS
+
+    if not have_onnx_backend():
+        BACKENDS["onnx"] = __name__
+
+
+# --- conformance table: every backend runs the same cases ---------------------------------------------
+
+
+@dataclass
+class BackendCase:
+    """How one (backend, precision) is held to the reference (onnx-fp32 logits)."""
+
+    backend: str
+    precision: str
+    atol: float  # max |Δlogit| against the onnx-fp32 reference
+    min_agreement: float = 1.0  # top-1 agreement with the reference
+    reason: str = ""
+    skip: str = ""  # non-empty: why this backend cannot run here
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def conformance_table() -> list[BackendCase]:
+    """Tolerances and exclusions in one place, each with its reason."""
+    ov = "" if importlib.util.find_spec("openvino") else "openvino not installed"
+    return [
+        BackendCase("onnx", "fp32", 1e-5, reason="the reference itself: must be deterministic"),
+        BackendCase("onnx", "int8", 0.5, 0.8, reason="dynamic int8 weights of a random tiny model: loose"),
+        BackendCase("torch", "fp32", 1e-4, reason="PyTorch vs ORT fp32 kernels differ only in rounding"),
+        BackendCase("openvino", "fp32", 1e-4, skip=ov or "bundle built here has no openvino artifact",
+                    reason="OpenVINO CPU fp32 may use other kernels"),
+        BackendCase("coreml", "fp32", 1e-4, skip="needs macOS and a coreml artifact",
+                    reason="Core ML runs on macOS only"),
+        BackendCase("coreml-reference", "fp32", 1e-4, skip="bundle built here has no coreml artifact",
+                    reason="numpy MIL evaluator"),
+    ]
