@@ -1,0 +1,155 @@
+"""Classification metrics (scikit-learn), the metrics table (rich) and PNG plots (matplotlib Agg).
+
+`metrics.json` keys: `accuracy, precision_weighted, recall_weighted, f1_weighted, precision_macro,
+recall_macro, f1_macro, per_class {label: {precision, recall, f1, support, tp, fp, fn, tn}},
+confusion_matrix (rows = true label, columns = predicted, in `labels` order), labels, n`, plus
+`logits_sha256` when computed from logits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CONFUSION_PNG = "confusion_matrix.png"
+DISTRIBUTION_PNG = "class_distribution.png"
+METRICS_JSON = "metrics.json"
+
+
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """All metrics for label ids `y_true` vs `y_pred` (indices into `labels`)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
+    ids = list(range(len(labels)))
+    out: dict[str, Any] = {"accuracy": float(accuracy_score(y_true, y_pred))}
+    for average in ("weighted", "macro"):
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=ids, average=average,
+                                                     zero_division=0)
+        out.update({f"precision_{average}": float(p), f"recall_{average}": float(r),
+                    f"f1_{average}": float(f)})
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=ids, zero_division=0)
+    cm = confusion_matrix(y_true, y_pred, labels=ids)  # [num_labels, num_labels], rows = true
+    tp = np.diag(cm)
+    fp, fn = cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
+    tn = cm.sum() - tp - fp - fn
+    out["per_class"] = {
+        label: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                "support": int(support[i]), "tp": int(tp[i]), "fp": int(fp[i]),
+                "fn": int(fn[i]), "tn": int(tn[i])}
+        for i, label in enumerate(labels)
+    }
+    out["confusion_matrix"] = cm.astype(int).tolist()
+    out["labels"] = list(labels)
+    out["n"] = int(len(y_true))
+    return out
+
+
+def evaluate_logits(logits: np.ndarray, y_true: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Metrics of argmax(`logits` [n, num_labels]) against label ids `y_true`, plus `logits_sha256`."""
+    logits = np.asarray(logits)
+    if logits.ndim != 2 or logits.shape != (len(y_true), len(labels)):
+        raise ValueError(f"logits shape {logits.shape} does not match ({len(y_true)}, {len(labels)})")
+    out = classification_metrics(y_true, logits.argmax(axis=1), labels)
+    out["logits_sha256"] = hashlib.sha256(np.ascontiguousarray(logits, dtype=np.float32).tobytes()).hexdigest()
+    return out
+
+
+def write_metrics(metrics: dict[str, Any], out_dir: str | Path,
+                  class_counts: dict[str, dict[str, int]] | None = None, title: str = "") -> Path:
+    """Write `metrics.json`, `confusion_matrix.png` and (given per-split counts)
+    `class_distribution.png` into `out_dir`; returns the metrics.json path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / METRICS_JSON
+    path.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    plot_confusion_matrix(np.array(metrics["confusion_matrix"]), metrics["labels"],
+                          out / CONFUSION_PNG, title=title)
+    if class_counts:
+        plot_class_distribution(class_counts, out / DISTRIBUTION_PNG, title=title)
+    return path
+
+
+def print_metrics(metrics: dict[str, Any], title: str = "test metrics", console: Any = None) -> None:
+    """Print the overall numbers and the per-class table."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    overall = Table(title=f"{title} (n={metrics.get('n', '?')})")
+    for col in ("accuracy", "f1 macro", "f1 weighted", "precision w", "recall w"):
+        overall.add_column(col, justify="right")
+    overall.add_row(*(f"{metrics[k]:.4f}" for k in ("accuracy", "f1_macro", "f1_weighted",
+                                                   "precision_weighted", "recall_weighted")))
+    console.print(overall)
+    per = Table(title="per class")
+    per.add_column("label")
+    for col in ("precision", "recall", "f1", "support", "tp", "fp", "fn", "tn"):
+        per.add_column(col, justify="right")
+    for label, m in metrics["per_class"].items():
+        per.add_row(label, *(f"{m[k]:.4f}" for k in ("precision", "recall", "f1")),
+                    *(str(m[k]) for k in ("support", "tp", "fp", "fn", "tn")))
+    console.print(per)
+
+
+def _figure(width: float, height: float) -> Any:
+    # A bare Figure with an Agg canvas: no pyplot global state, no display needed.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_confusion_matrix(cm: np.ndarray, labels: list[str], path: str | Path, title: str = "") -> Path:
+    """Confusion matrix heat map (rows true, columns predicted), counts in each cell."""
+    n = len(labels)
+    size = max(4.0, 0.6 * n + 2.5)
+    fig = _figure(size, size)
+    ax = fig.add_subplot()
+    image = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(n), labels, rotation=45, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"confusion matrix {title}".strip())
+    if n <= 30:
+        high = cm.max() / 2 if cm.size else 0
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > high else "black")
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+def plot_class_distribution(counts: dict[str, dict[str, int]], path: str | Path, title: str = "") -> Path:
+    """Grouped bars: rows per label for each split (`{split: {label: count}}`)."""
+    splits = list(counts)
+    labels = list(next(iter(counts.values())))
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(splits))
+    fig = _figure(max(5.0, 0.5 * len(labels) * len(splits) + 2), 4.0)
+    ax = fig.add_subplot()
+    for k, split in enumerate(splits):
+        ax.bar(x + k * width - 0.4 + width / 2, [counts[split].get(lab, 0) for lab in labels],
+               width, label=split)
+    ax.set_xticks(x, labels, rotation=45, ha="right")
+    ax.set_ylabel("rows")
+    ax.set_title(f"class distribution {title}".strip())
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    return Path(path)
+
+
+def split_counts(report: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """`{split: {label: count}}` from a `Splits.report`, for `plot_class_distribution`."""
+    return {name: info["counts"] for name, info in report["splits"].items()}
