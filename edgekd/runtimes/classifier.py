@@ -140,12 +140,16 @@ def load(bundle: str | os.PathLike[str], backend: str = "auto", precision: str =
     threads: intra-op threads for the backend (None: the backend's default). Other options go to the
     backend's `open_session` (e.g. `checkpoint=` for the torch reference backend).
     """
+    if threads is not None:
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+        options["threads"] = threads
     root = open_bundle(bundle)
     manifest = read_manifest(root)  # checks the contract hash against tokenizer.json and labels
     backend = _pick_backend(manifest, backend)
     module = _backend_module(backend)
     artifact, path = _pick_artifact(root, manifest, backend, precision)
-    session = module.open_session(path, artifact, manifest, {"threads": threads, **options})
+    session = module.open_session(path, artifact, manifest, options)
     missing = [n for n in session.input_names if n not in manifest.tokenizer.inputs]
     if missing:
         raise BundleError(f"artifact {artifact.name} takes inputs {missing} that the manifest's tokenizer "

@@ -1,0 +1,84 @@
+"""PyTorch reference backend, for verification only (`edgekd.load(bundle, backend="torch")`).
+
+It runs the PyTorch checkpoint the bundle was exported from, fed by the bundle's own tokenizer
+(the same ids every other backend sees), so parity against it measures conversion error only.
+torch and transformers are imported inside functions; no other runtime module imports this one.
+
+The checkpoint is `options["checkpoint"]` when given, else the first of the manifest's provenance
+keys `model_dir`, `student`, `checkpoint`, `source` (a path, or a dict with a `path`) that exists.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.bundle import Artifact, Manifest
+from edgekd.errors import BundleError, ModelError, require
+
+PROVENANCE_KEYS = ("model_dir", "student", "checkpoint", "source")
+
+
+class TorchSession:
+    """A `Session` over a Hugging Face sequence-classification checkpoint on CPU, fp32."""
+
+    input_dtype = np.int64
+
+    def __init__(self, checkpoint: Path, manifest: Manifest, threads: int | None) -> None:
+        torch = require("torch", "train", "the torch reference backend")
+        transformers = require("transformers", "train", "the torch reference backend")
+        if threads:
+            torch.set_num_threads(int(threads))
+        try:
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(str(checkpoint))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the reference checkpoint {checkpoint} ({exc}); pass "
+                             "checkpoint=PATH to the model directory the bundle was exported from") from exc
+        self._model = model.eval().float()
+        self._torch = torch
+        names = set(inspect.signature(self._model.forward).parameters)
+        self.input_names = [n for n in manifest.tokenizer.inputs if n in names]
+        self.engine = f"torch {torch.__version__} CPU fp32 ({checkpoint.name})"
+        self._check_labels(manifest)
+        # PyTorch modules are not documented as thread-safe for concurrent forward(); serialise.
+        self._lock = threading.Lock()
+
+    def _check_labels(self, manifest: Manifest) -> None:
+        id2label = getattr(self._model.config, "id2label", None) or {}
+        labels = [id2label.get(i, id2label.get(str(i))) for i in range(len(id2label))]
+        if labels != list(manifest.labels):
+            raise BundleError(f"the reference checkpoint's labels {labels} differ from the bundle's "
+                              f"{manifest.labels}; pass checkpoint= the model the bundle was exported from")
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """inputs: name -> [batch, seq] int64; returns logits [batch, num_labels] float32."""
+        torch = self._torch
+        feed = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in inputs.items()}
+        with self._lock, torch.inference_mode():
+            return self._model(**feed).logits.float().numpy()
+
+
+def checkpoint_of(manifest: Manifest, options: dict[str, Any]) -> Path:
+    """The reference checkpoint directory: options["checkpoint"], else one named in provenance."""
+    if options.get("checkpoint"):
+        path = Path(options["checkpoint"])
+        if not path.is_dir():
+            raise ModelError(f"reference checkpoint {path} is not a directory; pass the model directory")
+        return path
+    for key in PROVENANCE_KEYS:
+        value = manifest.provenance.get(key)
+        if isinstance(value, dict):
+            value = value.get("path") or value.get("model_dir")
+        if isinstance(value, str) and Path(value).is_dir():
+            return Path(value)
+    raise ModelError("the bundle's provenance names no reference checkpoint that exists here (looked at "
+                     f"{', '.join(PROVENANCE_KEYS)}); pass checkpoint=PATH to edgekd.load(..., backend='torch')")
+
+
+def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> TorchSession:
+    """The torch reference session (`path`/`artifact` are unused: it runs the checkpoint)."""
+    return TorchSession(checkpoint_of(manifest, options), manifest, options.get("threads"))
