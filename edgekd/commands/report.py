@@ -1,17 +1,22 @@
-"""`edgekd report` (not built yet)."""
+"""`edgekd report a.json b.json --out report.html`: merge verification reports from several devices
+into one side-by-side HTML page (and report.md beside it)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from edgekd.errors import EdgekdError
-
-HELP = "(not built yet) report"
+HELP = "merge verification reports from several devices into one HTML + Markdown comparison"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("reports", nargs="+", type=Path, help="report JSON files (bundle/reports/*.json)")
+    parser.add_argument("--out", type=Path, default=Path("report.html"), help="HTML output; the .md goes beside it")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise EdgekdError("'edgekd report' is not built yet")
+    from edgekd.verify.merge import write_merged
+
+    paths = write_merged(args.reports, args.out)
+    print(f"merged {len(args.reports)} report(s): {paths['html']} and {paths['md']}")
+    return 0

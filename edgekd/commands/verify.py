@@ -1,17 +1,97 @@
-"""`edgekd verify` (not built yet)."""
+"""`edgekd verify BUNDLE --data D`: parity, accuracy and latency of every artifact this machine can
+run, against the PyTorch student and the teacher; writes bundle/reports/<device-id>.json/.md/.html
+and exits 1 when a gate fails."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-from edgekd.errors import EdgekdError
-
-HELP = "(not built yet) verify"
+HELP = "check parity, accuracy and latency of a bundle on this device; exit 1 if a gate fails"
+# Gate flags, generated from the declared gates: --gate-fp32-agreement 0.999, --gate-int8-accuracy-drop 0.01 ...
+GATE_PRECISIONS = ("fp32", "fp16", "int8")
+GATE_METRICS = ("agreement", "max_abs_logit", "max_abs_prob", "accuracy_drop")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("bundle", help="bundle directory or .zip")
+    parser.add_argument("--data", required=True,
+                        help="labelled test data: a CSV/TSV/JSONL/Parquet file, or a dataset directory (its test split)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="teacher checkpoint (default: the student's edgekd-model.json or the bundle provenance)")
+    parser.add_argument("--student", type=Path, default=None,
+                        help="PyTorch student checkpoint (default: the one recorded in the bundle's provenance)")
+    parser.add_argument("--backends", default=None,
+                        help="comma list, e.g. onnx,openvino,coreml-reference (default: all this machine can run)")
+    parser.add_argument("--max-samples", type=int, default=500, help="test texts to use (fixed-seed sample)")
+    parser.add_argument("--text-column", action="append", default=None, help="text column(s) (default: text)")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--runs", type=int, default=50, help="minimum batch-1 timed runs per model")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size for the throughput measure")
+    parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process cold start measure")
+    parser.add_argument("--out", type=Path, default=None, help="report directory (default: BUNDLE/reports)")
+    for p in GATE_PRECISIONS:
+        for m in GATE_METRICS:
+            parser.add_argument(f"--gate-{p}-{m.replace('_', '-')}", type=float, default=None, metavar="X",
+                                dest=f"gate_{p}_{m}", help=argparse.SUPPRESS)
+    parser.epilog = ("gates: --gate-<fp32|fp16|int8>-<agreement|max-abs-logit|max-abs-prob|accuracy-drop> X "
+                     "overrides a threshold (agreement and accuracy-drop are fractions: 0.99, 0.005)")
+
+
+def gates_from_args(args: argparse.Namespace, base: Any = None) -> Any:
+    """The default (or `base`) GateSet with the --gate-* flags applied."""
+    from edgekd.verify.parity import GateSet
+
+    gates = base or GateSet()
+    for p in GATE_PRECISIONS:
+        for m in GATE_METRICS:
+            value = getattr(args, f"gate_{p}_{m}", None)
+            if value is not None:
+                gates.override(p, m, value)
+    return gates
+
+
+def print_gate_table(report: dict[str, Any], console: Any = None) -> None:
+    """The per-check table (rich), then the report's notes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgekd.verify.report import GATE_HEADER, MODEL_HEADER, gate_rows, model_rows
+
+    console = console or Console()
+    models = Table(*MODEL_HEADER, title=f"models on {report['device']['device_id']}", title_justify="left")
+    for row in model_rows(report):
+        models.add_row(*row)
+    console.print(models)
+    checks = Table(*GATE_HEADER, title="gates", title_justify="left")
+    for row in gate_rows(report):
+        style = "green" if row[-1] == "PASS" else "bold red"
+        checks.add_row(*row[:-1], f"[{style}]{row[-1]}[/]")
+    console.print(checks)
+    for note in report.get("notes", []):
+        console.print(f"note: {note}")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise EdgekdError("'edgekd verify' is not built yet")
+    from rich.console import Console
+
+    from edgekd.verify import parity, runner
+    from edgekd.verify.latency import LatencySettings
+
+    console = Console(stderr=True)
+    config = runner.VerifyConfig(
+        bundle=Path(args.bundle), data=args.data, teacher=args.reference, student=args.student,
+        backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
+        max_samples=args.max_samples, text_columns=args.text_column or ["text"], label_column=args.label_column,
+        gates=gates_from_args(args),
+        latency=LatencySettings(runs=args.runs, batch_size=args.batch_size, cold_start=not args.no_cold_start),
+        out_dir=args.out,
+    )
+    with console.status("verifying") as status:
+        report = runner.verify(config, progress=lambda msg: status.update(f"verifying: {msg}"))
+    paths = runner.write(report, config)
+    print_gate_table(report, Console())
+    Console().print(f"report: {paths['json']}  ({paths['md'].name}, {paths['html'].name})")
+    parity.raise_on_failures(report["gates"])
+    return 0

@@ -1,0 +1,114 @@
+"""The report's charts as PNG bytes (matplotlib, Agg backend, no display needed).
+
+Each function takes plain report rows and returns PNG bytes, so the HTML can embed them as base64
+and stay one self-contained file.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import Any
+
+from edgekd.errors import require
+
+# One colour per model kind, so the teacher and the PyTorch student stand out from the artifacts.
+KIND_COLOURS = {"teacher": "#7a5195", "student": "#ef5675", "artifact": "#2f6fb0"}
+DEVICE_COLOURS = ("#2f6fb0", "#ffa600", "#7a5195", "#ef5675", "#4c9f70", "#955251")
+
+
+def _figure(width: float = 7.0, height: float = 3.2) -> tuple[Any, Any]:
+    mpl = require("matplotlib", "train", "report plots")
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=110)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.grid(axis="y", alpha=0.3)
+    return fig, ax
+
+
+def _png(fig: Any) -> bytes:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _bars(models: Sequence[dict[str, Any]], values: Sequence[float], ylabel: str, title: str,
+          fmt: str) -> tuple[Any, Any]:
+    fig, ax = _figure()
+    names = [m["name"] for m in models]
+    bars = ax.bar(names, values, color=[KIND_COLOURS.get(m["kind"], "#888") for m in models])
+    ax.bar_label(bars, labels=[fmt.format(v) for v in values], fontsize=8, padding=2)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=11)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+    return fig, ax
+
+
+def accuracy_chart(models: Sequence[dict[str, Any]]) -> bytes:
+    """Test accuracy per model, teacher first, with the teacher's accuracy as a dashed line."""
+    values = [m["accuracy"]["accuracy"] * 100 for m in models]
+    fig, ax = _bars(models, values, "accuracy (%)", "Accuracy per model vs teacher", "{:.1f}")
+    teacher = [v for m, v in zip(models, values, strict=True) if m["kind"] == "teacher"]
+    if teacher:
+        ax.axhline(teacher[0], ls="--", color=KIND_COLOURS["teacher"], lw=1, label="teacher")
+        ax.legend(fontsize=8, loc="lower right")
+    low = min(values) if values else 0
+    ax.set_ylim(max(0.0, low - 10), 100)
+    return _png(fig)
+
+
+def size_chart(models: Sequence[dict[str, Any]]) -> bytes:
+    """File size per model in MB (models without a size are left out)."""
+    sized = [m for m in models if m.get("bytes")]
+    fig, _ = _bars(sized, [m["bytes"] / 1e6 for m in sized], "size (MB)", "Size per model", "{:.1f}")
+    return _png(fig)
+
+
+def latency_chart(models: Sequence[dict[str, Any]]) -> bytes:
+    """Batch-1 p50 latency per model, with p90 and p99 drawn as marks."""
+    timed = [m for m in models if m.get("latency")]
+    p50 = [m["latency"]["batch1"]["p50_ms"] for m in timed]
+    fig, ax = _bars(timed, p50, "batch-1 latency (ms)", "Latency per model (p50; ticks: p90, p99)", "{:.2f}")
+    for i, m in enumerate(timed):
+        b = m["latency"]["batch1"]
+        ax.plot([i, i], [b["p90_ms"], b["p99_ms"]], color="#333", lw=1)
+        ax.plot([i], [b["p90_ms"]], marker="_", color="#333", ms=10)
+        ax.plot([i], [b["p99_ms"]], marker="_", color="#333", ms=10)
+    return _png(fig)
+
+
+def latency_distribution(models: Sequence[dict[str, Any]]) -> bytes:
+    """Box plot of every batch-1 sample per model (log scale when the range is wide)."""
+    timed = [m for m in models if m.get("latency") and m["latency"]["batch1"].get("samples_ms")]
+    fig, ax = _figure(7.0, 3.4)
+    data = [m["latency"]["batch1"]["samples_ms"] for m in timed]
+    if data:
+        ax.boxplot(data, showfliers=True, flierprops={"markersize": 2})
+        ax.set_xticks(range(1, len(timed) + 1), [m["name"] for m in timed], rotation=30, fontsize=8)
+        if max(max(d) for d in data) > 20 * min(min(d) for d in data):
+            ax.set_yscale("log")
+    ax.set_ylabel("batch-1 latency (ms)")
+    ax.set_title("Latency distribution (every run)", fontsize=11)
+    return _png(fig)
+
+
+def merged_latency_chart(names: Sequence[str], devices: Sequence[str],
+                         table: dict[tuple[str, str], float]) -> bytes:
+    """Grouped bars: batch-1 p50 per model (groups) and device (bars); `table[(name, device)]` in ms."""
+    fig, ax = _figure(8.0, 3.6)
+    width = 0.8 / max(1, len(devices))
+    for j, device in enumerate(devices):
+        xs = [i + j * width for i in range(len(names))]
+        ys = [table.get((n, device), 0.0) for n in names]
+        ax.bar(xs, ys, width=width, label=device, color=DEVICE_COLOURS[j % len(DEVICE_COLOURS)])
+    ax.set_xticks([i + width * (len(devices) - 1) / 2 for i in range(len(names))], names, rotation=30, fontsize=8)
+    ax.set_ylabel("batch-1 p50 (ms)")
+    ax.set_title("Latency per model and device", fontsize=11)
+    ax.legend(fontsize=7)
+    return _png(fig)

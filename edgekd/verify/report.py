@@ -1,0 +1,211 @@
+"""Verification reports: the JSON (versioned schema `report.schema.json`), a Markdown summary and
+a self-contained HTML page with embedded PNG charts; and the merge of several devices' reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import EdgekdError
+
+SCHEMA_NAME = "edgekd.verify.report"
+SCHEMA_VERSION = 1
+
+
+def load_schema() -> dict[str, Any]:
+    """The report JSON schema shipped with edgekd."""
+    return json.loads(resources.files("edgekd.verify").joinpath("report.schema.json").read_text(encoding="utf-8"))
+
+
+def validate(report: dict[str, Any]) -> None:
+    """Validate a report against the schema (jsonschema when installed, else the header checks)."""
+    if report.get("schema") != SCHEMA_NAME or report.get("schema_version") != SCHEMA_VERSION:
+        raise EdgekdError(f"not an edgekd report of schema version {SCHEMA_VERSION} (schema={report.get('schema')!r}, "
+                          f"version={report.get('schema_version')!r}); re-run: edgekd verify BUNDLE --data D")
+    try:
+        import jsonschema
+    except ImportError:
+        return
+    try:
+        jsonschema.validate(report, load_schema())
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top)"
+        raise EdgekdError(f"report does not match its schema at {where}: {exc.message}") from exc
+
+
+def read_report(path: str | Path) -> dict[str, Any]:
+    """Read and validate a report JSON file."""
+    path = Path(path)
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise EdgekdError(f"report not found: {path}; create one with: edgekd verify BUNDLE --data D") from exc
+    except json.JSONDecodeError as exc:
+        raise EdgekdError(f"{path} is not valid JSON ({exc})") from exc
+    validate(report)
+    return report
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write `<device-id>.json`, `.md` and `.html` into `out_dir`; returns their paths."""
+    validate(report)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / report["device"]["device_id"]
+    paths = {"json": stem.with_suffix(".json"), "md": stem.with_suffix(".md"), "html": stem.with_suffix(".html")}
+    _atomic_write(paths["json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    _atomic_write(paths["md"], to_markdown(report))
+    _atomic_write(paths["html"], to_html(report))
+    return paths
+
+
+# --- formatting helpers --------------------------------------------------------------------------
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{v * 100:.2f}%"
+
+
+def _num(v: float | None, fmt: str = "{:.3g}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+def _mb(v: int | None) -> str:
+    return "–" if not v else f"{v / 1e6:.1f} MB"
+
+
+def model_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The summary table of one report: one row per model, cells as display strings."""
+    rows = []
+    for m in report["models"]:
+        lat = m.get("latency") or {}
+        b1, tp, cold = lat.get("batch1") or {}, lat.get("throughput") or {}, lat.get("cold_start") or {}
+        par, gap = m.get("parity") or {}, m.get("gap") or {}
+        rows.append([
+            m["name"], m["engine"], _mb(m.get("bytes")), _pct(m["accuracy"]["accuracy"]),
+            _num(m["accuracy"]["f1_macro"], "{:.3f}"),
+            _pct(gap.get("agreement")), _num(par.get("max_abs_logit"), "{:.2e}"), _pct(par.get("agreement")),
+            _num(b1.get("p50_ms"), "{:.2f}"), _num(b1.get("p90_ms"), "{:.2f}"), _num(b1.get("p99_ms"), "{:.2f}"),
+            _num(tp.get("texts_per_s"), "{:.0f}"), _num(cold.get("total_s"), "{:.2f}"),
+            _mb(cold.get("peak_rss_bytes")),
+        ])
+    return rows
+
+
+MODEL_HEADER = ["model", "engine", "size", "accuracy", "F1 macro", "agree w/ teacher", "max|Δlogit| vs src",
+                "agree w/ src", "p50 ms", "p90 ms", "p99 ms", "texts/s @batch", "cold start s", "peak RSS"]
+GATE_HEADER = ["artifact", "check", "value", "gate", "result"]
+
+
+def gate_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The per-check table: one row per gate."""
+    return [[g["artifact"], g["metric"], _num(g["value"], "{:.6g}"), f"{g['op']} {g['threshold']:g}",
+             "PASS" if g["passed"] else "FAIL"] for g in report["gates"]]
+
+
+def device_line(device: dict[str, Any]) -> str:
+    """One line describing the device: OS, CPU, cores, ISA, memory, accelerators."""
+    isa = ", ".join(k for k, v in device.get("isa", {}).items() if v) or "none detected"
+    mem = device.get("memory_bytes")
+    parts = [f"{device['os']} {device['arch']}", device["cpu_model"], f"{device['logical_cores']} cores",
+             f"ISA: {isa}", f"{mem / 2**30:.0f} GiB RAM" if mem else "RAM unknown", f"Python {device['python']}"]
+    if device.get("accelerators"):
+        parts.append("accelerators: " + "; ".join(device["accelerators"]))
+    if device.get("coreml_compute_units"):
+        parts.append("Core ML units: " + ", ".join(device["coreml_compute_units"]))
+    return " · ".join(parts)
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """A Markdown summary of one report."""
+    dev = report["device"]
+    libs = ", ".join(f"{k} {v}" for k, v in dev["libraries"].items() if v)
+    verdict = "all gates passed" if report["passed"] else "**GATES FAILED**"
+    out = [f"# edgekd verification: {dev['device_id']}", "",
+           f"{report['created']} · bundle `{report['bundle']['path']}` · {report['data']['n']} texts from "
+           f"`{report['data']['path']}` · {verdict}", "", f"Device: {device_line(dev)}", "", f"Libraries: {libs}", "",
+           "## Models", "", _md_table(MODEL_HEADER, model_rows(report)), "", "## Gates", "",
+           _md_table(GATE_HEADER, gate_rows(report)) if report["gates"] else "(no artifacts gated)", ""]
+    flips = [(m["name"], f) for m in report["models"] for f in m.get("flipped_examples", [])]
+    if flips:
+        out += ["## Flipped predictions (artifact vs its PyTorch source)", ""]
+        out += [f"- {name} #{f['index']}: {f['source']} → {f['artifact']}: {f['text'][:160]!r}" for name, f in flips]
+        out.append("")
+    out += [f"- {n}" for n in report.get("notes", [])]
+    return "\n".join(out).rstrip() + "\n"
+
+
+# --- HTML ----------------------------------------------------------------------------------------
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px solid #ddd;padding:4px 7px;text-align:right}
+th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}.pass{color:#17803d;font-weight:600}
+.fail{color:#c0262d;font-weight:700}.meta{color:#555;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:10px}
+.charts img{width:570px;border:1px solid #eee}.verdict{font-size:15px;padding:6px 10px;display:inline-block;border-radius:4px}
+.ok{background:#e5f5ea}.bad{background:#fbe4e4}"""
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = []
+    for row in rows:
+        cells = []
+        for c in row:
+            cls = ' class="pass"' if c == "PASS" else ' class="fail"' if c == "FAIL" else ""
+            cells.append(f"<td{cls}>{html.escape(c)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _page(title: str, body: str) -> str:
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
+
+
+def to_html(report: dict[str, Any]) -> str:
+    """One self-contained HTML page: verdict, device, charts (PNG, base64), model and gate tables."""
+    from edgekd.verify import plots
+
+    dev, models = report["device"], report["models"]
+    ok = report["passed"]
+    charts = [_img(plots.accuracy_chart(models), "accuracy per model"), _img(plots.size_chart(models), "size"),
+              _img(plots.latency_chart(models), "latency per model"),
+              _img(plots.latency_distribution(models), "latency distribution")]
+    flips = "".join(f"<li>{html.escape(m['name'])} #{f['index']}: {html.escape(f['source'])} → "
+                    f"{html.escape(f['artifact'])}: <q>{html.escape(f['text'][:200])}</q></li>"
+                    for m in models for f in m.get("flipped_examples", []))
+    body = (f"<h1>edgekd verification · {html.escape(dev['device_id'])}</h1>"
+            f"<div class='verdict {'ok' if ok else 'bad'}'>{'All gates passed' if ok else 'Gates FAILED'}</div>"
+            f"<p class='meta'>{html.escape(report['created'])} · bundle <code>{html.escape(report['bundle']['path'])}"
+            f"</code> · {report['data']['n']} test texts from <code>{html.escape(report['data']['path'])}</code></p>"
+            f"<p class='meta'>{html.escape(device_line(dev))}</p>"
+            f"<h2>Charts</h2><div class='charts'>{''.join(charts)}</div>"
+            f"<h2>Models</h2>{_html_table(MODEL_HEADER, model_rows(report))}"
+            f"<h2>Gates</h2>{_html_table(GATE_HEADER, gate_rows(report))}"
+            + (f"<h2>Flipped predictions</h2><ul>{flips}</ul>" if flips else "")
+            + "".join(f"<p class='meta'>{html.escape(n)}</p>" for n in report.get("notes", [])))
+    return _page(f"edgekd report {dev['device_id']}", body)

@@ -1,0 +1,222 @@
+"""`edgekd verify`: run every artifact of a bundle this machine can run, plus the PyTorch student
+(the checkpoint the bundle came from) and the teacher, on held-out labelled text; measure parity,
+accuracy and latency; gate; write `bundle/reports/<device-id>.json` (+ .md, .html).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import DataError, EdgekdError
+from edgekd.verify import parity
+from edgekd.verify.latency import LatencySettings, batch1_latency, cold_start, throughput
+
+# Provenance keys an exporter may use for the student checkpoint directory, and for the teacher.
+STUDENT_KEYS = ("student", "student_dir", "checkpoint", "model_dir", "source")
+TEACHER_KEYS = ("teacher", "teacher_dir")
+
+
+@dataclass
+class VerifyConfig:
+    """What to verify and how."""
+
+    bundle: Path
+    data: str
+    teacher: Path | None = None  # --reference; else the student's edgekd-model.json / the bundle provenance
+    student: Path | None = None  # else the bundle provenance
+    backends: list[str] | None = None  # None: every backend this machine can run
+    max_samples: int | None = 500
+    text_columns: list[str] = field(default_factory=lambda: ["text"])
+    label_column: str = "label"
+    gates: parity.GateSet = field(default_factory=parity.GateSet)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    out_dir: Path | None = None  # default: bundle/reports
+    max_flip_examples: int = 5
+
+
+@dataclass
+class TestSet:
+    texts: list[str]
+    labels: np.ndarray  # [n] int64 ids into the bundle's labels
+    source: str
+
+
+def load_test_set(data: str, labels: list[str], text_columns: list[str], label_column: str,
+                  max_samples: int | None, seed: int = 0) -> TestSet:
+    """The test split of `data` (a file is the test set itself; a directory or hf: uses its test
+    split), labels mapped to the bundle's label ids, sub-sampled to `max_samples` (fixed seed)."""
+    from edgekd import data as d
+
+    path = Path(data).expanduser()
+    if path.is_file() or (path.is_dir() and d._find_split_file(path, d.SPLIT_STEMS["test"])):
+        found = path if path.is_file() else d._find_split_file(path, d.SPLIT_STEMS["test"])
+        spec = d.DataSpec(path=str(found), text_columns=text_columns, label_column=label_column)
+        texts, names, _ = d._clean(d._read_file(found), spec, str(found))
+        source = str(found)
+    else:
+        split = d.load_splits(d.DataSpec(path=data, text_columns=text_columns, label_column=label_column), labels)
+        texts, names, source = split.test.texts, [split.labels[i] for i in split.test.labels], f"{data} [test]"
+    index = {n: i for i, n in enumerate(labels)}
+    unknown = sorted({n for n in names if n not in index})
+    if unknown:
+        raise DataError(f"labels {unknown[:5]} in {source} are not among the bundle's labels {labels}; "
+                        "verify with the dataset the bundle was trained on")
+    if not texts:
+        raise DataError(f"{source} has no labelled rows; pass a test file with text and label columns")
+    order = np.arange(len(texts))
+    if max_samples is not None and len(texts) > max_samples:
+        order = np.sort(np.random.default_rng(seed).permutation(len(texts))[:max_samples])
+    return TestSet([texts[i] for i in order], np.array([index[names[i]] for i in order], dtype=np.int64), source)
+
+
+def _from_provenance(provenance: dict[str, Any], keys: tuple[str, ...]) -> Path | None:
+    for key in keys:
+        value = provenance.get(key)
+        if isinstance(value, dict):
+            value = value.get("path") or value.get("dir")
+        if isinstance(value, str) and value and Path(value).is_dir():
+            return Path(value)
+    return None
+
+
+def resolve_checkpoints(config: VerifyConfig, provenance: dict[str, Any]) -> tuple[Path, Path | None]:
+    """(student checkpoint dir, teacher checkpoint dir or None)."""
+    student = config.student or _from_provenance(provenance, STUDENT_KEYS)
+    if student is None or not Path(student).is_dir():
+        raise EdgekdError(f"the PyTorch student of {config.bundle} was not found (provenance: "
+                          f"{ {k: provenance.get(k) for k in STUDENT_KEYS if k in provenance} }); pass --student DIR")
+    teacher = config.teacher or _from_provenance(provenance, TEACHER_KEYS)
+    if teacher is None:
+        meta = Path(student) / "edgekd-model.json"
+        if meta.is_file():
+            ref = json.loads(meta.read_text()).get("teacher")
+            teacher = Path(ref) if isinstance(ref, str) and Path(ref).is_dir() else None
+    if teacher is not None and not Path(teacher).is_dir():
+        raise EdgekdError(f"teacher checkpoint {teacher} does not exist; pass --reference TEACHER_DIR")
+    return Path(student), (Path(teacher) if teacher else None)
+
+
+def plan_runs(manifest: Any, wanted: list[str] | None) -> tuple[list[tuple[str, Any]], list[str]]:
+    """[(runtime backend, artifact)] to run here, and notes on what is skipped and why."""
+    from edgekd.runtimes.classifier import available_backends
+
+    here = set(available_backends(manifest))
+    runs, notes = [], []
+    for art in manifest.artifacts:
+        backend = art.backend
+        if backend == "coreml" and not (sys.platform == "darwin" and "coreml" in here):
+            backend = "coreml-reference"
+            notes.append(f"{art.name}: Core ML needs macOS; ran the numpy MIL reference evaluator instead "
+                         "(engine 'coreml-reference': parity is checked, latency is not Core ML's)")
+        if wanted is not None and backend not in wanted and art.backend not in wanted:
+            continue
+        if backend not in here:
+            notes.append(f"{art.name}: skipped, backend {backend} is not installed here")
+            continue
+        runs.append((backend, art))
+    return runs, notes
+
+
+def _torch_model(name: str, kind: str, ckpt: Path, max_length: int, tests: TestSet,
+                 config: VerifyConfig) -> tuple[dict[str, Any], np.ndarray]:
+    import torch
+
+    from edgekd.train.infer import load_checkpoint, torch_logits
+
+    model, tok = load_checkpoint(ckpt)
+    logits = torch_logits(model, tok, tests.texts, max_length)
+    predict = lambda batch: torch_logits(model, tok, batch, max_length, batch_size=len(batch))  # noqa: E731
+    size = sum(p.stat().st_size for p in Path(ckpt).glob("*.safetensors")) or None
+    row = {"name": name, "kind": kind, "backend": "torch", "precision": "fp32",
+           "engine": f"torch {torch.__version__.split('+')[0]} CPU ({torch.get_num_threads()} threads)",
+           "bytes": size, "path": str(ckpt), "accuracy": parity.accuracy_metrics(logits, tests.labels),
+           "parity": None, "gap": None, "latency": _latency(predict, tests, config, None)}
+    return row, logits
+
+
+def _latency(predict: Callable[[list[str]], Any], tests: TestSet, config: VerifyConfig,
+             cold: tuple[str, str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"batch1": batch1_latency(predict, tests.texts, config.latency),
+                           "throughput": throughput(predict, tests.texts, config.latency), "cold_start": None}
+    if cold is not None and config.latency.cold_start:
+        out["cold_start"] = cold_start(str(config.bundle), cold[0], cold[1], tests.texts[0])
+    return out
+
+
+def _artifact_model(backend: str, art: Any, tests: TestSet, student: dict[str, Any], student_logits: np.ndarray,
+                    teacher_logits: np.ndarray | None, config: VerifyConfig) -> dict[str, Any]:
+    import edgekd
+
+    clf = edgekd.load(str(config.bundle), backend=backend, precision=art.precision)
+    logits = clf.logits(tests.texts)
+    acc = parity.accuracy_metrics(logits, tests.labels)
+    par = parity.conversion_parity(logits, student_logits, max_examples=config.max_flip_examples)
+    par["accuracy_drop"] = student["accuracy"]["accuracy"] - acc["accuracy"]
+    src, mine = student_logits.argmax(axis=1), logits.argmax(axis=1)
+    flips = [{"index": i, "text": tests.texts[i], "source": clf.labels[src[i]], "artifact": clf.labels[mine[i]]}
+             for i in par["flipped"]]
+    gap = parity.distillation_gap(logits, teacher_logits, tests.labels) if teacher_logits is not None else None
+    return {"name": art.name if backend == art.backend else f"{backend}-{art.precision}", "kind": "artifact",
+            "backend": backend, "precision": art.precision, "engine": clf.engine, "bytes": art.bytes,
+            "path": art.path, "accuracy": acc, "parity": par, "gap": gap, "flipped_examples": flips,
+            "latency": _latency(lambda b: clf.logits(b, batch_size=len(b)), tests, config, (backend, art.precision))}
+
+
+def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
+    """Run the verification and return the report (not yet written; see `write`)."""
+    from edgekd.bundle import open_bundle, read_manifest
+    from edgekd.verify.device import fingerprint
+
+    config.bundle = open_bundle(config.bundle)
+    manifest = read_manifest(config.bundle)
+    student_dir, teacher_dir = resolve_checkpoints(config, manifest.provenance)
+    runs, notes = plan_runs(manifest, config.backends)  # validate before loading any model
+    if not runs:
+        raise EdgekdError(f"no artifact of {config.bundle} can run here ({'; '.join(notes) or 'bundle is empty'}); "
+                          "install the runtime extra, e.g. pip install 'edgekd[onnx]'")
+    tests = load_test_set(config.data, manifest.labels, config.text_columns, config.label_column, config.max_samples)
+    max_length = manifest.tokenizer.max_length
+    models, teacher_logits = [], None
+    if teacher_dir is not None:
+        progress(f"teacher {teacher_dir}")
+        teacher_max = json.loads((teacher_dir / "edgekd-model.json").read_text()).get("max_length", max_length) \
+            if (teacher_dir / "edgekd-model.json").is_file() else max_length
+        teacher, teacher_logits = _torch_model("teacher", "teacher", teacher_dir, teacher_max, tests, config)
+        models.append(teacher)
+    else:
+        notes.append("no teacher found (pass --reference TEACHER_DIR): distillation gap not measured")
+    progress(f"PyTorch student {student_dir}")
+    student, student_logits = _torch_model("student-torch", "student", student_dir, max_length, tests, config)
+    if teacher_logits is not None:
+        student["gap"] = parity.distillation_gap(student_logits, teacher_logits, tests.labels)
+    models.append(student)
+    gates: list[dict[str, Any]] = []
+    for backend, art in runs:
+        progress(f"{art.name} ({backend})")
+        row = _artifact_model(backend, art, tests, student, student_logits, teacher_logits, config)
+        models.append(row)
+        gates += parity.evaluate_gates(row["name"], art.precision, row["parity"], config.gates)
+    from edgekd import __version__
+    from edgekd.verify.report import SCHEMA_NAME, SCHEMA_VERSION
+
+    return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "edgekd_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": fingerprint(),
+            "bundle": {"path": str(config.bundle), "contract": manifest.contract, "labels": manifest.labels,
+                       "provenance": manifest.provenance},
+            "data": {"path": tests.source, "n": len(tests.texts)}, "models": models, "gates": gates,
+            "gate_thresholds": config.gates.to_dict(), "passed": all(g["passed"] for g in gates), "notes": notes}
+
+
+def write(report: dict[str, Any], config: VerifyConfig) -> dict[str, Path]:
+    """Write the report next to the bundle (`bundle/reports/`) or into `config.out_dir`."""
+    from edgekd.verify.report import write_report
+
+    return write_report(report, config.out_dir or Path(config.bundle) / "reports")
