@@ -1,0 +1,69 @@
+"""Accuracy control for int8: try quantization settings from the most aggressive to the most
+conservative and keep the first whose validation accuracy drop stays within the budget.
+
+Backends describe their candidates as data (name, settings, ops kept float) plus a `build`
+callable; this module owns the loop and the record, so every backend decides the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+DEFAULT_MAX_DROP = 0.005
+
+
+def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
+    """Top-1 accuracy of logits [n, num_labels] against label ids."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return float("nan")
+    return float((np.asarray(logits).argmax(axis=1) == labels).mean())
+
+
+@dataclass
+class Int8Candidate:
+    """One int8 setting to try. `build()` writes the artifact and returns its validation accuracy."""
+
+    name: str
+    settings: dict[str, Any]
+    build: Callable[[], float]
+    # Ops (names or types) this setting leaves in float; may be filled in by `build`.
+    float_ops: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Int8Decision:
+    chosen: Int8Candidate | None
+    reference_accuracy: float
+    max_drop: float
+    tried: list[dict[str, Any]]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "chosen": self.chosen.name if self.chosen else None,
+            "reference_accuracy": self.reference_accuracy,
+            "max_accuracy_drop": self.max_drop,
+            "tried": self.tried,
+        }
+
+
+def select_int8(reference_accuracy: float, candidates: Sequence[Int8Candidate],
+                max_drop: float = DEFAULT_MAX_DROP) -> Int8Decision:
+    """Build candidates in order; stop at the first whose accuracy drop <= max_drop.
+
+    Returns a decision with `chosen=None` when no candidate meets the budget (the caller keeps
+    the float artifact only and says so)."""
+    tried = []
+    for cand in candidates:
+        acc = cand.build()
+        drop = reference_accuracy - acc
+        ok = bool(drop <= max_drop + 1e-12)
+        tried.append({"name": cand.name, "accuracy": acc, "drop": drop, "accepted": ok,
+                      "float_ops": len(cand.float_ops)})
+        if ok:
+            return Int8Decision(cand, reference_accuracy, max_drop, tried)
+    return Int8Decision(None, reference_accuracy, max_drop, tried)

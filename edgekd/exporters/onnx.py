@@ -1,0 +1,226 @@
+"""ONNX: optimum's exporter (dynamic batch and sequence axes), ORT transformer graph fusions,
+then int8 chosen by accuracy control among static QDQ (calibrated) and dynamic quantization."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from edgekd.bundle import CONTRACT_KEY, Artifact
+from edgekd.calibration.accuracy import Int8Candidate, accuracy, select_int8
+from edgekd.exporters.base import Exporter, ExportJob
+
+OPSET = 17
+# Transformer fusions for the fp32 model. Embedding + LayerNorm fusion stays off so the word
+# embedding remains a Gather that int8 can quantize (it is ~half of a small BERT's weights).
+FUSION_MODEL_TYPE = {"bert": "bert", "distilbert": "bert", "roberta": "bert", "xlm-roberta": "bert",
+                     "mpnet": "bert", "electra": "bert", "minilm": "bert"}
+# Static int8: quantize the matrix products and the embedding lookup; LayerNorm, GELU, Softmax and
+# residual Adds stay float because their outlier activations break BERT-like models at int8.
+STATIC_OPS = ["MatMul", "Gemm", "Gather"]
+DYNAMIC_OPS = ["MatMul", "Gemm", "Gather", "Attention"]
+KEPT_FLOAT_BY_DESIGN = ["LayerNormalization", "SkipLayerNormalization", "Gelu", "BiasGelu", "FastGelu",
+                        "Softmax", "Add"]
+COMPUTE_OPS = {"MatMul", "Gemm", "Gather", "Attention"}
+CALIBRATION_BATCH = 8
+
+
+def embed_contract(path: Path, contract: str) -> None:
+    """Write the contract hash into the ONNX model's metadata_props (key edgekd.contract)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for prop in list(model.metadata_props):
+        if prop.key == CONTRACT_KEY:
+            model.metadata_props.remove(prop)
+    entry = model.metadata_props.add()
+    entry.key, entry.value = CONTRACT_KEY, contract
+    onnx.save(model, str(path))
+
+
+def raw_onnx(job: ExportJob) -> Path:
+    """optimum's plain ONNX export of the checkpoint (cached per job; OpenVINO may reuse it)."""
+    if "onnx_raw" not in job.shared:
+        from optimum.exporters.onnx import main_export
+
+        out = job.workdir / "onnx-raw"
+        main_export(str(job.model_dir), out, task="text-classification", opset=OPSET, do_validation=False,
+                    library_name="transformers", local_files_only=True)
+        job.shared["onnx_raw"] = out / "model.onnx"
+    return job.shared["onnx_raw"]
+
+
+class OnnxExporter(Exporter):
+    name = "onnx"
+    extra = "train"
+    modules = ("onnx", "onnxruntime", "optimum.exporters.onnx")
+
+    def _export(self, job: ExportJob) -> list[Artifact]:
+        (job.bundle / "onnx").mkdir(exist_ok=True)
+        fp32 = job.bundle / "onnx" / "model.onnx"
+        fused = self._optimize(job, raw_onnx(job), fp32)
+        embed_contract(fp32, job.contract)
+        artifacts = [Artifact("onnx", "fp32", "onnx/model.onnx",
+                              extra={"opset": OPSET, "optimizer": "onnxruntime.transformers (python fusions)",
+                                     "fused_ops": fused})]
+        if job.int8:
+            int8 = self._int8(job, fp32)
+            if int8 is not None:
+                artifacts.append(int8)
+        return artifacts
+
+    def _optimize(self, job: ExportJob, src: Path, dst: Path) -> dict[str, int]:
+        from onnxruntime.transformers.fusion_options import FusionOptions
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        model_type = FUSION_MODEL_TYPE.get(job.model.config.model_type)
+        if model_type is None:  # unknown architecture: keep optimum's graph, ORT optimises at load
+            shutil.copyfile(src, dst)
+            return {}
+        options = FusionOptions(model_type)
+        options.enable_embed_layer_norm = False
+        optimized = optimize_model(str(src), model_type=model_type, optimization_options=options, opt_level=0)
+        optimized.save_model_to_file(str(dst))
+        return {k: int(v) for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+    def _int8(self, job: ExportJob, fp32: Path) -> Artifact | None:
+        """Try static QDQ, static QDQ with the FFN down-projections float, then dynamic; keep the
+        first within the accuracy budget, else keep fp32 only and record why."""
+        texts, labels = job.validation
+        ref_acc = accuracy(_ort_logits(fp32, job, texts), labels)
+        work = job.workdir / "onnx-int8"
+        work.mkdir(exist_ok=True)
+        # Static QDQ works on optimum's unfused graph (shape inference cannot see through the fused
+        # com.microsoft ops); dynamic quantization understands the fused Attention, so it uses fp32.
+        source = _preprocess(raw_onnx(job), work / "preprocessed.onnx")
+        sensitive = _sensitive_nodes(source)
+        not_weights = _activation_gathers(source)
+
+        def build(name: str, quantize: Any, src: Path = source) -> Any:
+            def _build() -> float:
+                quantize(src, work / f"{name}.onnx")
+                return accuracy(_ort_logits(work / f"{name}.onnx", job, texts), labels)
+            return _build
+
+        candidates = [
+            Int8Candidate("static-qdq", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS, "per_channel": True,
+                                         "calibrate_method": "MinMax"}, build("static-qdq", _static(job, not_weights))),
+            Int8Candidate("static-qdq-ffn-float", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS,
+                                                   "per_channel": True, "nodes_excluded": sensitive},
+                          build("static-qdq-ffn-float", _static(job, sensitive + not_weights))),
+            Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True},
+                          build("dynamic", _dynamic, fp32)),
+        ]
+        decision = select_int8(ref_acc, candidates, job.max_accuracy_drop)
+        job.records.setdefault("accuracy_control", {})["onnx"] = decision.record()
+        if decision.chosen is None:
+            return None
+        out = job.bundle / "onnx" / "model.int8.onnx"
+        shutil.copyfile(work / f"{decision.chosen.name}.onnx", out)
+        embed_contract(out, job.contract)
+        settings = dict(decision.chosen.settings, variant=decision.chosen.name,
+                        calibration_size=len(job.calibration.texts) if job.calibration else 0,
+                        validation_accuracy=decision.tried[-1]["accuracy"], fp32_validation_accuracy=ref_acc)
+        float_ops = [f"type:{t}" for t in KEPT_FLOAT_BY_DESIGN] + _float_compute_nodes(out)
+        return Artifact("onnx", "int8", "onnx/model.int8.onnx", quantization=settings, float_ops=float_ops)
+
+
+def _static(job: ExportJob, exclude: list[str]) -> Any:
+    def quantize(src: Path, dst: Path) -> None:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        quantize_static(str(src), str(dst), _Reader(job), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=STATIC_OPS, per_channel=True, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                        calibrate_method=CalibrationMethod.MinMax,
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    return quantize
+
+
+def _dynamic(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # Fused com.microsoft ops hide tensor types from ONNX shape inference; they are all float.
+    quantize_dynamic(str(src), str(dst), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
+                     weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+class _Reader:
+    """onnxruntime CalibrationDataReader over the calibration set, in small padded batches."""
+
+    def __init__(self, job: ExportJob) -> None:
+        self._batches: Iterator[dict[str, Any]] = iter(self._make(job))
+
+    @staticmethod
+    def _make(job: ExportJob) -> list[dict[str, Any]]:
+        texts = job.calibration.texts
+        return [job.encode(texts[i : i + CALIBRATION_BATCH]) for i in range(0, len(texts), CALIBRATION_BATCH)]
+
+    def get_next(self) -> dict[str, Any] | None:
+        return next(self._batches, None)
+
+    def rewind(self) -> None:  # the quantizer may call it; the batches are cheap to rebuild
+        pass
+
+
+def _ort_logits(path: Path, job: ExportJob, texts: list[str]) -> Any:
+    import numpy as np
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    out = []
+    for i in range(0, len(texts), 32):
+        feed = job.encode(texts[i : i + 32])
+        out.append(sess.run(None, {n: feed[n] for n in names})[0])
+    return np.concatenate(out)
+
+
+def _preprocess(src: Path, dst: Path) -> Path:
+    """Shape inference (incl. com.microsoft fused ops) so the quantizer knows every tensor type."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    quant_pre_process(str(src), str(dst), skip_optimization=True, skip_symbolic_shape=True)
+    return dst
+
+
+def _activation_gathers(path: Path) -> list[str]:
+    """Gather nodes that index activations (e.g. the pooler's [CLS] pick), not an embedding table:
+    only weight tables are worth int8."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    return [n.name for n in graph.node if n.op_type == "Gather" and n.input[0] not in weights]
+
+
+def _sensitive_nodes(path: Path) -> list[str]:
+    """MatMuls fed by a GELU (FFN down-projection: large-outlier inputs) and the classifier head."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    names = []
+    for node in graph.node:
+        if node.op_type not in ("MatMul", "Gemm"):
+            continue
+        src = producer.get(node.input[0])
+        if src is not None and "gelu" in src.op_type.lower():
+            names.append(node.name)
+    matmuls = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")]
+    if matmuls and matmuls[-1] not in names:
+        names.append(matmuls[-1])  # the classifier: its output is the logits themselves
+    return names
+
+
+def _float_compute_nodes(path: Path) -> list[str]:
+    """Compute nodes of a quantized model that still run in float (no DequantizeLinear input)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    return [n.name for n in graph.node if n.op_type in COMPUTE_OPS
+            and not any(producer.get(i) == "DequantizeLinear" for i in n.input)]

@@ -1,0 +1,44 @@
+"""ONNX Runtime session for an `onnx/*.onnx` artifact. Torch-free."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest, check_embedded_contract
+from edgekd.errors import require
+
+
+class OnnxSession:
+    """One InferenceSession, created once; `InferenceSession.run` is thread-safe."""
+
+    input_dtype = np.int64
+
+    def __init__(self, path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> None:
+        ort = require("onnxruntime", "onnx", "running an ONNX artifact")
+        so = ort.SessionOptions()
+        # threads: 0 lets ORT use one thread per physical core; callers pin it for latency runs.
+        so.intra_op_num_threads = int(options.get("threads", 0))
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        providers = options.get("providers") or ["CPUExecutionProvider"]
+        self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
+        found = self._session.get_modelmeta().custom_metadata_map.get(CONTRACT_KEY)
+        check_embedded_contract(artifact, found, manifest)
+        takes = {i.name for i in self._session.get_inputs()}
+        self.input_names = [n for n in manifest.tokenizer.inputs if n in takes]
+        self._output = self._session.get_outputs()[0].name
+        self.engine = f"onnxruntime {ort.__version__} {self._session.get_providers()[0]}"
+
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """inputs: name -> [batch, seq] int64; returns logits [batch, num_labels] float32."""
+        feed = {n: np.asarray(inputs[n], dtype=np.int64) for n in self.input_names}
+        return np.asarray(self._session.run([self._output], feed)[0], dtype=np.float32)
+
+
+def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> OnnxSession:
+    """Load an ONNX artifact and check the contract hash in its metadata_props."""
+    return OnnxSession(Path(path), artifact, manifest, options or {})
