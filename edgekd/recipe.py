@@ -1,0 +1,241 @@
+"""Pipeline recipes: a YAML file -> typed config dataclasses, validated before any work starts.
+
+    name: demo
+    out: runs/demo
+    data: {path: ../shared/data/ag_news, max_train_samples: 1500}
+    teacher: {model: sentence-transformers/all-MiniLM-L6-v2, epochs: 1, max_length: 64}
+    students: {specs: ["layers=2"], epochs: 2}
+    export: {targets: [onnx, openvino, coreml], int8: true}
+    verify: {max_samples: 300, gates: {int8: {agreement: 0.98}}}
+
+An unknown key fails with `RecipeError` naming it and the nearest valid key; a value of the wrong
+type names the key, the value and the type wanted. `--set section.key=value` flags (YAML values)
+override the file through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import RecipeError
+
+
+@dataclass
+class DataConfig:
+    """The dataset (see `edgekd.data.DataSpec`); a relative path is tried from the current
+    directory, then from the recipe's directory."""
+
+    path: str = ""
+    text_columns: list[str] = field(default_factory=lambda: ["text"])
+    label_column: str = "label"
+    label_map: str | None = None
+    max_train_samples: int | None = None
+    seed: int = 42
+
+
+@dataclass
+class BaselineConfig:
+    """The TF-IDF + logistic regression baseline."""
+
+    enabled: bool = True
+
+
+@dataclass
+class TeacherConfig:
+    """Fine-tuning the teacher; `path` uses an already trained teacher checkpoint instead."""
+
+    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    path: str | None = None
+    epochs: float = 3.0
+    lr: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 128
+
+
+@dataclass
+class StudentsConfig:
+    """Distillation: one student per spec (`layers=K`, `layers=i,j,k` or a model reference)."""
+
+    specs: list[str] = field(default_factory=lambda: ["layers=3"])
+    epochs: float = 3.0
+    lr: float = 1e-4
+    batch_size: int = 32
+    temperature: float = 2.0
+    alpha: float = 0.5
+
+
+@dataclass
+class ExportConfig:
+    """Export targets and precisions, for every student."""
+
+    targets: list[str] = field(default_factory=lambda: ["onnx", "openvino", "coreml"])
+    int8: bool = True
+    fp16: bool = False
+    calibration_samples: int = 300
+
+
+@dataclass
+class VerifySettings:
+    """`edgekd verify` settings; `gates: {precision: {metric: threshold}}` override the defaults."""
+
+    max_samples: int = 500
+    backends: list[str] | None = None
+    runs: int = 50
+    cold_start: bool = True
+    gates: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class Recipe:
+    """A whole pipeline run."""
+
+    name: str = "run"
+    out: str = "runs/run"
+    data: DataConfig = field(default_factory=DataConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    students: StudentsConfig = field(default_factory=StudentsConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    verify: VerifySettings = field(default_factory=VerifySettings)
+    source: str = ""  # the recipe file (set by load_recipe, not read from YAML)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (the step stamps hash parts of it)."""
+        return dataclasses.asdict(self)
+
+
+_VALID_TARGETS = ("onnx", "openvino", "coreml")
+_VALID_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _nearest(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(valid)}"
+
+
+def _check_type(where: str, value: Any, hint: Any) -> Any:
+    """`value` checked (and int->float widened) against the type hint `hint`."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _check_type(where, value, arg)
+            except RecipeError as exc:
+                errors.append(str(exc))
+        raise RecipeError(errors[0])
+    if origin is list:
+        if isinstance(value, str):  # a comma list from the CLI or a lone item
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise RecipeError(f"recipe key '{where}' must be a list, got {value!r}")
+        (item,) = typing.get_args(hint)
+        return [_check_type(f"{where}[{i}]", v, item) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise RecipeError(f"recipe key '{where}' must be a mapping, got {value!r}")
+        _, item = typing.get_args(hint)
+        return {str(k): _check_type(f"{where}.{k}", v, item) for k, v in value.items()}
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads 1e-4 as a string
+        except ValueError:
+            pass
+    if isinstance(hint, type) and isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
+        return value
+    raise RecipeError(f"recipe key '{where}' must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    """An instance of dataclass `cls` from a mapping, every key and type checked."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"recipe section '{where or 'top level'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else str(key)
+        if key not in names:
+            raise RecipeError(f"unknown recipe key '{path}': {_nearest(str(key), names)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _build(hint, value, path)
+        else:
+            kwargs[key] = _check_type(path, value, hint)
+    return cls(**kwargs)
+
+
+def _validate(recipe: Recipe) -> None:
+    bad = [t for t in recipe.export.targets if t not in _VALID_TARGETS]
+    if bad:
+        raise RecipeError(f"recipe key 'export.targets' has {bad}; choose from {list(_VALID_TARGETS)}")
+    from edgekd.verify.parity import GATE_METRICS
+
+    for precision, metrics in recipe.verify.gates.items():
+        if precision not in _VALID_PRECISIONS:
+            raise RecipeError(f"unknown recipe key 'verify.gates.{precision}': {_nearest(precision, list(_VALID_PRECISIONS))}")
+        for metric in metrics:
+            if metric not in GATE_METRICS:
+                raise RecipeError(f"unknown recipe key 'verify.gates.{precision}.{metric}': "
+                                  f"{_nearest(metric, list(GATE_METRICS))}")
+    if not recipe.data.path:
+        raise RecipeError("recipe key 'data.path' is required: the dataset directory, file or hf:NAME")
+    if not recipe.students.specs:
+        raise RecipeError("recipe key 'students.specs' is empty; give at least one, e.g. ['layers=3']")
+
+
+def parse_recipe(data: Any, overrides: list[str] | None = None) -> Recipe:
+    """A Recipe from a parsed YAML mapping and `key.sub=value` overrides (values parsed as YAML)."""
+    import copy
+
+    import yaml
+
+    data = copy.deepcopy(data) if data is not None else {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"a recipe must be a YAML mapping, got {type(data).__name__}")
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"override {item!r} must look like section.key=value, e.g. teacher.epochs=1")
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise RecipeError(f"override {item!r}: '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    recipe = _build(Recipe, data, "")
+    _validate(recipe)
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, validate and resolve a recipe file (relative data paths: cwd first, then the recipe's dir)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} not found; see recipes/ for examples (e.g. recipes/demo.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+    recipe = parse_recipe(data, overrides)
+    recipe.source = str(path)
+    p = recipe.data.path
+    if not p.startswith("hf:") and not Path(p).expanduser().exists() and (path.parent / p).exists():
+        recipe.data.path = str((path.parent / p).resolve())
+    return recipe

@@ -1,0 +1,68 @@
+"""Recipes: YAML -> typed config, unknown keys named with the nearest valid one, CLI overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekd.errors import RecipeError
+from edgekd.recipe import load_recipe, parse_recipe
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.mark.parametrize("name", ["demo", "ag_news", "sst2", "imdb", "arabic_news"])
+def test_shipped_recipes_load(name: str) -> None:
+    recipe = load_recipe(RECIPES / f"{name}.yaml")
+    assert recipe.name == name
+    assert recipe.students.specs and all(s.startswith("layers=") for s in recipe.students.specs)
+    assert Path(recipe.data.path).name in {"ag_news", "sst2", "imdb", "arabic_news_ant"}
+
+
+def test_demo_is_small() -> None:
+    demo = load_recipe(RECIPES / "demo.yaml")
+    assert demo.data.max_train_samples == 1500 and demo.teacher.epochs == 1 and demo.teacher.max_length == 64
+    assert demo.export.targets == ["onnx", "openvino", "coreml"] and demo.export.int8
+    assert demo.verify.max_samples == 300
+
+
+def test_typo_names_key_and_nearest() -> None:
+    with pytest.raises(RecipeError, match=r"unknown recipe key 'teacher.epoch': did you mean 'epochs'\?"):
+        parse_recipe({"data": {"path": "x"}, "teacher": {"epoch": 2}})
+    with pytest.raises(RecipeError, match=r"unknown recipe key 'studnets': did you mean 'students'\?"):
+        parse_recipe({"data": {"path": "x"}, "studnets": {}})
+    with pytest.raises(RecipeError, match=r"'verify.gates.int8.agrement': did you mean 'agreement'"):
+        parse_recipe({"data": {"path": "x"}, "verify": {"gates": {"int8": {"agrement": 0.9}}}})
+
+
+def test_types_are_checked_and_widened() -> None:
+    r = parse_recipe({"data": {"path": "x"}, "teacher": {"epochs": 2, "lr": "1e-4"}})
+    assert r.teacher.epochs == 2.0 and isinstance(r.teacher.epochs, float) and r.teacher.lr == 1e-4
+    with pytest.raises(RecipeError, match=r"'teacher.batch_size' must be int, got 'big'"):
+        parse_recipe({"data": {"path": "x"}, "teacher": {"batch_size": "big"}})
+    with pytest.raises(RecipeError, match=r"'export.targets' has \['tflite'\]"):
+        parse_recipe({"data": {"path": "x"}, "export": {"targets": ["tflite"]}})
+    with pytest.raises(RecipeError, match="data.path"):
+        parse_recipe({})
+
+
+def test_overrides_win_and_are_checked() -> None:
+    base = {"data": {"path": "x"}, "teacher": {"epochs": 3}}
+    r = parse_recipe(base, ["teacher.epochs=1", "students.specs=[layers=1]", "export.targets=onnx,openvino",
+                            "verify.gates.int8.agreement=0.97"])
+    assert r.teacher.epochs == 1.0 and r.students.specs == ["layers=1"]
+    assert r.export.targets == ["onnx", "openvino"] and r.verify.gates == {"int8": {"agreement": 0.97}}
+    assert base["teacher"]["epochs"] == 3  # the parsed YAML is not mutated
+    with pytest.raises(RecipeError, match=r"'teacher.max_lenght': did you mean 'max_length'"):
+        parse_recipe(base, ["teacher.max_lenght=32"])
+    with pytest.raises(RecipeError, match="section.key=value"):
+        parse_recipe(base, ["teacher.epochs"])
+
+
+def test_relative_data_path_resolves_from_recipe_dir(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "r.yaml").write_text("data: {path: data}\nstudents: {specs: ['layers=1']}\n")
+    assert load_recipe(tmp_path / "r.yaml").data.path == str((tmp_path / "data").resolve())
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "missing.yaml")
