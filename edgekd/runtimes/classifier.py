@@ -15,7 +15,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +79,8 @@ class Classifier:
             ids = self.tokenizer.encode_one(texts)
             logits = self.session.run(self.tokenizer.to_arrays([ids], self._names, self._dtype))
             return self._prediction(logits[0])
+        if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
+            check_texts([texts])  # raises: ValueError naming the type
         return [self._prediction(row) for row in self.logits(texts, batch_size=batch_size)]
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
@@ -91,7 +93,7 @@ class Classifier:
         Texts are sorted by token length into batches of `batch_size` (each padded to its own
         longest sequence) and the rows are put back in the input order.
         """
-        if isinstance(texts, (str, bytes)):
+        if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
             raise ValueError(f"logits() takes a list of str, got a single {type(texts).__name__}; wrap it in a list")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
