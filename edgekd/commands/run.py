@@ -1,17 +1,77 @@
-"""`edgekd run` (not built yet)."""
+"""`edgekd run RECIPE`: the whole pipeline (baseline, teacher, students, export, verify, report),
+skipping steps whose outputs are up to date, then a summary table; exit 1 if a gate failed."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from edgekd.errors import EdgekdError
-
-HELP = "(not built yet) run"
+HELP = "run a recipe end to end (resumable): baseline, teacher, students, export, verify, report"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/demo.yaml")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a recipe value, e.g. --set teacher.epochs=1 (repeatable)")
+    parser.add_argument("--out", default=None, help="output directory (overrides the recipe's out)")
+    parser.add_argument("--data", default=None, help="dataset (overrides data.path)")
+    parser.add_argument("--max-train-samples", type=int, default=None, help="overrides data.max_train_samples")
+    parser.add_argument("--force", action="store_true", help="re-run every step, even those up to date")
+    parser.add_argument("--dry-run", action="store_true", help="print the steps and whether each is up to date")
+
+
+def overrides_from_args(args: argparse.Namespace) -> list[str]:
+    """The shortcut flags as `--set` overrides (they win over --set, which wins over the file)."""
+    out = list(args.overrides)
+    for key, value in (("out", args.out), ("data.path", args.data), ("data.max_train_samples", args.max_train_samples)):
+        if value is not None:
+            out.append(f"{key}={value}")
+    return out
+
+
+def print_summary(results: list[Any], report: dict[str, Any] | None, console: Any) -> None:
+    """The steps (ran/skipped, seconds) and the models of the final report."""
+    from rich.table import Table
+
+    steps = Table("step", "status", "seconds", title="pipeline", title_justify="left")
+    for r in results:
+        style = {"ran": "green", "skipped": "dim", "failed": "bold red"}[r.status]
+        steps.add_row(r.name, f"[{style}]{r.status}[/]", f"{r.seconds:.1f}")
+    console.print(steps)
+    if report is None:
+        return
+    from edgekd.commands.verify import print_gate_table
+
+    print_gate_table(report, console)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise EdgekdError("'edgekd run' is not built yet")
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from edgekd import pipeline
+    from edgekd.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, overrides_from_args(args))
+    console = Console()
+    if args.dry_run:
+        steps, _ = pipeline.plan(recipe)
+        digests: dict[str, str] = {}
+        for step in steps:
+            digests[step.name] = pipeline._hash(step, digests)
+            fresh = pipeline.is_up_to_date(Path(recipe.out), step, digests[step.name])
+            console.print(f"{step.name:<24} {'up to date' if fresh else 'to run'}")
+        return 0
+    results: list[Any] = []
+    try:
+        _, report = pipeline.execute(recipe, console, force=args.force, results=results)
+    except BaseException:
+        print_summary(results, None, console)
+        raise
+    print_summary(results, report, console)
+    html = sorted((Path(recipe.out) / "report").glob("*.html"))
+    if html:
+        console.print(f"report: {html[-1]}")
+    pipeline.raise_on_gates(report)
+    return 0

@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="teacher checkpoint (default: the student's edgekd-model.json or the bundle provenance)")
     parser.add_argument("--student", type=Path, default=None,
                         help="PyTorch student checkpoint (default: the one recorded in the bundle's provenance)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="a TF-IDF baseline directory (edgekd baseline) to compare on the same texts")
     parser.add_argument("--backends", default=None,
                         help="comma list, e.g. onnx,openvino,coreml-reference (default: all this machine can run)")
     parser.add_argument("--max-samples", type=int, default=500, help="test texts to use (fixed-seed sample)")
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     config = runner.VerifyConfig(
         bundle=Path(args.bundle), data=args.data, teacher=args.reference, student=args.student,
+        baseline=args.baseline,
         backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
         max_samples=args.max_samples, text_columns=args.text_column or ["text"], label_column=args.label_column,
         gates=gates_from_args(args),

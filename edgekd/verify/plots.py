@@ -13,7 +13,7 @@ from typing import Any
 from edgekd.errors import require
 
 # One colour per model kind, so the teacher and the PyTorch student stand out from the artifacts.
-KIND_COLOURS = {"teacher": "#7a5195", "student": "#ef5675", "artifact": "#2f6fb0"}
+KIND_COLOURS = {"baseline": "#9c9c9c", "teacher": "#7a5195", "student": "#ef5675", "artifact": "#2f6fb0"}
 DEVICE_COLOURS = ("#2f6fb0", "#ffa600", "#7a5195", "#ef5675", "#4c9f70", "#955251")
 
 

@@ -32,10 +32,12 @@ class VerifyConfig:
     data: str
     teacher: Path | None = None  # --reference; else the student's edgekd-model.json / the bundle provenance
     student: Path | None = None  # else the bundle provenance
+    baseline: Path | None = None  # a TF-IDF baseline directory, compared on the same texts
     backends: list[str] | None = None  # None: every backend this machine can run
     max_samples: int | None = 500
     text_columns: list[str] = field(default_factory=lambda: ["text"])
     label_column: str = "label"
+    label_map: str | dict[str, list[str]] | None = None
     gates: parity.GateSet = field(default_factory=parity.GateSet)
     latency: LatencySettings = field(default_factory=LatencySettings)
     out_dir: Path | None = None  # default: bundle/reports
@@ -50,19 +52,22 @@ class TestSet:
 
 
 def load_test_set(data: str, labels: list[str], text_columns: list[str], label_column: str,
-                  max_samples: int | None, seed: int = 0) -> TestSet:
+                  max_samples: int | None, seed: int = 0, label_map: Any = None) -> TestSet:
     """The test split of `data` (a file is the test set itself; a directory or hf: uses its test
-    split), labels mapped to the bundle's label ids, sub-sampled to `max_samples` (fixed seed)."""
+    split), labels mapped to the bundle's label ids, sub-sampled to `max_samples` (fixed seed).
+    With a `label_map`, the data module's full loading (label grouping) is used."""
     from edgekd import data as d
 
     path = Path(data).expanduser()
-    if path.is_file() or (path.is_dir() and d._find_split_file(path, d.SPLIT_STEMS["test"])):
+    direct = label_map is None and (path.is_file() or (path.is_dir() and d._find_split_file(path, d.SPLIT_STEMS["test"])))
+    if direct:
         found = path if path.is_file() else d._find_split_file(path, d.SPLIT_STEMS["test"])
         spec = d.DataSpec(path=str(found), text_columns=text_columns, label_column=label_column)
         texts, names, _ = d._clean(d._read_file(found), spec, str(found))
         source = str(found)
     else:
-        split = d.load_splits(d.DataSpec(path=data, text_columns=text_columns, label_column=label_column), labels)
+        spec = d.DataSpec(path=data, text_columns=text_columns, label_column=label_column, label_map=label_map)
+        split = d.load_splits(spec, labels)
         texts, names, source = split.test.texts, [split.labels[i] for i in split.test.labels], f"{data} [test]"
     index = {n: i for i, n in enumerate(labels)}
     unknown = sorted({n for n in names if n not in index})
@@ -142,6 +147,27 @@ def _torch_model(name: str, kind: str, ckpt: Path, max_length: int, tests: TestS
     return row, logits
 
 
+def _baseline_model(path: Path, labels: list[str], tests: TestSet, config: VerifyConfig) -> dict[str, Any]:
+    """The TF-IDF baseline on the same texts, its columns put in the bundle's label order."""
+    from edgekd.train.baseline import load_baseline
+
+    model = load_baseline(path)
+    missing = [n for n in labels if n not in model.labels]
+    if missing:
+        raise EdgekdError(f"baseline {path} lacks labels {missing}; retrain it on the bundle's dataset")
+    cols = [model.labels.index(n) for n in labels]
+
+    def predict(batch: list[str]) -> np.ndarray:
+        return model.logits(batch)[:, cols]
+
+    logits = predict(tests.texts)
+    size = sum(p.stat().st_size for p in Path(path).iterdir() if p.suffix in (".json", ".npz"))
+    return {"name": "baseline-tfidf", "kind": "baseline", "backend": "sklearn", "precision": "fp64",
+            "engine": "numpy + scikit-learn TF-IDF", "bytes": size, "path": str(path),
+            "accuracy": parity.accuracy_metrics(logits, tests.labels), "parity": None, "gap": None,
+            "latency": _latency(predict, tests, config, None)}
+
+
 def _latency(predict: Callable[[list[str]], Any], tests: TestSet, config: VerifyConfig,
              cold: tuple[str, str] | None) -> dict[str, Any]:
     out: dict[str, Any] = {"batch1": batch1_latency(predict, tests.texts, config.latency),
@@ -182,9 +208,13 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
     if not runs:
         raise EdgekdError(f"no artifact of {config.bundle} can run here ({'; '.join(notes) or 'bundle is empty'}); "
                           "install the runtime extra, e.g. pip install 'edgekd[onnx]'")
-    tests = load_test_set(config.data, manifest.labels, config.text_columns, config.label_column, config.max_samples)
+    tests = load_test_set(config.data, manifest.labels, config.text_columns, config.label_column, config.max_samples,
+                          label_map=config.label_map)
     max_length = manifest.tokenizer.max_length
     models, teacher_logits = [], None
+    if config.baseline is not None:
+        progress(f"baseline {config.baseline}")
+        models.append(_baseline_model(config.baseline, manifest.labels, tests, config))
     if teacher_dir is not None:
         progress(f"teacher {teacher_dir}")
         teacher_max = json.loads((teacher_dir / "edgekd-model.json").read_text()).get("max_length", max_length) \

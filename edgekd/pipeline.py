@@ -1,0 +1,274 @@
+"""`edgekd run RECIPE`: baseline -> teacher -> students -> export -> verify -> report, resumable.
+
+Each step runs an `edgekd` verb in-process with the flags the recipe gives it, so a pipeline step
+and a hand-typed command are the same thing. A finished step leaves a stamp
+(`OUT/.steps/<step>.json`) holding a hash of its command line and of its upstream stamps; a step
+whose stamp matches and whose outputs exist is skipped, so re-running after a crash resumes where it
+stopped, and changing one setting re-runs that step and everything downstream of it only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import EdgekdError, GateError
+from edgekd.recipe import Recipe
+
+STAMP_DIR = ".steps"
+
+
+@dataclass
+class Step:
+    """One pipeline step: what it runs, what it writes, what it depends on."""
+
+    name: str  # e.g. "teacher", "distill layers-2"
+    run: Callable[[], Any]
+    outputs: list[Path]
+    key: dict[str, Any]  # everything that determines the outputs (command line, settings)
+    after: list[str] = field(default_factory=list)  # upstream step names
+    rmtree_before: list[Path] = field(default_factory=list)  # stale outputs to clear before a re-run
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _cli(argv: list[str]) -> Callable[[], Any]:
+    def go() -> None:
+        from edgekd.cli import main
+
+        code = main(["--debug", *argv])  # --debug: errors propagate with their type (GateError stays 1)
+        if code:
+            raise EdgekdError(f"'edgekd {' '.join(argv)}' exited {code}")
+    return go
+
+
+def data_flags(recipe: Recipe) -> list[str]:
+    """The shared data flags of train/distill/baseline for the recipe's data section."""
+    d = recipe.data
+    flags = ["--data", d.path, "--label-column", d.label_column, "--seed", str(d.seed)]
+    flags += [f for c in d.text_columns for f in ("--text-column", c)]
+    if d.label_map:
+        flags += ["--label-map", d.label_map]
+    if d.max_train_samples:
+        flags += ["--max-train-samples", str(d.max_train_samples)]
+    return flags
+
+
+def _student_name(spec: str) -> str:
+    from edgekd.train.students import parse_student_spec
+
+    return parse_student_spec(spec).name
+
+
+def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
+    """The steps of a recipe, in order, and the paths they write (baseline, teacher, students/<name>,
+    bundles/<name>, report)."""
+    out = Path(recipe.out)
+    t, s, e = recipe.teacher, recipe.students, recipe.export
+    paths: dict[str, Path] = {"baseline": out / "baseline", "teacher": Path(t.path) if t.path else out / "teacher",
+                              "report": out / "report"}
+    steps: list[Step] = []
+    data = data_flags(recipe)
+    if recipe.baseline.enabled:
+        argv = ["baseline", *data, "--out", str(paths["baseline"])]
+        steps.append(Step("baseline", _cli(argv), [paths["baseline"] / "metrics.json"], {"argv": argv},
+                          rmtree_before=[paths["baseline"]]))
+    if not t.path:
+        argv = ["train", *data, "--model", t.model, "--out", str(paths["teacher"]), "--epochs", str(t.epochs),
+                "--lr", str(t.lr), "--batch-size", str(t.batch_size), "--max-length", str(t.max_length)]
+        steps.append(Step("teacher", _cli(argv), [paths["teacher"] / "edgekd-model.json"], {"argv": argv},
+                          rmtree_before=[paths["teacher"]]))
+    teacher_after = [] if t.path else ["teacher"]
+    for spec in s.specs:
+        name = _student_name(spec)
+        student, bundle = out / "students" / name, out / "bundles" / name
+        paths[f"student:{name}"], paths[f"bundle:{name}"] = student, bundle
+        argv = ["distill", *data, "--teacher", str(paths["teacher"]), "--student", spec,
+                "--out", str(out / "students"), "--epochs", str(s.epochs), "--lr", str(s.lr),
+                "--batch-size", str(s.batch_size), "--temperature", str(s.temperature), "--alpha", str(s.alpha)]
+        steps.append(Step(f"distill {name}", _cli(argv), [student / "edgekd-model.json"], {"argv": argv},
+                          after=teacher_after, rmtree_before=[student]))
+        argv = ["export", str(student), "--target", ",".join(e.targets), "--out", str(bundle), "--force",
+                "--calibration-data", recipe.data.path, "--calibration-size", str(e.calibration_samples),
+                *(["--int8"] if e.int8 else []), *(["--coreml-precision", "fp16"] if e.fp16 else [])]
+        steps.append(Step(f"export {name}", _cli(argv), [bundle / "edgekd.json"], {"argv": argv},
+                          after=[f"distill {name}"]))
+        steps.append(Step(f"verify {name}", _verify_step(recipe, bundle, student, paths), [bundle / "reports"],
+                          {"verify": recipe.to_dict()["verify"], "data": recipe.to_dict()["data"],
+                           "baseline": recipe.baseline.enabled},
+                          after=[f"export {name}", *teacher_after, *(["baseline"] if recipe.baseline.enabled else [])]))
+    names = [_student_name(x) for x in s.specs]
+    steps.append(Step("report", lambda: _report_step(recipe, paths, names), [paths["report"]],
+                      {"students": names}, after=[f"verify {n}" for n in names]))
+    return steps, paths
+
+
+def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, Path]) -> Callable[[], Any]:
+    def go() -> dict[str, Any]:
+        from edgekd.verify import runner
+        from edgekd.verify.latency import LatencySettings
+        from edgekd.verify.parity import GateSet
+
+        v = recipe.verify
+        gates = GateSet()
+        for precision, metrics in v.gates.items():
+            for metric, threshold in metrics.items():
+                gates.override(precision, metric, threshold)
+        config = runner.VerifyConfig(
+            bundle=bundle, data=recipe.data.path, teacher=paths["teacher"], student=student,
+            baseline=paths["baseline"] if recipe.baseline.enabled else None, backends=v.backends,
+            max_samples=v.max_samples, text_columns=recipe.data.text_columns, label_column=recipe.data.label_column,
+            label_map=recipe.data.label_map, gates=gates,
+            latency=LatencySettings(runs=v.runs, cold_start=v.cold_start))
+        report = runner.verify(config)
+        runner.write(report, config)
+        return report
+    return go
+
+
+def _report_step(recipe: Recipe, paths: dict[str, Path], names: list[str]) -> dict[str, Any]:
+    """One report for the whole run: every student's models side by side (teacher and baseline once)."""
+    from edgekd.verify.report import read_report, write_report
+
+    reports = []
+    for name in names:
+        found = sorted((paths[f"bundle:{name}"] / "reports").glob("*.json"))
+        if not found:
+            raise EdgekdError(f"no verification report for student {name}; re-run: edgekd run {recipe.source}")
+        reports.append((name, read_report(found[-1])))
+    combined = combine_reports(reports)
+    if paths["report"].exists():
+        shutil.rmtree(paths["report"])
+    write_report(combined, paths["report"])
+    return combined
+
+
+def combine_reports(reports: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """One report from per-student reports of the same device: shared models (baseline, teacher) once,
+    student models prefixed with the student name when there are several students."""
+    first = reports[0][1]
+    combined = {**first, "models": [], "gates": [], "notes": [], "bundle": dict(first["bundle"])}
+    seen: set[str] = set()
+    for student, report in reports:
+        prefix = f"{student}/" if len(reports) > 1 else ""
+        for m in report["models"]:
+            if m["kind"] in ("baseline", "teacher"):
+                if m["name"] not in seen:
+                    combined["models"].append(m)
+                    seen.add(m["name"])
+                continue
+            combined["models"].append({**m, "name": prefix + m["name"]})
+        combined["gates"] += [{**g, "artifact": prefix + g["artifact"]} for g in report["gates"]]
+        combined["notes"] += [prefix + n for n in report.get("notes", [])]
+    combined["bundle"]["path"] = ", ".join(r["bundle"]["path"] for _, r in reports)
+    combined["passed"] = all(r["passed"] for _, r in reports)
+    return combined
+
+
+# --- stamps --------------------------------------------------------------------------------------
+
+
+def _hash(step: Step, upstream: dict[str, str]) -> str:
+    payload = {"key": step.key, "after": {n: upstream.get(n, "") for n in step.after}}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _stamp_path(out: Path, step: Step) -> Path:
+    return out / STAMP_DIR / f"{_slug(step.name)}.json"
+
+
+def is_up_to_date(out: Path, step: Step, digest: str) -> bool:
+    """True when the step's stamp holds `digest` and all its outputs exist."""
+    path = _stamp_path(out, step)
+    if not path.is_file() or not all(p.exists() for p in step.outputs):
+        return False
+    try:
+        return json.loads(path.read_text()).get("hash") == digest
+    except json.JSONDecodeError:
+        return False
+
+
+def _write_stamp(out: Path, step: Step, digest: str, seconds: float) -> None:
+    path = _stamp_path(out, step)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"step": step.name, "hash": digest, "seconds": round(seconds, 2),
+                               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                               "key": step.key}, indent=2, default=str))
+    tmp.replace(path)
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str  # "ran" | "skipped" | "failed"
+    seconds: float
+    detail: str = ""
+
+
+def execute(recipe: Recipe, console: Any = None, force: bool = False,
+            results: list[StepResult] | None = None) -> tuple[list[StepResult], dict[str, Any] | None]:
+    """Run the recipe's steps in order, skipping up-to-date ones. A failed gate does not stop the
+    run (the report is still written); it is raised as GateError at the end. Any other error stops
+    the run at once, leaving the finished steps stamped. `results` (when given) is filled as the
+    steps finish, so a caller can show them after an error."""
+    from rich.console import Console
+
+    console = console or Console()
+    out = Path(recipe.out)
+    steps, _ = plan(recipe)
+    digests: dict[str, str] = {}
+    results = [] if results is None else results
+    final: dict[str, Any] | None = None
+    for i, step in enumerate(steps, 1):
+        digest = digests[step.name] = _hash(step, digests)
+        header = f"[{i}/{len(steps)}] {step.name}"
+        if not force and is_up_to_date(out, step, digest):
+            console.print(f"[dim]{header}: up to date, skipped[/]")
+            results.append(StepResult(step.name, "skipped", 0.0))
+            value = _load_report(step)
+        else:
+            console.rule(header)
+            for stale in step.rmtree_before:
+                if stale.exists() and stale.resolve().is_relative_to(out.resolve()):
+                    shutil.rmtree(stale)
+            t0 = time.perf_counter()
+            try:
+                value = step.run()
+            except BaseException:
+                results.append(StepResult(step.name, "failed", time.perf_counter() - t0))
+                raise
+            seconds = time.perf_counter() - t0
+            _write_stamp(out, step, digest, seconds)
+            results.append(StepResult(step.name, "ran", seconds))
+        if step.name == "report":
+            final = value
+    return results, final
+
+
+def _load_report(step: Step) -> dict[str, Any] | None:
+    """The report a skipped verify/report step wrote earlier (for the summary and the gates)."""
+    if not (step.name.startswith("verify") or step.name == "report"):
+        return None
+    from edgekd.verify.report import read_report
+
+    found = sorted(step.outputs[0].glob("*.json"))
+    return read_report(found[-1]) if found else None
+
+
+def raise_on_gates(report: dict[str, Any] | None) -> None:
+    """GateError when the final report has failed gates."""
+    if report is not None and not report["passed"]:
+        from edgekd.verify.parity import raise_on_failures
+
+        raise_on_failures(report["gates"])
+    if report is None:
+        raise GateError("the run produced no report; re-run it")
