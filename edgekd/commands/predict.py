@@ -4,6 +4,7 @@
     edgekd predict bundle.zip --file texts.txt --json      (one text per line; blank lines skipped)
     edgekd predict bundle/ --file - --backend onnx --precision fp32   (texts from stdin)
 
+Put options before the bundle or after the texts (`edgekd predict bundle/ "text" --json`).
 Plain output is one line per text: `label<TAB>score<TAB>text` (text cut to 60 characters).
 `--json` prints one JSON document: {"bundle", "backend", "precision", "engine", "predictions": [...]},
 each prediction {"text", "label", "score", "scores"}.
@@ -16,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from edgekd.errors import DataError
+from edgekd.errors import DataError, RecipeError
 
 HELP = "predict labels for texts with a bundle (torch-free)"
 
@@ -37,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     """Load the bundle, predict every text, print the results."""
     import edgekd
 
+    if args.batch_size < 1:
+        raise RecipeError(f"--batch-size must be a positive int, got {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise RecipeError(f"--threads must be a positive int, got {args.threads}")
     texts = list(args.texts) + (_read_texts(args.file) if args.file else [])
     if not texts:
         raise DataError("no texts to classify; pass them as arguments or with --file texts.txt")
@@ -44,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         predictions = clf.predict(texts, batch_size=args.batch_size)
     except ValueError as exc:  # e.g. undecodable bytes in argv arrive as lone surrogates
-        raise DataError(f"{exc}; pass valid UTF-8 text") from exc
+        raise DataError(str(exc)) from exc
     if args.json:
         doc = {"bundle": str(args.bundle), "backend": clf.backend, "precision": clf.precision, "engine": clf.engine,
                "predictions": [{"text": t, "label": p.label, "score": p.score, "scores": p.scores}
