@@ -1,0 +1,127 @@
+"""Parity metrics and gates against hand-computed cases (numpy only)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgekd.errors import GateError, RecipeError
+from edgekd.verify.parity import (
+    GateSet,
+    accuracy_metrics,
+    conversion_parity,
+    distillation_gap,
+    evaluate_gates,
+    f1_scores,
+    raise_on_failures,
+    softmax,
+)
+
+SOURCE = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.1, 0.0, 0.3], [1.0, 1.5, 0.0]], dtype=np.float32)
+
+
+def test_conversion_parity_hand_computed() -> None:
+    artifact = SOURCE.copy()
+    artifact[1, 1] -= 0.75  # row 1: [0, 0.25, 0.5] -> top-1 flips from 1 to 2
+    artifact[2, 0] += 0.01  # small change, no flip
+    p = conversion_parity(artifact, SOURCE)
+    assert p["n"] == 4 and p["flips"] == 1 and p["flipped"] == [1]
+    assert p["agreement"] == pytest.approx(0.75)
+    assert p["max_abs_logit"] == pytest.approx(0.75)
+    assert p["mean_abs_logit"] == pytest.approx((0.75 + 0.01) / 12, rel=1e-5)
+    # max |Δprob| is on row 1: softmax([0,1,.5]) vs softmax([0,.25,.5])
+    e1, e2 = np.exp([0, 1, 0.5]), np.exp([0, 0.25, 0.5])
+    expected = np.abs(e1 / e1.sum() - e2 / e2.sum()).max()
+    assert p["max_abs_prob"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_identical_logits_are_perfect_and_empty_is_safe() -> None:
+    p = conversion_parity(SOURCE, SOURCE)
+    assert p["max_abs_logit"] == 0.0 and p["agreement"] == 1.0 and p["flips"] == 0
+    assert conversion_parity(np.zeros((0, 3)), np.zeros((0, 3)))["agreement"] == 1.0
+    with pytest.raises(ValueError, match="equal shapes"):
+        conversion_parity(SOURCE, SOURCE[:2])
+
+
+def test_softmax_is_float64_and_stable() -> None:
+    probs = softmax(np.array([[1000.0, 1000.0, -1000.0]], dtype=np.float32))
+    assert probs.dtype == np.float64 and probs[0].tolist() == pytest.approx([0.5, 0.5, 0.0])
+
+
+def test_f1_matches_hand_computation() -> None:
+    y_true = np.array([0, 0, 1, 1, 2, 2])
+    y_pred = np.array([0, 1, 1, 1, 2, 0])
+    # class 0: tp1 fp1 fn1 -> 0.5; class 1: tp2 fp1 fn0 -> 0.8; class 2: tp1 fp0 fn1 -> 2/3
+    f = f1_scores(y_true, y_pred, 3)
+    assert f["f1_macro"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert f["f1_weighted"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)  # equal support
+    # unequal support: weights 3, 1
+    f = f1_scores(np.array([0, 0, 0, 1]), np.array([0, 0, 1, 1]), 2)
+    c0, c1 = 2 * 2 / (3 + 2), 2 * 1 / (1 + 2)
+    assert f["f1_weighted"] == pytest.approx((3 * c0 + 1 * c1) / 4)
+    assert f["f1_macro"] == pytest.approx((c0 + c1) / 2)
+
+
+def test_f1_agrees_with_sklearn() -> None:
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 5, 200), rng.integers(0, 5, 200)
+    y_pred[:100] = y_true[:100]
+    f = f1_scores(y_true, y_pred, 5)
+    assert f["f1_macro"] == pytest.approx(f1_score(y_true, y_pred, average="macro"))
+    assert f["f1_weighted"] == pytest.approx(f1_score(y_true, y_pred, average="weighted"))
+
+
+def test_distillation_gap() -> None:
+    labels = np.array([0, 1, 2, 1])
+    teacher = SOURCE.copy()  # predicts 0, 1, 2, 1: all right
+    student = SOURCE.copy()
+    student[3] = [2.0, 0.0, 0.0]  # predicts 0 on row 3: wrong, and a flip vs the teacher
+    g = distillation_gap(student, teacher, labels)
+    assert g["teacher_accuracy"] == 1.0 and g["accuracy"] == 0.75
+    assert g["accuracy_gap"] == pytest.approx(0.25) and g["flips"] == 1 and g["agreement"] == 0.75
+    assert accuracy_metrics(teacher, labels)["f1_macro"] == 1.0
+
+
+def test_default_gates_per_precision() -> None:
+    gates = GateSet()
+    ok = {"agreement": 1.0, "max_abs_logit": 2e-4}
+    assert all(r["passed"] for r in evaluate_gates("onnx-fp32", "fp32", ok, gates))
+    rows = evaluate_gates("onnx-fp32", "fp32", {"agreement": 0.999, "max_abs_logit": 2e-3}, gates)
+    assert [(r["metric"], r["passed"]) for r in rows] == [("agreement", False), ("max_abs_logit", False)]
+    assert evaluate_gates("ov-fp16", "fp16", {"agreement": 0.995}, gates)[0]["passed"]
+    int8 = evaluate_gates("onnx-int8", "int8", {"agreement": 0.99, "accuracy_drop": 0.006}, gates)
+    assert [r["passed"] for r in int8] == [True, False]
+    # a metric the row lacks fails its gate rather than passing silently
+    assert not evaluate_gates("x", "int8", {"agreement": 1.0}, gates)[1]["passed"]
+
+
+def test_gate_override_and_errors() -> None:
+    gates = GateSet()
+    gates.override("int8", "agreement", 0.95)
+    gates.override("fp16", "max_abs_logit", 0.05)
+    assert evaluate_gates("a", "int8", {"agreement": 0.96, "accuracy_drop": 0}, gates)[0]["passed"]
+    assert [g.metric for g in gates.gates["fp16"]] == ["agreement", "max_abs_logit"]
+    assert GateSet().gates["int8"][0].threshold == 0.99  # defaults are not shared state
+    with pytest.raises(RecipeError, match="int4"):
+        gates.override("int4", "agreement", 0.9)
+    with pytest.raises(RecipeError, match="speed"):
+        gates.override("fp32", "speed", 0.9)
+
+
+def test_raise_on_failures_lists_every_failure() -> None:
+    rows = evaluate_gates("onnx-int8", "int8", {"agreement": 0.9, "accuracy_drop": 0.02}, GateSet())
+    with pytest.raises(GateError, match=r"2 gate\(s\) failed: onnx-int8 agreement=0.9 \(needs >= 0.99\); "
+                                        r"onnx-int8 accuracy_drop=0.02 \(needs <= 0.005\)") as info:
+        raise_on_failures(rows)
+    assert info.value.exit_code == 1
+    raise_on_failures(evaluate_gates("x", "fp16", {"agreement": 1.0}, GateSet()))
+
+
+def test_parity_module_imports_no_torch() -> None:
+    code = "import sys, edgekd.verify.parity; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
