@@ -119,8 +119,19 @@ class Manifest:
 # --- hashing -------------------------------------------------------------------------------------
 
 
+# Files an artifact path stands for beyond itself: an OpenVINO IR is model.xml plus its weights.
+SIDECARS = {".xml": [".bin"]}
+
+
+def artifact_files(path: Path) -> list[Path]:
+    """The files making up a file artifact: the path itself and any sidecar that exists
+    (openvino/model.xml -> also openvino/model.bin)."""
+    path = Path(path)
+    return [path] + [s for s in (path.with_suffix(x) for x in SIDECARS.get(path.suffix, [])) if s.is_file()]
+
+
 def sha256_path(path: Path) -> str:
-    """sha256 of a file, or of a directory (relative paths and contents, in sorted order)."""
+    """sha256 of a file (with its sidecars), or of a directory (relative paths and contents, sorted)."""
     h = hashlib.sha256()
     path = Path(path)
     if path.is_dir():
@@ -128,7 +139,8 @@ def sha256_path(path: Path) -> str:
             h.update(p.relative_to(path).as_posix().encode() + b"\0")
             _hash_file_into(h, p)
     else:
-        _hash_file_into(h, path)
+        for p in artifact_files(path):
+            _hash_file_into(h, p)
     return h.hexdigest()
 
 
@@ -142,7 +154,7 @@ def path_bytes(path: Path) -> int:
     path = Path(path)
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    return path.stat().st_size
+    return sum(p.stat().st_size for p in artifact_files(path))
 
 
 def contract_hash(tokenizer_json: bytes, labels: list[str], settings: TokenizerSettings) -> str:

@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 
 DEFAULT_MAX_DROP = 0.005
+# Same bar as the int8 post-export gate: a setting that flips more labels than this on validation
+# texts would fail the check anyway, so accuracy control rejects it first.
+MIN_AGREEMENT = 0.99
 
 
 def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
@@ -26,11 +29,12 @@ def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
 
 @dataclass
 class Int8Candidate:
-    """One int8 setting to try. `build()` writes the artifact and returns its validation accuracy."""
+    """One int8 setting to try. `build()` writes the artifact and returns its validation logits
+    [n, num_labels]."""
 
     name: str
     settings: dict[str, Any]
-    build: Callable[[], float]
+    build: Callable[[], np.ndarray]
     # Ops (names or types) this setting leaves in float; may be filled in by `build`.
     float_ops: list[str] = field(default_factory=list)
 
@@ -51,19 +55,23 @@ class Int8Decision:
         }
 
 
-def select_int8(reference_accuracy: float, candidates: Sequence[Int8Candidate],
-                max_drop: float = DEFAULT_MAX_DROP) -> Int8Decision:
-    """Build candidates in order; stop at the first whose accuracy drop <= max_drop.
+def select_int8(reference_logits: np.ndarray, labels: Sequence[int], candidates: Sequence[Int8Candidate],
+                max_drop: float = DEFAULT_MAX_DROP, min_agreement: float = MIN_AGREEMENT) -> Int8Decision:
+    """Build candidates in order; stop at the first whose validation accuracy drop <= max_drop
+    and whose top-1 agreement with the float model >= min_agreement.
 
-    Returns a decision with `chosen=None` when no candidate meets the budget (the caller keeps
-    the float artifact only and says so)."""
+    Returns a decision with `chosen=None` when no candidate meets both (the caller keeps the
+    float artifact only and the record says why)."""
+    reference_accuracy = accuracy(reference_logits, labels)
+    ref_top1 = np.asarray(reference_logits).argmax(1)
     tried = []
     for cand in candidates:
-        acc = cand.build()
-        drop = reference_accuracy - acc
-        ok = bool(drop <= max_drop + 1e-12)
-        tried.append({"name": cand.name, "accuracy": acc, "drop": drop, "accepted": ok,
-                      "float_ops": len(cand.float_ops)})
+        logits = cand.build()
+        acc = accuracy(logits, labels)
+        agreement = float((np.asarray(logits).argmax(1) == ref_top1).mean())
+        ok = bool(reference_accuracy - acc <= max_drop + 1e-12 and agreement >= min_agreement)
+        tried.append({"name": cand.name, "accuracy": acc, "drop": reference_accuracy - acc,
+                      "agreement_with_float": agreement, "accepted": ok})
         if ok:
             return Int8Decision(cand, reference_accuracy, max_drop, tried)
     return Int8Decision(None, reference_accuracy, max_drop, tried)

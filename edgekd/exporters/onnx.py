@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.bundle import CONTRACT_KEY, Artifact
-from edgekd.calibration.accuracy import Int8Candidate, accuracy, select_int8
+from edgekd.calibration.accuracy import Int8Candidate, select_int8
 from edgekd.exporters.base import Exporter, ExportJob
 
 OPSET = 17
@@ -89,7 +89,7 @@ class OnnxExporter(Exporter):
         """Try static QDQ, static QDQ with the FFN down-projections float, then dynamic; keep the
         first within the accuracy budget, else keep fp32 only and record why."""
         texts, labels = job.validation
-        ref_acc = accuracy(_ort_logits(fp32, job, texts), labels)
+        ref_logits = _ort_logits(fp32, job, texts)
         work = job.workdir / "onnx-int8"
         work.mkdir(exist_ok=True)
         # Static QDQ works on optimum's unfused graph (shape inference cannot see through the fused
@@ -99,9 +99,9 @@ class OnnxExporter(Exporter):
         not_weights = _activation_gathers(source)
 
         def build(name: str, quantize: Any, src: Path = source) -> Any:
-            def _build() -> float:
+            def _build() -> Any:
                 quantize(src, work / f"{name}.onnx")
-                return accuracy(_ort_logits(work / f"{name}.onnx", job, texts), labels)
+                return _ort_logits(work / f"{name}.onnx", job, texts)
             return _build
 
         candidates = [
@@ -113,7 +113,7 @@ class OnnxExporter(Exporter):
             Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True},
                           build("dynamic", _dynamic, fp32)),
         ]
-        decision = select_int8(ref_acc, candidates, job.max_accuracy_drop)
+        decision = select_int8(ref_logits, labels, candidates, job.max_accuracy_drop)
         job.records.setdefault("accuracy_control", {})["onnx"] = decision.record()
         if decision.chosen is None:
             return None
@@ -122,7 +122,8 @@ class OnnxExporter(Exporter):
         embed_contract(out, job.contract)
         settings = dict(decision.chosen.settings, variant=decision.chosen.name,
                         calibration_size=len(job.calibration.texts) if job.calibration else 0,
-                        validation_accuracy=decision.tried[-1]["accuracy"], fp32_validation_accuracy=ref_acc)
+                        validation_accuracy=decision.tried[-1]["accuracy"],
+                        fp32_validation_accuracy=decision.reference_accuracy)
         float_ops = [f"type:{t}" for t in KEPT_FLOAT_BY_DESIGN] + _float_compute_nodes(out)
         return Artifact("onnx", "int8", "onnx/model.int8.onnx", quantization=settings, float_ops=float_ops)
 
