@@ -113,6 +113,8 @@ def proto_module(name: str) -> types.ModuleType:
 def read_spec(mlpackage: Path) -> Any:
     """The `Model` protobuf of an `.mlpackage` directory (or of a bare `.mlmodel` file)."""
     mlpackage = Path(mlpackage)
+    if not mlpackage.exists():
+        raise ModelError(f"Core ML model not found: {mlpackage}; export one with: edgekd export MODEL --target coreml")
     if mlpackage.is_dir():
         manifest = mlpackage / "Manifest.json"
         spec_path = mlpackage / "Data" / "com.apple.CoreML" / "model.mlmodel"
@@ -124,7 +126,7 @@ def read_spec(mlpackage: Path) -> Any:
     else:
         spec_path = mlpackage
     if not spec_path.is_file():
-        raise ModelError(f"{mlpackage} is not a Core ML model package (no {spec_path.name} inside); "
+        raise ModelError(f"{mlpackage} is not a Core ML model package (no {spec_path} inside); "
                          f"export it again with: edgekd export MODEL --target coreml")
     model = proto_module("Model_pb2").Model()
     model.ParseFromString(spec_path.read_bytes())

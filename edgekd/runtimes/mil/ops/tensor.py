@@ -60,7 +60,9 @@ def gather_along_axis(x, indices, axis=0, validate_indices=False):
 
 
 def concat(values, axis, interleave=False):
-    """Concatenate along `axis`; interleave=True alternates the inputs' slices along it."""
+    """Concatenate along `axis`; interleave=True alternates the inputs' slices along it. Scalars
+    count as 1-element vectors (converted shape computations concatenate scalar dims)."""
+    values = [np.atleast_1d(v) for v in values]
     axis = int(axis) % np.ndim(values[0])
     if not bool(interleave):
         return np.concatenate(values, axis=axis)
