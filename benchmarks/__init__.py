@@ -1,0 +1,1 @@
+"""edgekd benchmark suite: `python -m benchmarks [STEP ...]` (see RESULTS.md)."""
