@@ -54,15 +54,18 @@ def run_operation(op: Operation, env: dict[str, Any]) -> list[Any]:
         values = [env[v] if kind == "var" else to_compute(v) for kind, v in bindings]
         kwargs[param] = values if (param in _TUPLE_PARAMS or len(values) != 1) else values[0]
     try:
-        result = OPS[op.type](**kwargs)
+        # inf/NaN are results to report (fp16 overflow), not warnings
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            result = OPS[op.type](**kwargs)
+            outputs = [store(v, spec) for v, spec in zip(_as_list(result), op.outputs, strict=True)]
     except (ValueError, IndexError, TypeError, KeyError) as exc:
         shapes = {k: getattr(v, "shape", v if isinstance(v, str) else type(v).__name__) for k, v in kwargs.items()}
         raise ModelError(f"Core ML op '{op.type}' at {op.location} failed on inputs {shapes}: {exc}") from exc
-    results = list(result) if isinstance(result, tuple) else [result]
-    if len(results) != len(op.outputs):
-        raise ModelError(f"Core ML op '{op.type}' at {op.location} produced {len(results)} outputs, the "
-                         f"program declares {len(op.outputs)}; the reference op is wrong, please report it")
-    return [store(v, spec) for v, spec in zip(results, op.outputs, strict=True)]
+    return outputs
+
+
+def _as_list(result: Any) -> list[Any]:
+    return list(result) if isinstance(result, tuple) else [result]
 
 
 def evaluate(program: Program, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -77,11 +80,11 @@ def evaluate(program: Program, inputs: dict[str, np.ndarray]) -> dict[str, np.nd
                              f"{', '.join(s.name for s in program.inputs)})")
         value = np.asarray(inputs[spec.name])
         check_shape(program, spec.name, value.shape)
-        env[spec.name] = store(value, spec)
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        for op in program.operations:
-            for spec, value in zip(op.outputs, run_operation(op, env), strict=True):
-                env[spec.name] = value
+        with np.errstate(over="ignore"):
+            env[spec.name] = store(value, spec)
+    for op in program.operations:
+        for spec, value in zip(op.outputs, run_operation(op, env), strict=True):
+            env[spec.name] = value
     return {spec.name: np.asarray(env[spec.name]).astype(spec.np_dtype, copy=False) for spec in program.outputs}
 
 
