@@ -125,3 +125,14 @@ def test_raise_on_failures_lists_every_failure() -> None:
 def test_parity_module_imports_no_torch() -> None:
     code = "import sys, edgekd.verify.parity; assert 'torch' not in sys.modules and 'sklearn' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_parity_by_length_groups() -> None:
+    from edgekd.verify.parity import parity_by_length
+
+    artifact = SOURCE.copy()
+    artifact[3] += [0.0, -1.0, 0.0]  # the longest text flips
+    groups = parity_by_length(artifact, SOURCE, [5, 9, 2, 40], groups=2)
+    assert list(groups) == ["tokens 2-5", "tokens 9-40"]
+    assert groups["tokens 2-5"]["agreement"] == 1.0 and groups["tokens 9-40"]["flips"] == 1
+    assert groups["tokens 9-40"]["max_abs_logit"] == pytest.approx(1.0)

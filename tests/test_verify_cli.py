@@ -34,7 +34,7 @@ def fp32_bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 def _verify(bundle: Path, data: Path, teacher: Path, *extra: str) -> int:
     return main(["verify", str(bundle), "--data", str(data), "--reference", str(teacher), "--runs", "5",
-                 "--backends", "onnx", *extra])
+                 "--batch-size", "8", "--backends", "onnx", *extra])
 
 
 def test_verify_writes_valid_report(fp32_bundle: Path, test_csv: Path, tiny_bert: Path) -> None:

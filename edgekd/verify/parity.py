@@ -55,6 +55,25 @@ def conversion_parity(artifact_logits: np.ndarray, source_logits: np.ndarray, ma
     }
 
 
+def parity_by_length(artifact_logits: np.ndarray, source_logits: np.ndarray, lengths: Sequence[int],
+                     groups: int = 3) -> dict[str, dict[str, Any]]:
+    """conversion_parity per token-length group (tertiles by default), keyed "tokens A-B", so a
+    backend that is only wrong on long (or short) inputs shows where."""
+    a, s = _check_pair(artifact_logits, source_logits)
+    lengths = np.asarray(lengths)
+    if len(lengths) != a.shape[0]:
+        raise ValueError(f"{len(lengths)} lengths for {a.shape[0]} rows of logits")
+    out: dict[str, dict[str, Any]] = {}
+    if not len(lengths):
+        return out
+    order = np.argsort(lengths, kind="stable")
+    for chunk in np.array_split(order, min(groups, len(order))):
+        p = conversion_parity(a[chunk], s[chunk], max_examples=0)
+        del p["flipped"]
+        out[f"tokens {int(lengths[chunk].min())}-{int(lengths[chunk].max())}"] = p
+    return out
+
+
 def f1_scores(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict[str, float]:
     """Macro and weighted F1 over `num_labels` classes (a class with no true and no predicted rows
     scores 0 and, for macro, still counts only if it has support or predictions, as sklearn does)."""

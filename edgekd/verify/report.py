@@ -145,6 +145,11 @@ def to_markdown(report: dict[str, Any]) -> str:
            f"`{report['data']['path']}` · {verdict}", "", f"Device: {device_line(dev)}", "", f"Libraries: {libs}", "",
            "## Models", "", _md_table(MODEL_HEADER, model_rows(report)), "", "## Gates", "",
            _md_table(GATE_HEADER, gate_rows(report)) if report["gates"] else "(no artifacts gated)", ""]
+    by_length = [[m["name"], group, str(p["n"]), _num(p["max_abs_logit"], "{:.2e}"), _pct(p["agreement"])]
+                 for m in report["models"] for group, p in ((m.get("parity") or {}).get("by_length") or {}).items()]
+    if by_length:
+        out += ["## Conversion parity by input length", "",
+                _md_table(["artifact", "input length", "texts", "max|Δlogit|", "agreement"], by_length), ""]
     flips = [(m["name"], f) for m in report["models"] for f in m.get("flipped_examples", [])]
     if flips:
         out += ["## Flipped predictions (artifact vs its PyTorch source)", ""]
@@ -161,7 +166,7 @@ h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd
 table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px solid #ddd;padding:4px 7px;text-align:right}
 th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}.pass{color:#17803d;font-weight:600}
 .fail{color:#c0262d;font-weight:700}.meta{color:#555;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:10px}
-.charts img{width:570px;border:1px solid #eee}.verdict{font-size:15px;padding:6px 10px;display:inline-block;border-radius:4px}
+.charts img{width:calc(50% - 6px);min-width:420px;border:1px solid #eee}.verdict{font-size:15px;padding:6px 10px;display:inline-block;border-radius:4px}
 .ok{background:#e5f5ea}.bad{background:#fbe4e4}"""
 
 

@@ -186,6 +186,8 @@ def _artifact_model(backend: str, art: Any, tests: TestSet, student: dict[str, A
     acc = parity.accuracy_metrics(logits, tests.labels)
     par = parity.conversion_parity(logits, student_logits, max_examples=config.max_flip_examples)
     par["accuracy_drop"] = student["accuracy"]["accuracy"] - acc["accuracy"]
+    lengths = [len(ids) for ids in clf.tokenizer.encode(tests.texts)]
+    par["by_length"] = parity.parity_by_length(logits, student_logits, lengths)
     src, mine = student_logits.argmax(axis=1), logits.argmax(axis=1)
     flips = [{"index": i, "text": tests.texts[i], "source": clf.labels[src[i]], "artifact": clf.labels[mine[i]]}
              for i in par["flipped"]]
