@@ -1,17 +1,111 @@
-"""`edgekd export` (not built yet)."""
+"""`edgekd export MODEL --target onnx,openvino,coreml|all [--int8] --data D --out bundle/`.
+
+MODEL is a Hugging Face sequence-classification checkpoint edgekd wrote (teacher or student).
+Calibration texts come from the train split of the data, accuracy control from its validation
+split, and the post-export check from held-out test texts. Without --data, the dataset recorded in
+the checkpoint's edgekd-model.json is used. Every artifact is checked against PyTorch; a failed
+check fails the command and no bundle is written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import DataError, ModelError
 
-HELP = "(not built yet) export"
+HELP = "export a checkpoint to ONNX / OpenVINO / Core ML into a checked bundle"
+# Held-out texts the post-export check draws its length classes from.
+CHECK_POOL = 2000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    from edgekd.commands._common import add_data_arguments
+
+    parser.add_argument("model", help="checkpoint directory (output of edgekd train / distill)")
+    parser.add_argument("--target", default="onnx", help="onnx, openvino, coreml, comma list, or all (default onnx)")
+    parser.add_argument("--out", required=True, help="bundle directory to write")
+    parser.add_argument("--int8", action="store_true", help="also export calibrated int8 artifacts")
+    parser.add_argument("--calibration-size", type=int, default=300, help="calibration texts (default 300)")
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.005,
+                        help="keep int8 only within this validation accuracy drop (default 0.005)")
+    parser.add_argument("--coreml-precision", choices=["fp16", "fp32"], default="fp16",
+                        help="Core ML compute precision (default fp16)")
+    parser.add_argument("--compute-units", default="ALL", choices=["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"],
+                        help="Core ML compute units recorded for the runtime (default ALL)")
+    parser.add_argument("--force", action="store_true", help="replace an existing bundle")
+    add_data_arguments(parser, required=False)
+    parser.add_argument("--calibration-data", dest="data", metavar="SPEC", help="same as --data")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise EdgekdError("'edgekd export' is not built yet")
+    """Validate everything cheap, load the data, export, print the per-artifact check table."""
+    from edgekd.exporters.bundle_writer import ExportOptions, export_bundle, validate
+
+    options = ExportOptions(targets=args.target, int8=args.int8, calibration_size=args.calibration_size,
+                            max_accuracy_drop=args.max_accuracy_drop, coreml_precision=args.coreml_precision,
+                            compute_units=args.compute_units, force=args.force)
+    model_dir, out = Path(args.model), Path(args.out)
+    options.targets = validate(model_dir, out, options)
+    data = _export_data(args, model_dir)
+    manifest = export_bundle(model_dir, out, data, options, log=_log)
+    _print_summary(manifest)
+    return 0
+
+
+def _export_data(args: argparse.Namespace, model_dir: Path) -> Any:
+    from edgekd.commands._common import data_spec_from_args
+    from edgekd.data import DataSpec, load_splits
+    from edgekd.exporters.bundle_writer import ExportData
+
+    if args.data:
+        spec = data_spec_from_args(args)
+    else:
+        card_path = model_dir / "edgekd-model.json"
+        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
+        if not card.get("data"):
+            raise DataError(f"no data for calibration and the export check: {card_path} records no dataset; "
+                            f"pass --data DIR (e.g. the dataset the model was trained on)")
+        spec = DataSpec(**card["data"])
+    splits = load_splits(spec, labels=_checkpoint_labels(model_dir))
+    return ExportData(test_texts=splits.test.texts[:CHECK_POOL],
+                      train=(splits.train.texts, splits.train.labels.tolist()),
+                      validation=(splits.validation.texts, splits.validation.labels.tolist()),
+                      fingerprint=splits.fingerprint, source=str(spec.path))
+
+
+def _checkpoint_labels(model_dir: Path) -> list[str]:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    id2label = config.get("id2label") or {}
+    if not id2label:
+        raise ModelError(f"{model_dir}/config.json has no id2label; re-save the checkpoint with its labels")
+    return [id2label[str(i)] for i in range(len(id2label))]
+
+
+def _log(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold]export[/bold] {message}")
+
+
+def _print_summary(manifest: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="post-export check (vs PyTorch)")
+    for col in ("artifact", "size", "status", "n", "max |dlogit|", "agreement", "flips", "engine"):
+        table.add_column(col)
+    for a in manifest.artifacts:
+        p = manifest.parity.get(a.name, {})
+        table.add_row(a.name, f"{a.bytes / 1e6:.1f} MB", p.get("status", "-"), str(p.get("n", "-")),
+                      f"{p['max_abs_logit']:.2e}" if "max_abs_logit" in p else "-",
+                      f"{p['agreement']:.4f}" if "agreement" in p else "-", str(p.get("flips", "-")),
+                      p.get("engine", p.get("reason", "")))
+    console = Console()
+    console.print(table)
+    for backend, rec in ((manifest.calibration or {}).get("accuracy_control") or {}).items():
+        if rec.get("chosen") is None:
+            console.print(f"[yellow]{backend}: no int8 setting met the accuracy budget; kept float only "
+                          f"(tried: {', '.join(t['name'] for t in rec['tried'])})[/yellow]")
