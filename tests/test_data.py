@@ -180,3 +180,21 @@ def test_text_column_flag_accepts_repeats_and_commas() -> None:
 
     assert text_columns_from_args(["title,description", "extra"]) == ["title", "description", "extra"]
     assert text_columns_from_args(None) == ["text"]
+
+
+def test_hf_spec_converts_class_labels_and_split_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Offline: a real DatasetDict, handed out by a stand-in for load_dataset (which would download).
+    import datasets
+
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    rows = {"sentence": [f"s {i}" for i in range(40)], "label": [i % 2 for i in range(40)]}
+    dsd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=features),
+                                "dev": datasets.Dataset.from_dict(rows, features=features).select(range(6))})
+    calls = []
+    monkeypatch.setattr(datasets, "load_dataset", lambda *a: calls.append(a) or dsd)
+    splits = load_splits(DataSpec("hf:glue:sst2", text_columns=["sentence"]))
+    assert calls == [("glue", "sst2")]
+    assert splits.labels == ["neg", "pos"] and len(splits.validation) == 6
+    assert splits.report["splits"]["validation"]["origin"] == "hf:glue:sst2[dev]"
+    assert "carved" in splits.report["splits"]["test"]["origin"] and len(splits.test) == 4
