@@ -84,7 +84,7 @@ import json, resource, sys, time
 t0 = time.perf_counter()
 import edgekd
 t1 = time.perf_counter()
-clf = edgekd.load(sys.argv[1], backend=sys.argv[2], precision=sys.argv[3])
+clf = edgekd.load(sys.argv[1], backend=sys.argv[2], precision=sys.argv[3], **json.loads(sys.argv[5]))
 t2 = time.perf_counter()
 clf.predict(sys.argv[4])
 t3 = time.perf_counter()
@@ -95,12 +95,14 @@ print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_predict_s": t3 
 """
 
 
-def cold_start(bundle: str, backend: str, precision: str, text: str, timeout: float = 300.0) -> dict[str, Any]:
+def cold_start(bundle: str, backend: str, precision: str, text: str, timeout: float = 300.0,
+               options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Import + load + first prediction in a fresh process; also the process's peak RSS and the
-    wall time including interpreter start-up (`process_s`)."""
+    wall time including interpreter start-up (`process_s`). `options` go to `edgekd.load`."""
     t0 = time.perf_counter()
     try:
-        out = subprocess.run([sys.executable, "-c", _COLD_START, str(bundle), backend, precision, text],
+        out = subprocess.run([sys.executable, "-c", _COLD_START, str(bundle), backend, precision, text,
+                              json.dumps(options or {})],
                              capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise EdgekdError(f"cold start of {backend}-{precision} took over {timeout:.0f} s; "

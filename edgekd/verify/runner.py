@@ -109,8 +109,27 @@ def resolve_checkpoints(config: VerifyConfig, provenance: dict[str, Any]) -> tup
     return Path(student), (Path(teacher) if teacher else None)
 
 
-def plan_runs(manifest: Any, wanted: list[str] | None) -> tuple[list[tuple[str, Any]], list[str]]:
-    """[(runtime backend, artifact)] to run here, and notes on what is skipped and why."""
+@dataclass
+class Run:
+    """One artifact on one runtime backend (and, for Core ML on macOS, one compute-unit setting)."""
+
+    backend: str
+    artifact: Any
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        base = self.artifact.name if self.backend == self.artifact.backend else f"{self.backend}-{self.artifact.precision}"
+        units = self.options.get("compute_units")
+        return f"{base}@{units}" if units else base
+
+
+# Core ML compute-unit settings measured on macOS: each is a different engine (CPU, GPU, Neural Engine).
+COREML_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
+
+
+def plan_runs(manifest: Any, wanted: list[str] | None) -> tuple[list[Run], list[str]]:
+    """The runs to do here, and notes on what is skipped or substituted and why."""
     from edgekd.runtimes.classifier import available_backends
 
     here = set(available_backends(manifest))
@@ -120,13 +139,16 @@ def plan_runs(manifest: Any, wanted: list[str] | None) -> tuple[list[tuple[str, 
         if backend == "coreml" and not (sys.platform == "darwin" and "coreml" in here):
             backend = "coreml-reference"
             notes.append(f"{art.name}: Core ML needs macOS; ran the numpy MIL reference evaluator instead "
-                         "(engine 'coreml-reference': parity is checked, latency is not Core ML's)")
+                         "(engine 'mil-reference': parity is checked, latency is not Core ML's)")
         if wanted is not None and backend not in wanted and art.backend not in wanted:
             continue
         if backend not in here:
             notes.append(f"{art.name}: skipped, backend {backend} is not installed here")
             continue
-        runs.append((backend, art))
+        if backend == "coreml":
+            runs += [Run(backend, art, {"compute_units": u}) for u in COREML_UNITS]
+        else:
+            runs.append(Run(backend, art))
     return runs, notes
 
 
@@ -169,19 +191,21 @@ def _baseline_model(path: Path, labels: list[str], tests: TestSet, config: Verif
 
 
 def _latency(predict: Callable[[list[str]], Any], tests: TestSet, config: VerifyConfig,
-             cold: tuple[str, str] | None) -> dict[str, Any]:
+             cold: Run | None) -> dict[str, Any]:
     out: dict[str, Any] = {"batch1": batch1_latency(predict, tests.texts, config.latency),
                            "throughput": throughput(predict, tests.texts, config.latency), "cold_start": None}
     if cold is not None and config.latency.cold_start:
-        out["cold_start"] = cold_start(str(config.bundle), cold[0], cold[1], tests.texts[0])
+        out["cold_start"] = cold_start(str(config.bundle), cold.backend, cold.artifact.precision, tests.texts[0],
+                                       options=cold.options)
     return out
 
 
-def _artifact_model(backend: str, art: Any, tests: TestSet, student: dict[str, Any], student_logits: np.ndarray,
+def _artifact_model(run: Run, tests: TestSet, student: dict[str, Any], student_logits: np.ndarray,
                     teacher_logits: np.ndarray | None, config: VerifyConfig) -> dict[str, Any]:
     import edgekd
 
-    clf = edgekd.load(str(config.bundle), backend=backend, precision=art.precision)
+    art = run.artifact
+    clf = edgekd.load(str(config.bundle), backend=run.backend, precision=art.precision, **run.options)
     logits = clf.logits(tests.texts)
     acc = parity.accuracy_metrics(logits, tests.labels)
     par = parity.conversion_parity(logits, student_logits, max_examples=config.max_flip_examples)
@@ -192,10 +216,9 @@ def _artifact_model(backend: str, art: Any, tests: TestSet, student: dict[str, A
     flips = [{"index": i, "text": tests.texts[i], "source": clf.labels[src[i]], "artifact": clf.labels[mine[i]]}
              for i in par["flipped"]]
     gap = parity.distillation_gap(logits, teacher_logits, tests.labels) if teacher_logits is not None else None
-    return {"name": art.name if backend == art.backend else f"{backend}-{art.precision}", "kind": "artifact",
-            "backend": backend, "precision": art.precision, "engine": clf.engine, "bytes": art.bytes,
+    return {"name": run.name, "kind": "artifact", "backend": run.backend, "precision": art.precision, "engine": clf.engine, "bytes": art.bytes,
             "path": art.path, "accuracy": acc, "parity": par, "gap": gap, "flipped_examples": flips,
-            "latency": _latency(lambda b: clf.logits(b, batch_size=len(b)), tests, config, (backend, art.precision))}
+            "latency": _latency(lambda b: clf.logits(b, batch_size=len(b)), tests, config, run)}
 
 
 def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -231,11 +254,11 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
         student["gap"] = parity.distillation_gap(student_logits, teacher_logits, tests.labels)
     models.append(student)
     gates: list[dict[str, Any]] = []
-    for backend, art in runs:
-        progress(f"{art.name} ({backend})")
-        row = _artifact_model(backend, art, tests, student, student_logits, teacher_logits, config)
+    for run in runs:
+        progress(f"{run.name} ({run.backend})")
+        row = _artifact_model(run, tests, student, student_logits, teacher_logits, config)
         models.append(row)
-        gates += parity.evaluate_gates(row["name"], art.precision, row["parity"], config.gates)
+        gates += parity.evaluate_gates(row["name"], run.artifact.precision, row["parity"], config.gates)
     from edgekd import __version__
     from edgekd.verify.report import SCHEMA_NAME, SCHEMA_VERSION
 
