@@ -265,3 +265,33 @@ def test_real_minilm_fp32_program_matches_pytorch(tmp_path: Path) -> None:
     print(f"MiniLM fp32 reference vs torch: {result}")
     assert result["max_abs"] <= 1e-3, result
     assert result["agreement"] == 1.0
+
+
+def test_exporter_bundle_runs_on_the_reference(tiny_bert: Path, tmp_path: Path) -> None:
+    """The Core ML artifacts `edgekd export --target coreml --int8` writes (one input_ids input,
+    enumerated [1, bucket] shapes, fp16 + int8 weights) load through `edgekd.load(...,
+    backend="coreml-reference")` and agree with the PyTorch checkpoint on real text."""
+    from conftest import AG_LABELS
+
+    import edgekd
+    from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
+    from edgekd.train.infer import load_checkpoint, torch_logits
+
+    texts, labels = read_texts("ag_news", "test", 160)
+    ids = [AG_LABELS.index(label) for label in labels]
+    data = ExportData(test_texts=texts[:48], train=(texts[48:], ids[48:]), validation=(texts[:48], ids[:48]))
+    manifest = export_bundle(tiny_bert, tmp_path / "bundle", data,
+                             ExportOptions(targets=["coreml"], int8=True, coreml_precision="fp16"), log=lambda m: None)
+    assert {a.name for a in manifest.artifacts} == {"coreml-fp16", "coreml-int8"}
+    assert all(manifest.parity[n]["engine"] == "mil-reference" for n in ("coreml-fp16", "coreml-int8"))
+    model, tokenizer = load_checkpoint(tiny_bert)
+    held_out = texts[100:140]
+    want = torch_logits(model, tokenizer, held_out, 128)
+    for precision, min_agreement in (("fp16", 1.0), ("int8", 0.95)):
+        clf = edgekd.load(tmp_path / "bundle", backend="coreml-reference", precision=precision)
+        got = clf.logits(held_out, batch_size=8)  # batches of 8 run row by row: the model takes batch 1
+        agreement = float(np.mean(got.argmax(1) == want.argmax(1)))
+        print(f"exporter coreml-{precision} via reference: max|dlogit| {np.abs(got - want).max():.2e}, "
+              f"agreement {agreement:.3f}")
+        assert np.isfinite(got).all() and np.abs(got - want).max() < 0.05
+        assert agreement >= min_agreement
