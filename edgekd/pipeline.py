@@ -97,8 +97,8 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         steps.append(Step(f"distill {name}", _cli(argv), [student / "edgekd-model.json"], {"argv": argv},
                           after=teacher_after, rmtree_before=[student]))
         argv = ["export", str(student), "--target", ",".join(e.targets), "--out", str(bundle), "--force",
-                "--calibration-data", recipe.data.path, "--calibration-size", str(e.calibration_samples),
-                *(["--int8"] if e.int8 else []), *(["--coreml-precision", "fp16"] if e.fp16 else [])]
+                *data, "--calibration-size", str(e.calibration_samples), "--max-accuracy-drop",
+                str(e.max_accuracy_drop), "--coreml-precision", e.coreml_precision, *(["--int8"] if e.int8 else [])]
         steps.append(Step(f"export {name}", _cli(argv), [bundle / "edgekd.json"], {"argv": argv},
                           after=[f"distill {name}"]))
         steps.append(Step(f"verify {name}", _verify_step(recipe, bundle, student, paths), [bundle / "reports"],

@@ -72,12 +72,13 @@ class StudentsConfig:
 
 @dataclass
 class ExportConfig:
-    """Export targets and precisions, for every student."""
+    """Export targets and precisions, for every student (see `edgekd export --help`)."""
 
     targets: list[str] = field(default_factory=lambda: ["onnx", "openvino", "coreml"])
     int8: bool = True
-    fp16: bool = False
     calibration_samples: int = 300
+    max_accuracy_drop: float = 0.005  # int8 accuracy control budget on the validation split
+    coreml_precision: str = "fp16"  # Core ML compute precision: fp16 (ANE-friendly) or fp32
 
 
 @dataclass
@@ -182,6 +183,9 @@ def _validate(recipe: Recipe) -> None:
     bad = [t for t in recipe.export.targets if t not in _VALID_TARGETS]
     if bad:
         raise RecipeError(f"recipe key 'export.targets' has {bad}; choose from {list(_VALID_TARGETS)}")
+    if recipe.export.coreml_precision not in ("fp16", "fp32"):
+        raise RecipeError(f"recipe key 'export.coreml_precision' is {recipe.export.coreml_precision!r}; "
+                          "use fp16 or fp32")
     from edgekd.verify.parity import GATE_METRICS
 
     for precision, metrics in recipe.verify.gates.items():
