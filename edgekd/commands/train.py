@@ -1,17 +1,68 @@
-"""`edgekd train` (not built yet)."""
+"""`edgekd train`: fine-tune a teacher sequence classifier with the Hugging Face Trainer."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgekd.errors import EdgekdError
+from edgekd.commands._common import add_data_arguments, data_spec_from_args
+from edgekd.errors import RecipeError
 
-HELP = "(not built yet) train"
+if TYPE_CHECKING:
+    from edgekd.train.common import TrainConfig
+
+HELP = "fine-tune a teacher transformer (HF Trainer; best checkpoint on validation)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    """Data, model and optimisation flags of `edgekd train`."""
+    add_data_arguments(parser)
+    parser.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2",
+                        help="base model: hub id, local checkpoint dir or offline package id "
+                             "(default: sentence-transformers/all-MiniLM-L6-v2)")
+    parser.add_argument("--out", required=True, type=Path, help="output checkpoint directory")
+    add_optimisation_arguments(parser, epochs=3.0, lr=5e-5)
+
+
+def add_optimisation_arguments(parser: argparse.ArgumentParser, epochs: float, lr: float) -> None:
+    """--epochs, --lr, --batch-size, --max-length, --no-progress (shared with `distill`)."""
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--epochs", type=float, default=epochs, help=f"training epochs (default: {epochs:g})")
+    group.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default: {lr:g})")
+    group.add_argument("--batch-size", type=int, default=32, help="per-device batch size (default: 32)")
+    group.add_argument("--max-length", type=int, default=None,
+                       help="truncate texts to this many tokens (default: 128; distill: the teacher's)")
+    group.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def train_config_from_args(args: argparse.Namespace, max_length: int = 128) -> TrainConfig:
+    """The `TrainConfig` of the optimisation flags, checked before anything heavy loads."""
+    from edgekd.train.common import TrainConfig
+
+    for flag, value, low in (("--epochs", args.epochs, 0.0), ("--lr", args.lr, 0.0),
+                             ("--batch-size", args.batch_size, 0), ("--max-length", args.max_length, 0)):
+        if value is not None and value <= low:
+            raise RecipeError(f"{flag} must be > {low:g}, got {value}")
+    if args.max_length is not None and args.max_length > 8192:
+        raise RecipeError(f"--max-length {args.max_length} is beyond any supported encoder; use 512 or less")
+    return TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                       max_length=args.max_length or max_length, seed=args.seed, progress=not args.no_progress)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise EdgekdError("'edgekd train' is not built yet")
+    """Load and report the data, fine-tune, print the test metrics."""
+    from edgekd.data import load_splits, print_data_report
+
+    spec = data_spec_from_args(args)
+    config = train_config_from_args(args)
+    splits = load_splits(spec)
+    print_data_report(splits)
+
+    from edgekd.metrics import print_metrics
+    from edgekd.train.teacher import train_teacher
+
+    metrics = train_teacher(splits, spec, args.model, args.out, config)
+    print_metrics(metrics, title=f"teacher {args.out} test")
+    print(f"teacher checkpoint: {args.out}")
+    return 0

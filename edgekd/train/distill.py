@@ -1,0 +1,207 @@
+"""Knowledge distillation: a `Trainer` subclass whose loss is
+
+    alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(student, labels)
+
+with optional intermediate losses for same-tokenizer students: hidden-state MSE (through a
+learned projection when widths differ) and attention-distribution KL. Soft targets are the
+teacher's cached logits per example (`train.cache`), so student and teacher may tokenize
+differently; the intermediate losses run the teacher online and need the same tokenizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import ModelError
+from edgekd.train.common import (
+    TrainConfig,
+    count_parameters,
+    device_description,
+    save_final,
+    set_seed,
+    write_json,
+)
+
+try:  # torch is the train extra; this module is only imported where it is installed
+    from transformers import Trainer as _Trainer
+except ImportError:  # pragma: no cover - exercised only without the train extra
+    _Trainer = object
+
+
+@dataclass
+class DistillConfig:
+    """Loss and optimisation settings of one distillation run (defaults work on AG News)."""
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3.0, lr=1e-4))
+    temperature: float = 2.0
+    alpha: float = 0.5
+    hidden_weight: float = 0.0
+    attention_weight: float = 0.0
+    use_teacher: bool = True  # False: plain fine-tuning of the same student init (no soft targets)
+
+
+def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float, alpha: float) -> Any:
+    """alpha * T^2 * KL(teacher/T || student/T) (batch mean) + (1 - alpha) * cross-entropy."""
+    import torch.nn.functional as F
+
+    t = float(temperature)
+    soft = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits.float() / t, dim=-1),
+                    reduction="batchmean", log_target=True) * (t * t)
+    hard = F.cross_entropy(student_logits, labels)
+    return alpha * soft + (1.0 - alpha) * hard
+
+
+def hidden_mse(student_states: Any, teacher_states: Any, layer_map: list[int], mask: Any, projection: Any) -> Any:
+    """Mean over mapped layers of the token-masked MSE between projected student hidden states
+    and teacher hidden states. states: tuples of [batch, seq, width] (index 0 = embeddings)."""
+    pairs = [(0, 0)] + [(j + 1, i + 1) for j, i in enumerate(layer_map)]
+    m = mask.unsqueeze(-1).float()  # [batch, seq, 1]
+    total = 0.0
+    for s, t in pairs:
+        diff = (projection(student_states[s]) - teacher_states[t].detach()) ** 2
+        total = total + (diff * m).sum() / (m.sum() * diff.shape[-1])
+    return total / len(pairs)
+
+
+def attention_kl(student_attn: Any, teacher_attn: Any, layer_map: list[int], mask: Any) -> Any:
+    """Mean over mapped layers of KL(teacher || student) of attention rows, over real (non-pad)
+    query positions. attn: tuples of [batch, heads, seq, seq]; heads must match."""
+    import torch
+
+    q = mask.float()[:, None, :, None]  # [batch, 1, seq(query), 1]
+    total = 0.0
+    for j, i in enumerate(layer_map):
+        s, t = student_attn[j].clamp_min(1e-12), teacher_attn[i].detach().clamp_min(1e-12)
+        kl = (t * (torch.log(t) - torch.log(s))).sum(-1, keepdim=True)  # [batch, heads, seq, 1]
+        total = total + (kl * q).sum() / (q.sum() * s.shape[1])
+    return total / len(layer_map)
+
+
+class DistillationTrainer(_Trainer):
+    """`Trainer` with the KD loss; `teacher_logits` come in each batch from the collator."""
+
+    def __init__(self, *args: Any, distill: DistillConfig, teacher: Any = None,
+                 layer_map: list[int] | None = None, **kwargs: Any) -> None:
+        import torch
+
+        super().__init__(*args, **kwargs)
+        self.distill = distill
+        self.teacher = teacher  # only for the intermediate losses
+        self.layer_map = layer_map or []
+        self.model_accepts_loss_kwargs = False
+        self.projection: Any = torch.nn.Identity()
+        if teacher is not None:
+            teacher.eval().requires_grad_(False).to(self.args.device)
+            ws, wt = self.model.config.hidden_size, teacher.config.hidden_size
+            if distill.hidden_weight > 0 and ws != wt:
+                self.projection = torch.nn.Linear(ws, wt).to(self.args.device)
+
+    def create_optimizer(self) -> Any:
+        """The Trainer's optimizer plus the hidden-state projection's parameters (if any)."""
+        optimizer = super().create_optimizer()
+        params = list(self.projection.parameters())
+        if params:
+            optimizer.add_param_group({"params": params, "weight_decay": 0.0})
+        return optimizer
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        """KD loss (plus intermediate losses while training) for one batch."""
+        import torch.nn.functional as F
+
+        inputs = dict(inputs)
+        teacher_logits = inputs.pop("teacher_logits", None)
+        labels = inputs.pop("labels")
+        cfg = self.distill
+        online = self.teacher is not None and model.training
+        want_h, want_a = online and cfg.hidden_weight > 0, online and cfg.attention_weight > 0
+        outputs = model(**inputs, output_hidden_states=want_h, output_attentions=want_a)
+        if teacher_logits is None or not cfg.use_teacher:
+            loss = F.cross_entropy(outputs.logits, labels)
+        else:
+            loss = kd_loss(outputs.logits, teacher_logits, labels, cfg.temperature, cfg.alpha)
+        if want_h or want_a:
+            import torch
+
+            with torch.no_grad():
+                t_out = self.teacher(**inputs, output_hidden_states=want_h, output_attentions=want_a)
+            mask = inputs["attention_mask"]
+            if want_h:
+                loss = loss + cfg.hidden_weight * hidden_mse(
+                    outputs.hidden_states, t_out.hidden_states, self.layer_map, mask, self.projection)
+            if want_a:
+                loss = loss + cfg.attention_weight * attention_kl(
+                    outputs.attentions, t_out.attentions, self.layer_map, mask)
+        return (loss, outputs) if return_outputs else loss
+
+
+def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config: DistillConfig,
+                    soft: dict[str, Any]) -> dict[str, Any]:
+    """Build the student of `spec`, train it against the teacher's soft targets and write the
+    checkpoint, `metrics.json`, `distillation.json` and `edgekd-model.json` into `out`.
+
+    `soft` holds `train` / `validation` / `test` teacher logits and `cache_hit`. Returns the
+    student's comparison row.
+    """
+    from edgekd.train.students import build_student, evenly_spaced_layers
+    from edgekd.train.teacher import build_trainer, finish_checkpoint, library_versions
+
+    set_seed(config.train.seed)
+    student, tokenizer, layers = build_student(spec, teacher_dir, list(splits.labels))
+    teacher, layer_map = _intermediate_teacher(config, teacher_dir, student, tokenizer, layers)
+    if teacher is not None and layers is None:
+        layer_map = evenly_spaced_layers(teacher.config.num_hidden_layers, student.config.num_hidden_layers)
+    use = config.use_teacher
+    trainer = build_trainer(
+        student, tokenizer, splits, Path(out), config.train, trainer_cls=DistillationTrainer,
+        train_logits=soft["train"] if use else None, validation_logits=soft["validation"] if use else None,
+        distill=config, teacher=teacher, layer_map=layer_map)
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    save_final(trainer, tokenizer, Path(out))
+    metrics, student_logits = finish_checkpoint(trainer.model, tokenizer, splits, Path(out), config.train.max_length)
+    agreement = float((student_logits.argmax(-1) == np.asarray(soft["test"]).argmax(-1)).mean())
+    settings = {"temperature": config.temperature, "alpha": config.alpha if use else 0.0,
+                "hidden_weight": config.hidden_weight, "attention_weight": config.attention_weight,
+                "use_teacher": use, "training": dataclasses.asdict(config.train)}
+    write_json(Path(out) / "distillation.json", {
+        "teacher": str(teacher_dir), "spec": spec.text, "copied_layers": layers, "loss": settings,
+        "cache_hit": soft["cache_hit"] if use else None, "wall_time_s": round(wall, 2),
+        "device": device_description(), "agreement_with_teacher": agreement})
+    write_json(Path(out) / "edgekd-model.json", {
+        "role": "student", "teacher": str(teacher_dir), "max_length": config.train.max_length,
+        "labels": list(splits.labels), "dataset_fingerprint": splits.fingerprint, "base_model": spec.text,
+        "wall_time_s": round(wall, 2), "device": device_description(), "versions": library_versions()})
+    return {"model": spec.name + ("" if use else " (no teacher)"), "spec": spec.text, "path": str(out),
+            "distilled": use, "params": count_parameters(trainer.model), "accuracy": metrics["accuracy"],
+            "f1_macro": metrics["f1_macro"], "f1_weighted": metrics["f1_weighted"],
+            "agreement": agreement, "wall_time_s": round(wall, 2)}
+
+
+def _intermediate_teacher(config: DistillConfig, teacher_dir: Path, student: Any, tokenizer: Any,
+                          layers: list[int] | None) -> tuple[Any, list[int] | None]:
+    """The teacher model (eager attention) when intermediate losses are on, else (None, layers)."""
+    if config.hidden_weight <= 0 and config.attention_weight <= 0:
+        return None, layers
+    from edgekd.train.infer import load_checkpoint
+
+    teacher, teacher_tok = load_checkpoint(teacher_dir)
+    if teacher_tok.get_vocab() != tokenizer.get_vocab():
+        raise ModelError("--hidden-weight/--attention-weight need a student with the teacher's tokenizer; "
+                         "use a layers=K student or set both weights to 0")
+    if student.config.num_hidden_layers > teacher.config.num_hidden_layers:
+        raise ModelError("intermediate losses need a student no deeper than the teacher; set the weights to 0")
+    if config.attention_weight > 0:
+        if student.config.num_attention_heads != teacher.config.num_attention_heads:
+            raise ModelError("--attention-weight needs the same number of attention heads in student and "
+                             "teacher; set it to 0 for this student")
+        teacher.set_attn_implementation("eager")
+        student.set_attn_implementation("eager")
+    return teacher, layers

@@ -1,0 +1,132 @@
+"""Teacher fine-tuning: a Hugging Face sequence classifier trained with the `Trainer` (dynamic
+padding, evaluation each epoch, best checkpoint on validation accuracy, fixed seeds, device auto).
+
+Because it is the stock `Trainer`, `torchrun` / `accelerate launch` run it on several GPUs or
+machines unchanged. The output directory is a plain HF checkpoint plus `edgekd-model.json`,
+`metrics.json` (test split) and PNG plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import ModelError
+from edgekd.train.common import (
+    PaddingCollator,
+    TrainConfig,
+    accuracy_metric,
+    device_description,
+    evaluate_checkpoint,
+    label_maps,
+    save_final,
+    set_seed,
+    text_dataset,
+    training_arguments,
+    write_json,
+)
+
+
+def load_base_model(model_ref: str, labels: list[str]) -> tuple[Any, Any, str]:
+    """(model with a fresh `len(labels)`-way head, tokenizer, resolved path) of a model reference
+    (hub id, local directory or packaged offline model)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from edgekd.models import resolve_model
+
+    path = str(resolve_model(model_ref))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, ignore_mismatched_sizes=True, **label_maps(labels))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"cannot load '{model_ref}' ({path}) as a sequence classifier: "
+                         f"{str(exc).splitlines()[0]}; pass a BERT-family checkpoint directory or hub id") from exc
+    return model, tokenizer, path
+
+
+def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
+                  config: TrainConfig | None = None) -> dict[str, Any]:
+    """Fine-tune `model_ref` on `splits` (a `data.Splits`) and write the teacher checkpoint to `out`.
+
+    Returns the test-split metrics (also written to `out/metrics.json`).
+    """
+    config = config or TrainConfig()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    model, tokenizer, path = load_base_model(model_ref, splits.labels)
+    trainer = build_trainer(model, tokenizer, splits, out, config)
+    start = time.perf_counter()
+    trainer.train()
+    wall = time.perf_counter() - start
+    save_final(trainer, tokenizer, out)
+    best = trainer.state.best_metric
+    metrics, _ = finish_checkpoint(trainer.model, tokenizer, splits, out, config.max_length)
+    write_json(out / "edgekd-model.json", {
+        "role": "teacher",
+        "max_length": config.max_length,
+        "labels": list(splits.labels),
+        "data": _spec_dict(data_spec),
+        "dataset_fingerprint": splits.fingerprint,
+        "base_model": model_ref,
+        "base_model_path": path,
+        "training": dataclasses.asdict(config),
+        "train_samples": len(splits.train.texts),
+        "best_validation_accuracy": best,
+        "test_accuracy": metrics["accuracy"],
+        "wall_time_s": round(wall, 2),
+        "device": device_description(),
+        "versions": library_versions(),
+    })
+    return metrics
+
+
+def build_trainer(model: Any, tokenizer: Any, splits: Any, out: Path, config: TrainConfig,
+                  trainer_cls: Any = None, **extra: Any) -> Any:
+    """A `Trainer` (or `trainer_cls`) over the train / validation splits with dynamic padding.
+
+    `extra` may hold `train_logits` / `validation_logits` (teacher soft targets) and keyword
+    arguments for `trainer_cls`.
+    """
+    from transformers import Trainer
+
+    train_logits = extra.pop("train_logits", None)
+    validation_logits = extra.pop("validation_logits", None)
+    train = text_dataset(tokenizer, splits.train.texts, splits.train.labels, config.max_length, train_logits)
+    validation = text_dataset(tokenizer, splits.validation.texts, splits.validation.labels,
+                              config.max_length, validation_logits)
+    return (trainer_cls or Trainer)(
+        model=model, args=training_arguments(out, config), train_dataset=train, eval_dataset=validation,
+        data_collator=PaddingCollator(tokenizer), processing_class=tokenizer,
+        compute_metrics=accuracy_metric, **extra,
+    )
+
+
+def finish_checkpoint(model: Any, tokenizer: Any, splits: Any, out: Path,
+                      max_length: int) -> tuple[dict[str, Any], Any]:
+    """Evaluate `model` on the test split; write `metrics.json`, the confusion matrix and class
+    distribution PNGs into `out`. Returns (metrics, test logits [n_test, num_labels])."""
+    from edgekd.metrics import split_counts, write_metrics
+
+    metrics, logits = evaluate_checkpoint(model, tokenizer, splits.test.texts, splits.test.labels,
+                                          list(splits.labels), max_length)
+    write_metrics(metrics, out, class_counts=split_counts(splits.report), title=out.name)
+    return metrics, logits
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shaped the checkpoint."""
+    import torch
+    import transformers
+
+    import edgekd
+
+    return {"edgekd": getattr(edgekd, "__version__", "unknown"), "torch": torch.__version__,
+            "transformers": transformers.__version__}
+
+
+def _spec_dict(spec: Any) -> Any:
+    return spec.to_dict() if hasattr(spec, "to_dict") else spec
