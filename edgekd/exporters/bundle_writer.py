@@ -22,7 +22,7 @@ from edgekd.calibration import DEFAULT_SEED, DEFAULT_SIZE, sample_calibration
 from edgekd.errors import BundleError, DataError, ModelError, RecipeError
 from edgekd.exporters import get_exporter, parse_targets
 from edgekd.exporters.base import ExportJob
-from edgekd.exporters.check import check_texts, token_lengths
+from edgekd.exporters.check import CHECK_PER_CLASS, check_texts, token_lengths
 
 DEFAULT_MAX_LENGTH = 128
 # Accuracy control compares fp32 and int8 on at most this many validation texts (seeded sample).
@@ -45,6 +45,8 @@ class ExportOptions:
     coreml_precision: str = "fp16"
     compute_units: str = "ALL"
     force: bool = False
+    # Held-out texts per length class (short / medium / truncated-long) in the post-export check.
+    check_per_class: int = CHECK_PER_CLASS
 
 
 @dataclass
@@ -101,7 +103,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         pad_id=int(tokenizer.pad_token_id or 0), truncation_side=tokenizer.truncation_side)
     tokenizer_json = _tokenizer_json(model_dir, tokenizer)
     contract = bundle_mod.contract_hash(tokenizer_json, labels, settings)
-    checks = check_texts(tokenizer, data.test_texts, settings.max_length)
+    checks = check_texts(tokenizer, data.test_texts, settings.max_length, options.check_per_class)
     reference = {k: torch_logits(model, tokenizer, v, settings.max_length, batch_size=16) for k, v in checks.items()}
     calibration = validation = None
     if options.int8:
