@@ -24,9 +24,9 @@ def bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_texts_print_label_and_score_per_line(bundle: Path, capsys: pytest.CaptureFixture[str]) -> None:
     texts = ["Stocks fell on Wall Street", "The striker scored twice", ""]
-    assert main(["predict", str(bundle), *texts]) == 0
+    assert main(["predict", str(bundle), *texts, "--backend", "onnx"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    expected = edgekd.load(bundle).predict(texts)
+    expected = edgekd.load(bundle, backend="onnx").predict(texts)
     assert len(lines) == 3
     for line, text, p in zip(lines, texts, expected, strict=True):
         label, score, shown = line.split("\t")
@@ -56,8 +56,8 @@ def test_stdin(bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 
 @pytest.mark.parametrize(("args", "message"), [
     # Options after the texts: argparse (cli.py uses parse_args) cannot take texts after options.
-    (["x", "--precision", "fp16"], "no onnx-fp16 artifact"),
-    (["x", "--backend", "openvino"], "no openvino artifact"),
+    (["x", "--backend", "onnx", "--precision", "fp16"], "no onnx-fp16 artifact"),
+    (["x", "--backend", "coreml"], "no coreml artifact"),
     ([], "no texts to classify"),
     (["--file", "/nonexistent/texts.txt"], "cannot read texts file"),
     (["x", "--batch-size", "0"], "--batch-size must be a positive int, got 0"),

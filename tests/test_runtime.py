@@ -5,6 +5,7 @@ table (every backend available here against the onnx-fp32 reference)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ def bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def clf(bundle: Path) -> edgekd.Classifier:
-    return edgekd.load(bundle, precision="fp32")
+    return edgekd.load(bundle, backend="onnx", precision="fp32")
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +84,20 @@ def test_length_sorted_batches_restore_input_order(clf: edgekd.Classifier, texts
 
 
 def test_auto_precision_prefers_int8_and_explicit_choices(bundle: Path, clf: edgekd.Classifier) -> None:
-    auto = edgekd.load(bundle)
-    assert (auto.backend, auto.precision) == ("onnx", "int8")  # no openvino artifact in this bundle
+    # auto backend: OpenVINO where installed (the bundle has openvino fp32/fp16, no int8 -> fp32).
+    expected = ("openvino", "fp32") if importlib.util.find_spec("openvino") else ("onnx", "int8")
+    assert (edgekd.load(bundle).backend, edgekd.load(bundle).precision) == expected
+    auto = edgekd.load(bundle, backend="onnx")
+    assert (auto.backend, auto.precision) == ("onnx", "int8")  # int8 preferred when present
     sample, _ = read_texts("ag_news", "test", 32)
     agreement = (auto.logits(sample).argmax(1) == clf.logits(sample).argmax(1)).mean()
     assert agreement >= 0.8
-    with pytest.raises(BundleError, match=r"no onnx-fp16 artifact \(it has: onnx-fp32, onnx-int8\)"):
-        edgekd.load(bundle, precision="fp16")
-    with pytest.raises(BundleError, match=r"no openvino artifact .*\(it has: onnx\)"):
-        edgekd.load(bundle, backend="openvino")
+    with pytest.raises(BundleError, match=r"no onnx-fp16 artifact \(it has: onnx-fp32, onnx-int8"):
+        edgekd.load(bundle, backend="onnx", precision="fp16")
+    with pytest.raises(BundleError, match=r"no openvino-int8 artifact \(it has: .*openvino-fp16"):
+        edgekd.load(bundle, backend="openvino", precision="int8")
+    with pytest.raises(BundleError, match=r"no coreml artifact .*\(it has: onnx, openvino\)"):
+        edgekd.load(bundle, backend="coreml-reference")
     with pytest.raises(BundleError, match="unknown backend 'tensorrt'"):
         edgekd.load(bundle, backend="tensorrt")
     with pytest.raises(BundleError, match="unknown precision 'int4'"):
@@ -157,11 +163,11 @@ def test_modified_artifact_is_refused_naming_the_file(copy: Path) -> None:
     with open(copy / "onnx" / "model.int8.onnx", "ab") as f:
         f.write(b"\0")
     with pytest.raises(BundleError, match=r"onnx-int8 was modified after export: .*onnx/model.int8.onnx"):
-        edgekd.load(copy, precision="int8")
-    assert edgekd.load(copy, precision="fp32").precision == "fp32"  # only the artifact in use is checked
+        edgekd.load(copy, backend="onnx", precision="int8")
+    assert edgekd.load(copy, backend="onnx", precision="fp32").precision == "fp32"  # only the artifact in use is checked
     (copy / "onnx" / "model.onnx").unlink()
     with pytest.raises(BundleError, match="onnx-fp32 is missing"):
-        edgekd.load(copy, precision="fp32")
+        edgekd.load(copy, backend="onnx", precision="fp32")
 
 
 def test_edited_tokenizer_or_labels_break_the_contract(copy: Path) -> None:
@@ -180,7 +186,7 @@ def test_artifact_exported_for_another_label_map_is_refused(copy: Path) -> None:
     data["contract"] = contract_hash((copy / "tokenizer.json").read_bytes(), data["labels"], manifest.tokenizer)
     (copy / "edgekd.json").write_text(json.dumps(data))
     with pytest.raises(BundleError, match="exported for another tokenizer or label map"):
-        edgekd.load(copy, precision="fp32")
+        edgekd.load(copy, backend="onnx", precision="fp32")
 
 
 def test_missing_bundle_and_non_bundle(tmp_path: Path) -> None:
@@ -205,7 +211,7 @@ def test_zip_bundle_loads_like_the_directory(bundle: Path, clf: edgekd.Classifie
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))
     for name, prefix in (("flat.zip", ""), ("nested.zip", "my_bundle/")):
-        zipped = edgekd.load(_zip_dir(bundle, tmp_path / name, prefix), precision="fp32")
+        zipped = edgekd.load(_zip_dir(bundle, tmp_path / name, prefix), backend="onnx", precision="fp32")
         assert zipped.bundle.is_relative_to(tmp_path / "cache")
         assert zipped.predict("a zipped bundle") == clf.predict("a zipped bundle")
 

@@ -35,9 +35,10 @@ def test_load_and_predict_import_no_torch(bundle: Path) -> None:
         f"clf = edgekd.load({str(bundle)!r})\n"
         "p = clf.predict('x')\n"
         "clf.predict(['a', 'b']); clf.logits(['c'])\n"
+        f"edgekd.load({str(bundle)!r}, backend='onnx', precision='int8').predict('y')\n"
         f"print(json.dumps({{'label': p.label, 'backend': clf.backend, 'heavy': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
     )
-    assert out["heavy"] == [] and out["backend"] == "onnx" and out["label"] in ("World", "Sports", "Business", "Sci/Tech")
+    assert out["heavy"] == [] and out["backend"] in ("onnx", "openvino") and out["label"] in ("World", "Sports", "Business", "Sci/Tech")
 
 
 def test_predict_command_imports_no_torch(bundle: Path) -> None:
