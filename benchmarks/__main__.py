@@ -1,0 +1,133 @@
+"""`python -m benchmarks [train] [export] [speed] [report] | all`
+
+Runs the AG News benchmark from ../shared/data: TF-IDF baseline, MiniLM teacher, distilled students
+(and the same student without the teacher), the exported bundle (every target, fp32 + int8), `edgekd
+verify` on the full test set, and the side-by-side speed comparisons. Pipeline steps are cached in
+benchmarks/cache/ (a rerun only redoes what changed); results go to benchmarks/results/<device-id>.json
+and benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from benchmarks import speed  # noqa: E402
+from benchmarks.steps import CACHE, ROOT, Step, pipeline, read_json, run_step  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+PARTS = ["train", "export", "speed", "report"]
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def train(results: dict[str, Any]) -> None:
+    steps = pipeline()
+    out: dict[str, Any] = {}
+    for name in ("baseline", "teacher", "students", "no_teacher"):
+        stamp = run_step(steps[name], log)
+        out[name] = {"command": steps[name].command, "wall_time_s": stamp["wall_time_s"]}
+    out["baseline"]["metrics"] = _headline(read_json(steps["baseline"].out / "metrics.json"))
+    out["teacher"]["metrics"] = _headline(read_json(steps["teacher"].out / "metrics.json"))
+    out["teacher"]["card"] = read_json(steps["teacher"].out / "edgekd-model.json")
+    out["students"]["comparison"] = read_json(steps["students"].out / "comparison.json")
+    out["students"]["distillation"] = {
+        d.name: read_json(d / "distillation.json") for d in sorted(steps["students"].out.iterdir())
+        if (d / "distillation.json").is_file()}
+    out["no_teacher"]["comparison"] = read_json(steps["no_teacher"].out / "comparison.json")
+    results["train"] = out
+
+
+def export(results: dict[str, Any]) -> None:
+    steps = pipeline()
+    bundle = steps["bundle"]
+    stamp = run_step(bundle, log)
+    verify = Step("verify", CACHE / "ag_news" / "verify", [
+        "verify", str(bundle.out), "--data", str(ROOT.parent / "shared" / "data" / "ag_news"),
+        "--reference", str(steps["teacher"].out), "--out", str(CACHE / "ag_news" / "verify")])
+    vstamp = run_step(verify, log)
+    reports = sorted((CACHE / "ag_news" / "verify").glob("*.json"))
+    reports = [p for p in reports if p.name != "benchmark-step.json"]
+    results["export"] = {
+        "command": bundle.command, "wall_time_s": stamp["wall_time_s"],
+        "manifest": read_json(bundle.out / "edgekd.json"),
+        "verify": {"command": verify.command, "wall_time_s": vstamp["wall_time_s"],
+                   "report": read_json(reports[0]) if reports else None},
+    }
+
+
+def speed_part(results: dict[str, Any]) -> None:
+    steps = pipeline()
+    bundle, teacher = steps["bundle"].out, steps["teacher"].out
+    student = steps["students"].out / "layers-3"
+    texts = _test_texts(500)
+    out: dict[str, Any] = {"threads": speed.THREADS, "runs": speed.RUNS, "texts": len(texts)}
+    log("teacher transformers.pipeline vs edgekd int8 student")
+    out["teacher_pipeline_vs_edgekd_int8"] = speed.pipeline_vs_edgekd(teacher, bundle, texts)
+    log("optimum ORTModel pipeline vs edgekd (same ONNX file)")
+    out["optimum_vs_edgekd"] = speed.optimum_vs_edgekd(student, bundle, texts)
+    for backend in ("onnx", "openvino"):
+        for precision in ("fp32", "int8"):
+            log(f"bare engine vs edgekd: {backend}-{precision}")
+            out[f"bare_vs_edgekd_{backend}_{precision}"] = speed.bare_vs_edgekd(bundle, texts, backend, precision)
+        log(f"fp32 vs int8: {backend}")
+        out[f"fp32_vs_int8_{backend}"] = speed.fp32_vs_int8(bundle, texts, backend)
+    log("achieved GFLOP/s")
+    out["gflops"] = speed.achieved_gflops(bundle, read_json(student / "config.json"))
+    log("scaling by sequence length and batch size")
+    out["scaling"] = speed.scaling(bundle, "fp32") | {"int8": speed.scaling(bundle, "int8")}
+    from edgekd.verify.latency import cold_start
+
+    out["cold_start"] = {p: cold_start(str(bundle), "onnx", p, texts[0]) for p in ("int8", "fp32")}
+    results["speed"] = out
+
+
+def _test_texts(n: int) -> list[str]:
+    from edgekd.data import DataSpec, load_splits
+
+    splits = load_splits(DataSpec(str(ROOT.parent / "shared" / "data" / "ag_news")))
+    return list(splits.test.texts[:n])
+
+
+def _headline(m: dict[str, Any]) -> dict[str, Any]:
+    return {k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted") if k in m} | {"n": m.get("n")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    p.add_argument("parts", nargs="*", default=["all"], help=f"any of {PARTS} or all (default)")
+    args = p.parse_args(argv)
+    parts = PARTS if "all" in args.parts else args.parts
+    from edgekd.verify.device import fingerprint
+
+    device = fingerprint()
+    path = RESULTS / f"{device['device_id']}.json"
+    results: dict[str, Any] = read_json(path) if path.is_file() else {}
+    results["device"] = device
+    for part in parts:
+        fn = {"train": train, "export": export, "speed": speed_part, "report": lambda r: None}[part]
+        started = time.perf_counter()
+        fn(results)
+        results.setdefault("timings", {})[part] = round(time.perf_counter() - started, 1)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    from benchmarks.results import write_results_md
+
+    write_results_md(results, ROOT / "benchmarks" / "RESULTS.md", RESULTS)
+    log(f"wrote {path.relative_to(ROOT)} and benchmarks/RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

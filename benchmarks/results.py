@@ -1,0 +1,191 @@
+"""benchmarks/RESULTS.md from a results JSON: every target marked met / not met with the measured
+value, the exact commands, wall times and the device fingerprint; scaling plots as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+Row = tuple[str, str, str, str]  # target, measured, verdict, where
+
+
+def _get(d: Any, *keys: Any) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def _verdict(ok: bool | None) -> str:
+    return "not measured" if ok is None else ("**met**" if ok else "**not met**")
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}%"
+
+
+def targets(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    base = _get(r, "train", "baseline", "metrics", "accuracy")
+    teach = _get(r, "train", "teacher", "metrics", "accuracy")
+    rows.append(("baseline test accuracy >= 0.89 (issue 2)", f"{base:.4f}" if base else "n/a",
+                 _verdict(None if base is None else base >= 0.89), "train"))
+    rows.append(("MiniLM teacher test accuracy >= 0.92 (issue 2)", f"{teach:.4f}" if teach else "n/a",
+                 _verdict(None if teach is None else teach >= 0.92), "train"))
+    rows += _student_targets(r, teach, base)
+    rows += _export_targets(r)
+    rows += _speed_targets(r)
+    return rows
+
+
+def _student(r: dict[str, Any], part: str, name: str) -> dict[str, Any] | None:
+    comp = _get(r, "train", part, "comparison")
+    models = comp.get("models", comp) if isinstance(comp, dict) else comp
+    for m in models or []:
+        if isinstance(m, dict) and name in str(m.get("model", m.get("name", ""))):
+            return m
+    return None
+
+
+def _student_targets(r: dict[str, Any], teach: float | None, base: float | None) -> list[Row]:
+    rows: list[Row] = []
+    s3, s2 = _student(r, "students", "layers-3"), _student(r, "students", "layers-2")
+    teacher_row = _student(r, "students", "teacher")
+    if s3 and teach:
+        keep = s3["accuracy"] / teach
+        rows.append(("3-layer student keeps >= 99% of teacher accuracy (issue 3)",
+                     f"{s3['accuracy']:.4f} = {_pct(keep)} of {teach:.4f}", _verdict(keep >= 0.99), "train"))
+    lat3, lat_t = _get(s3, "latency_ms_p50"), _get(teacher_row, "latency_ms_p50")
+    if lat3 and lat_t:
+        rows.append(("3-layer student >= 1.8x faster than teacher, PyTorch CPU batch 1 (issue 3)",
+                     f"{lat_t / lat3:.2f}x ({lat_t:.2f} ms vs {lat3:.2f} ms)", _verdict(lat_t / lat3 >= 1.8), "train"))
+    if s2 and base:
+        rows.append(("2-layer student beats the TF-IDF baseline (issue 3)",
+                     f"{s2['accuracy']:.4f} vs {base:.4f}", _verdict(s2["accuracy"] > base), "train"))
+    plain = _student(r, "no_teacher", "layers-3")
+    if plain and s3:
+        rows.append(("(context) distilled vs plain fine-tuned 3-layer student", f"{s3['accuracy']:.4f} vs "
+                     f"{plain['accuracy']:.4f}", "info", "train"))
+    return rows
+
+
+def _artifacts(r: dict[str, Any]) -> list[dict[str, Any]]:
+    report = _get(r, "export", "verify", "report") or {}
+    return [m for m in report.get("models", []) if m.get("kind") == "artifact"]
+
+
+def _export_targets(r: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    arts = {a.get("name"): a for a in _artifacts(r)}
+    manifest = _get(r, "export", "manifest") or {}
+    sizes = {f"{a['backend']}-{a['precision']}": a["bytes"] for a in manifest.get("artifacts", [])}
+    for backend in ("onnx", "openvino", "coreml"):
+        fp = next((k for k in (f"{backend}-fp32", f"{backend}-fp16") if k in sizes), None)
+        i8 = f"{backend}-int8"
+        if i8 not in sizes or fp is None:
+            continue
+        frac = sizes[i8] / sizes[fp]
+        rows.append((f"{i8} file <= 30% of {fp} (issue 4)", f"{_pct(frac)} ({sizes[i8] / 1e6:.1f} MB vs "
+                     f"{sizes[fp] / 1e6:.1f} MB)", _verdict(frac <= 0.30), "export"))
+        a = arts.get(i8)
+        drop = _get(a, "accuracy_drop_vs_student")
+        agree = _get(a, "parity", "agreement")
+        if drop is not None:
+            rows.append((f"{i8} accuracy drop <= 0.5 point vs fp32 student (issue 4)", f"{100 * drop:.2f} points",
+                         _verdict(drop <= 0.005), "export"))
+        if agree is not None:
+            rows.append((f"{i8} top-1 agreement with the fp32 student >= 99% (issue 4)", _pct(agree),
+                         _verdict(agree >= 0.99), "export"))
+    return rows
+
+
+def _speed_targets(r: dict[str, Any]) -> list[Row]:
+    s = r.get("speed") or {}
+    rows: list[Row] = []
+    tp = s.get("teacher_pipeline_vs_edgekd_int8")
+    if tp:
+        rows.append(("edgekd int8 student >= 10x faster than teacher transformers.pipeline, batch 1 (issue 8)",
+                     f"{tp['speedup']:.2f}x", _verdict(tp["speedup"] >= 10), "speed"))
+        th = tp.get("throughput", {})
+        if th:
+            x = th["edgekd_int8_student"]["texts_per_s"] / th["teacher_transformers_pipeline"]["texts_per_s"]
+            rows.append(("... and at batch 32 throughput (issue 8)", f"{x:.2f}x", _verdict(x >= 10), "speed"))
+    op = s.get("optimum_vs_edgekd")
+    if op:
+        rows.append(("edgekd faster than optimum ORTModel pipeline, same ONNX file (issues 5, 8)",
+                     f"{op['speedup']:.2f}x", _verdict(op["speedup"] > 1), "speed"))
+    for k, v in s.items():
+        if k.startswith("bare_vs_edgekd_"):
+            rows.append((f"runtime overhead vs bare engine <= 10%: {k[15:]} (issues 5, 8)",
+                         f"{v['overhead_pct']:+.1f}%", _verdict(v["overhead_pct"] <= 10), "speed"))
+        if k.startswith("fp32_vs_int8_"):
+            rows.append((f"int8 >= 1.5x faster than fp32, batch 1: {k[13:]} (issue 8)", f"{v['speedup']:.2f}x",
+                         _verdict(v["speedup"] >= 1.5), "speed"))
+    cs = _get(s, "cold_start", "int8")
+    if cs:
+        total = cs.get("total_s", cs.get("process_s"))
+        rows.append(("cold start (new process: import + load + first prediction) <= 1 s, int8 student (issue 5)",
+                     f"{total:.3f} s (peak RSS {cs.get('peak_rss_mb', 'n/a')} MB)", _verdict(total <= 1.0), "speed"))
+    g = s.get("gflops")
+    if g:
+        rows.append(("(physical limit) achieved GFLOP/s of the fp32 student, batch 32 x 128 tokens",
+                     f"{g['achieved_gflops']} of {g['peak']['peak_gflops']} peak ({_pct(g['fraction_of_peak'])})",
+                     "info", "speed"))
+    return rows
+
+
+def write_results_md(r: dict[str, Any], path: Path, plots_dir: Path) -> None:
+    lines = ["# Benchmark results", "",
+             "Produced by `make bench` (`python -m benchmarks all`); every number below comes from "
+             f"`benchmarks/results/{_get(r, 'device', 'device_id')}.json`, written by the committed code.", ""]
+    lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {v} |" for t, m, v, _ in targets(r)]
+    lines += ["", "## Device", "", _device_line(r.get("device", {})), ""]
+    lines += _commands(r)
+    lines += _speed_tables(r, plots_dir)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _device_line(d: dict[str, Any]) -> str:
+    isa = ", ".join(k for k, v in (d.get("isa") or {}).items() if v)
+    mem = (d.get("memory_bytes") or 0) / 2**30
+    return (f"`{d.get('device_id')}`: {d.get('cpu_model')} ({d.get('usable_cores')} usable cores; ISA: {isa}), "
+            f"{mem:.0f} GiB, {d.get('os')} {d.get('arch')}, Python {d.get('python')}; libraries: "
+            + ", ".join(f"{k} {v}" for k, v in (d.get("libraries") or {}).items() if v))
+
+
+def _commands(r: dict[str, Any]) -> list[str]:
+    lines = ["## Commands and wall times", "", "| step | command | wall time |", "|---|---|---|"]
+    for name, v in (r.get("train") or {}).items():
+        lines.append(f"| {name} | `{v.get('command')}` | {v.get('wall_time_s')} s |")
+    e = r.get("export") or {}
+    if e:
+        lines.append(f"| export | `{e.get('command')}` | {e.get('wall_time_s')} s |")
+        v = e.get("verify") or {}
+        lines.append(f"| verify | `{v.get('command')}` | {v.get('wall_time_s')} s |")
+    return lines + [""]
+
+
+def _speed_tables(r: dict[str, Any], plots_dir: Path) -> list[str]:
+    s = r.get("speed") or {}
+    if not s:
+        return []
+    lines = ["## Side by side (batch 1, interleaved, same texts)", "",
+             f"Threads pinned to {s.get('threads')} for every system; {s.get('runs')} timed runs after warm-up; "
+             f"{s.get('texts')} real AG News test texts cycled.", "",
+             "| comparison | system | p50 ms | p90 ms | p99 ms | IQR ms | ratio |", "|---|---|---|---|---|---|---|"]
+    for k, v in s.items():
+        if isinstance(v, dict) and "speedup" in v:
+            for name in (v["slow"], v["fast"]):
+                t = v[name]
+                ratio = f"{v['speedup']:.2f}x" if name == v["fast"] else ""
+                lines.append(f"| {k} | {name} | {t['p50_ms']:.3f} | {t['p90_ms']:.3f} | {t['p99_ms']:.3f} | "
+                             f"{t['iqr_ms']:.3f} | {ratio} |")
+    sc = s.get("scaling")
+    if sc:
+        from benchmarks.plots import scaling_plot
+
+        png = scaling_plot(sc, plots_dir / "scaling.png")
+        lines += ["", "## Scaling (ONNX Runtime, bare session, random ids)", "", f"![scaling]({png.relative_to(plots_dir.parent)})"]
+    return lines + [""]

@@ -1,0 +1,242 @@
+"""Side-by-side speed measurements, on the same model files and the same real texts, interleaved.
+
+Every comparison pins the same thread count for both systems (THREADS) and reports medians, spread
+and the ratio. Nothing here is a unit test: these are the numbers RESULTS.md publishes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.timing import interleaved, ratio, summarize
+
+THREADS = int(os.environ.get("EDGEKD_BENCH_THREADS", os.cpu_count() or 1))
+RUNS = int(os.environ.get("EDGEKD_BENCH_RUNS", 300))
+
+
+def _texts_cycle(texts: list[str]):
+    return lambda i: texts[i % len(texts)]
+
+
+def _result(timings: dict[str, Any], slow: str, fast: str) -> dict[str, Any]:
+    return {name: t.to_dict() for name, t in timings.items()} | {
+        "speedup": round(ratio(timings[slow], timings[fast]), 3), "slow": slow, "fast": fast}
+
+
+def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str]) -> dict[str, Any]:
+    """PyTorch teacher in `transformers.pipeline` vs the edgekd int8 student (ONNX Runtime), batch 1."""
+    import torch
+    from transformers import pipeline
+
+    import edgekd
+
+    torch.set_num_threads(THREADS)
+    pipe = pipeline("text-classification", model=str(teacher_dir), device=-1, truncation=True, max_length=128)
+    clf = edgekd.load(bundle, backend="onnx", precision="int8", threads=THREADS)
+    text = _texts_cycle(texts)
+    timings = interleaved({
+        "teacher_transformers_pipeline": lambda i: pipe(text(i)),
+        "edgekd_int8_student": lambda i: clf.predict(text(i)),
+    }, runs=max(RUNS // 3, 60))
+    out = _result(timings, "teacher_transformers_pipeline", "edgekd_int8_student")
+    out["throughput"] = batch_throughput({
+        "teacher_transformers_pipeline": lambda b: pipe(b, batch_size=32),
+        "edgekd_int8_student": lambda b: clf.predict(b, batch_size=32),
+    }, texts)
+    return out
+
+
+def batch_throughput(systems: dict[str, Any], texts: list[str], batch: int = 32, rounds: int = 5) -> dict[str, Any]:
+    """texts/s of each system over the same chunk of texts, interleaved, median of `rounds`."""
+    chunk = texts[: batch * 8]
+    t = interleaved({n: (lambda i, f=f: f(chunk)) for n, f in systems.items()}, runs=rounds, warmup=1)
+    return {n: {"texts_per_s": round(len(chunk) / (v.p50_ms / 1000), 1), "batch": batch, "texts": len(chunk)}
+            for n, v in t.items()}
+
+
+def optimum_vs_edgekd(student_dir: Path, bundle: Path, texts: list[str]) -> dict[str, Any]:
+    """optimum's ORTModelForSequenceClassification in a transformers pipeline vs edgekd, on the
+    bundle's own fp32 ONNX file (copied next to the student's config and tokenizer)."""
+    import onnxruntime as ort
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer, pipeline
+
+    import edgekd
+
+    tmp = Path(tempfile.mkdtemp(prefix="edgekd-optimum-"))
+    try:
+        for f in Path(student_dir).iterdir():
+            if f.is_file() and not f.name.endswith((".safetensors", ".bin", ".png")):
+                shutil.copy(f, tmp / f.name)
+        shutil.copy(Path(bundle) / "onnx" / "model.onnx", tmp / "model.onnx")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = THREADS
+        so.inter_op_num_threads = 1
+        model = ORTModelForSequenceClassification.from_pretrained(tmp, session_options=so, use_io_binding=False)
+        tok = AutoTokenizer.from_pretrained(tmp)
+        pipe = pipeline("text-classification", model=model, tokenizer=tok, truncation=True, max_length=128)
+        clf = edgekd.load(bundle, backend="onnx", precision="fp32", threads=THREADS)
+        text = _texts_cycle(texts)
+        timings = interleaved({
+            "optimum_ort_pipeline": lambda i: pipe(text(i)),
+            "edgekd_onnx_fp32": lambda i: clf.predict(text(i)),
+        }, runs=RUNS)
+        return _result(timings, "optimum_ort_pipeline", "edgekd_onnx_fp32")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bare_tokenizer(bundle: Path, max_length: int):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(Path(bundle) / "tokenizer.json"))
+    tok.no_padding()
+    tok.enable_truncation(max_length)
+    return tok
+
+
+def bare_vs_edgekd(bundle: Path, texts: list[str], backend: str, precision: str) -> dict[str, Any]:
+    """Bare `tokenizers` + the engine's own call (InferenceSession.run / OpenVINO infer) vs
+    `edgekd.load(...).predict` on the same artifact: the runtime's overhead."""
+    import edgekd
+    from edgekd.bundle import read_manifest
+
+    manifest = read_manifest(bundle)
+    artifact = manifest.artifact(backend, precision)
+    tok = _bare_tokenizer(bundle, manifest.tokenizer.max_length)
+    run = _bare_engine(Path(bundle) / artifact.path, backend)
+    names = manifest.tokenizer.inputs
+
+    def bare(i: int) -> Any:
+        enc = tok.encode(texts[i % len(texts)])
+        ids = np.asarray([enc.ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        return run({n: feed[n] for n in names})
+
+    clf = edgekd.load(bundle, backend=backend, precision=precision, threads=THREADS)
+    timings = interleaved({"bare": bare, "edgekd": lambda i: clf.predict(texts[i % len(texts)])}, runs=RUNS)
+    out = _result(timings, "bare", "edgekd")
+    out["overhead_pct"] = round((timings["edgekd"].p50_ms / timings["bare"].p50_ms - 1) * 100, 2)
+    return out
+
+
+def _bare_engine(path: Path, backend: str):
+    if backend == "onnx":
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = THREADS
+        so.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        return lambda feed: sess.run(None, feed)[0]
+    import openvino as ov
+
+    core = ov.Core()
+    compiled = core.compile_model(str(path), "CPU", {"INFERENCE_NUM_THREADS": THREADS})
+    request = compiled.create_infer_request()
+    return lambda feed: request.infer(feed)[compiled.output(0)]
+
+
+def fp32_vs_int8(bundle: Path, texts: list[str], backend: str) -> dict[str, Any]:
+    """Batch-1 latency and batch-32 throughput of the fp32 and int8 artifacts of one backend."""
+    import edgekd
+
+    fp32 = edgekd.load(bundle, backend=backend, precision="fp32", threads=THREADS)
+    int8 = edgekd.load(bundle, backend=backend, precision="int8", threads=THREADS)
+    text = _texts_cycle(texts)
+    timings = interleaved({"fp32": lambda i: fp32.predict(text(i)), "int8": lambda i: int8.predict(text(i))},
+                          runs=RUNS)
+    out = _result(timings, "fp32", "int8")
+    out["throughput"] = batch_throughput({"fp32": lambda b: fp32.logits(b, batch_size=32),
+                                          "int8": lambda b: int8.logits(b, batch_size=32)}, texts)
+    return out
+
+
+def encoder_flops(config: dict[str, Any], batch: int, seq: int) -> float:
+    """Multiply-adds x 2 of a BERT encoder forward pass (dense layers + attention products), the
+    classifier head included; embeddings lookups and element-wise ops are not counted."""
+    h, i, n = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
+    tokens = batch * seq
+    per_layer = 2 * tokens * (4 * h * h + 2 * h * i) + 2 * 2 * batch * seq * seq * h
+    head = 2 * batch * (h * h + h * config.get("num_labels", len(config.get("id2label", {})) or 2))
+    return float(n * per_layer + head)
+
+
+def cpu_peak_gflops() -> dict[str, Any]:
+    """cores x clock x fp32 FLOP per cycle for the widest vector FMA this CPU has
+    (2 FMA pipes x lanes x 2 FLOP: AVX-512 32 lanes-equivalent 64, AVX2 32, NEON 16)."""
+    from edgekd.verify.device import fingerprint
+
+    fp = fingerprint()
+    isa = fp.get("isa", {})
+    per_cycle = 64 if isa.get("avx512f") or isa.get("avx512") else 32 if isa.get("avx2") else 16
+    ghz = _cpu_ghz()
+    cores = fp.get("usable_cores") or os.cpu_count() or 1
+    return {"cores": cores, "ghz": ghz, "flop_per_cycle": per_cycle, "peak_gflops": round(cores * ghz * per_cycle, 1),
+            "formula": f"{cores} cores x {ghz} GHz x {per_cycle} FLOP/cycle (2 FMA pipes x vector lanes x 2)"}
+
+
+def _cpu_ghz() -> float:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
+        return round(max(mhz) / 1000, 3)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def achieved_gflops(bundle: Path, student_config: dict[str, Any], batch: int = 32, seq: int = 128) -> dict[str, Any]:
+    """Achieved GFLOP/s of the fp32 ONNX student on random token ids [batch, seq] vs the CPU's peak."""
+    manifest_inputs = json.loads((Path(bundle) / "edgekd.json").read_text())["tokenizer"]["inputs"]
+    run = _bare_engine(Path(bundle) / "onnx" / "model.onnx", "onnx")
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 20000, size=(batch, seq), dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    feed = {n: feed[n] for n in manifest_inputs}
+    t = interleaved({"fp32": lambda i: run(feed)}, runs=20, warmup=3)["fp32"]
+    flops = encoder_flops(student_config, batch, seq)
+    peak = cpu_peak_gflops()
+    got = flops / (t.p50_ms / 1000) / 1e9
+    return {"batch": batch, "seq": seq, "gflop_per_forward": round(flops / 1e9, 3), "p50_ms": round(t.p50_ms, 2),
+            "achieved_gflops": round(got, 1), "peak": peak, "fraction_of_peak": round(got / peak["peak_gflops"], 3)
+            if peak["peak_gflops"] else None}
+
+
+def scaling(bundle: Path, precision: str = "fp32") -> dict[str, Any]:
+    """Latency of the ONNX artifact by sequence length (batch 1) and by batch size (seq 64), on
+    random ids (the model accepts up to its position table, beyond the bundle's max_length)."""
+    manifest = json.loads((Path(bundle) / "edgekd.json").read_text())
+    artifact = next(a for a in manifest["artifacts"] if a["backend"] == "onnx" and a["precision"] == precision)
+    run = _bare_engine(Path(bundle) / artifact["path"], "onnx")
+    names = manifest["tokenizer"]["inputs"]
+    rng = np.random.default_rng(0)
+
+    def feed(b: int, s: int) -> dict[str, np.ndarray]:
+        ids = rng.integers(1000, 20000, size=(b, s), dtype=np.int64)
+        f = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        return {n: f[n] for n in names}
+
+    def measure(b: int, s: int) -> dict[str, float]:
+        f = feed(b, s)
+        for _ in range(2):
+            run(f)
+        import time
+
+        samples = []
+        for _ in range(max(3, min(30, 2000 // (b * s // 16 + 1)))):
+            t0 = time.perf_counter()
+            run(f)
+            samples.append((time.perf_counter() - t0) * 1000)
+        t = summarize(samples)
+        return {"p50_ms": round(t.p50_ms, 3), "texts_per_s": round(b / (t.p50_ms / 1000), 1)}
+
+    return {"precision": precision,
+            "by_seq_len": {s: measure(1, s) for s in (16, 32, 64, 128, 256, 512)},
+            "by_batch": {b: measure(b, 64) for b in (1, 2, 4, 8, 16, 32, 64)}}

@@ -1,0 +1,83 @@
+"""The benchmark's pipeline steps on real data. Each step runs the real `edgekd` command in a
+subprocess (so the command recorded in RESULTS.md is exactly what ran) and is cached: a step is
+skipped while its output directory holds a stamp with the same command."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "benchmarks" / "cache"
+DATA = ROOT.parent / "shared" / "data"
+STAMP = "benchmark-step.json"
+
+
+@dataclass
+class Step:
+    name: str
+    out: Path
+    argv: list[str]  # arguments after `edgekd`
+
+    @property
+    def command(self) -> str:
+        # Paths as a user in the repository root types them (../shared is beside the checkout).
+        rel = [a.replace(str(DATA.parent), "../shared").replace(str(ROOT) + "/", "") for a in self.argv]
+        return "edgekd " + shlex.join(rel)
+
+
+def ag_news() -> str:
+    return str(DATA / "ag_news")
+
+
+def pipeline(dataset: str = "ag_news") -> dict[str, Step]:
+    """The steps of the AG News benchmark, keyed by name, in dependency order."""
+    data = str(DATA / dataset)
+    c = CACHE / dataset
+    teacher = c / "teacher"
+    students = c / "students"
+    return {
+        "baseline": Step("baseline", c / "baseline", ["baseline", "--data", data, "--out", str(c / "baseline")]),
+        "teacher": Step("teacher", teacher, [
+            "train", "--data", data, "--model", "sentence-transformers/all-MiniLM-L6-v2", "--out", str(teacher),
+            "--epochs", "2", "--lr", "1e-4", "--batch-size", "32", "--max-length", "64", "--no-progress"]),
+        "students": Step("students", students, [
+            "distill", "--teacher", str(teacher), "--data", data, "--student", "layers=3", "--student", "layers=2",
+            "--epochs", "2", "--out", str(students), "--no-progress"]),
+        "no_teacher": Step("no_teacher", c / "no_teacher", [
+            "distill", "--teacher", str(teacher), "--data", data, "--student", "layers=3", "--no-teacher",
+            "--epochs", "2", "--out", str(c / "no_teacher"), "--no-progress"]),
+        "bundle": Step("bundle", c / "bundle", [
+            "export", str(students / "layers-3"), "--target", "all", "--int8", "--calibration-data", data,
+            "--out", str(c / "bundle"), "--force"]),
+    }
+
+
+def run_step(step: Step, log: Any = print) -> dict[str, Any]:
+    """Run a step unless its stamp says the same command already completed; returns the stamp."""
+    stamp_path = step.out / STAMP
+    if stamp_path.is_file():
+        stamp = json.loads(stamp_path.read_text())
+        if stamp.get("command") == step.command:
+            log(f"[{step.name}] cached: {step.command}")
+            return stamp | {"cached": True}
+    log(f"[{step.name}] running: {step.command}")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "edgekd", *step.argv], cwd=ROOT)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark step {step.name} failed (exit {proc.returncode}): {step.command}")
+    stamp = {"command": step.command, "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    step.out.mkdir(parents=True, exist_ok=True)
+    stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
+    return stamp | {"cached": False}
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text())
