@@ -53,7 +53,8 @@ def test_verify_writes_valid_report(fp32_bundle: Path, test_csv: Path, tiny_bert
     assert onnx_row["parity"]["max_abs_logit"] < 1e-3
     # the teacher is the student here, so the student's distillation gap is exactly zero
     assert report["models"][1]["gap"]["accuracy_gap"] == 0.0 and report["models"][1]["gap"]["flips"] == 0
-    assert onnx_row["latency"]["cold_start"]["peak_rss_bytes"] > 10_000_000
+    # the child's own peak (a tiny ONNX model: well under the torch-laden test process's ~1 GB)
+    assert 10_000_000 < onnx_row["latency"]["cold_start"]["peak_rss_bytes"] < 400_000_000
     assert onnx_row["latency"]["batch1"]["runs"] >= 5
     assert report["passed"] and [g["metric"] for g in report["gates"]] == ["agreement", "max_abs_logit"]
     html = path.with_suffix(".html").read_text()

@@ -88,8 +88,13 @@ clf = edgekd.load(sys.argv[1], backend=sys.argv[2], precision=sys.argv[3], **jso
 t2 = time.perf_counter()
 clf.predict(sys.argv[4])
 t3 = time.perf_counter()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-rss = rss if sys.platform == "darwin" else rss * 1024  # Linux reports KiB, macOS bytes
+# Linux: VmHWM of this process image. ru_maxrss would carry over the parent's peak across exec
+# (the parent that forked us may hold torch), so it is only the fallback (macOS reports bytes).
+try:
+    rss = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss = rss if sys.platform == "darwin" else rss * 1024
 print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "first_predict_s": t3 - t2,
                   "total_s": t3 - t0, "peak_rss_bytes": rss, "engine": clf.engine if hasattr(clf, "engine") else None}))
 """

@@ -119,9 +119,9 @@ class Run:
 
     @property
     def name(self) -> str:
-        base = self.artifact.name if self.backend == self.artifact.backend else f"{self.backend}-{self.artifact.precision}"
+        # The artifact's name even when the reference evaluator runs it: the engine field says which ran.
         units = self.options.get("compute_units")
-        return f"{base}@{units}" if units else base
+        return f"{self.artifact.name}@{units}" if units else self.artifact.name
 
 
 # Core ML compute-unit settings measured on macOS: each is a different engine (CPU, GPU, Neural Engine).
