@@ -92,7 +92,7 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         student, bundle = out / "students" / name, out / "bundles" / name
         paths[f"student:{name}"], paths[f"bundle:{name}"] = student, bundle
         argv = ["distill", *data, "--teacher", str(paths["teacher"]), "--student", spec,
-                "--out", str(out / "students"), "--epochs", str(s.epochs), "--lr", str(s.lr),
+                "--out", str(student), "--epochs", str(s.epochs), "--lr", str(s.lr),
                 "--batch-size", str(s.batch_size), "--temperature", str(s.temperature), "--alpha", str(s.alpha)]
         steps.append(Step(f"distill {name}", _cli(argv), [student / "edgekd-model.json"], {"argv": argv},
                           after=teacher_after, rmtree_before=[student]))
