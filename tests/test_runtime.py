@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -17,7 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import AG_LABELS, read_texts
-from runtime_conformance import build_onnx_bundle, conformance_table, use_fallback_if_needed
+from runtime_conformance import (
+    build_exported_bundle,
+    build_onnx_bundle,
+    conformance_table,
+    use_fallback_if_needed,
+)
 
 import edgekd
 from edgekd.bundle import contract_hash, read_manifest
@@ -29,6 +35,12 @@ from edgekd.runtimes.classifier import Prediction, softmax
 def bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     use_fallback_if_needed()
     return build_onnx_bundle(tiny_bert, tmp_path_factory.getbasetemp() / "runtime_bundle")
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sample, _ = read_texts("ag_news", "test", 24)
+    return build_exported_bundle(tiny_bert, tmp_path_factory.getbasetemp() / "exported_bundle", sample)
 
 
 @pytest.fixture(scope="module")
@@ -237,14 +249,25 @@ def test_zip_with_unsafe_members_is_refused(bundle: Path, tmp_path: Path, monkey
 
 
 @pytest.mark.parametrize("case", conformance_table(), ids=lambda c: f"{c.backend}-{c.precision}")
-def test_conformance(case, bundle: Path, clf: edgekd.Classifier, texts: list[str]) -> None:
-    """Every backend: same labels, logits within the case's tolerance of onnx-fp32, same shape."""
+def test_conformance(case, request: pytest.FixtureRequest, texts: list[str]) -> None:
+    """Every backend: same labels, logits within the case's tolerance of onnx-fp32 on the same bundle."""
     if case.skip:
         pytest.skip(case.skip)
+    bundle = request.getfixturevalue("bundle" if case.source == "built" else "exported")
+    reference = edgekd.load(bundle, backend="onnx", precision="fp32")
     other = edgekd.load(bundle, backend=case.backend, precision=case.precision)
-    assert (other.backend, other.precision, other.labels) == (case.backend, case.precision, clf.labels)
-    reference, logits = clf.logits(texts), other.logits(texts, batch_size=8)
-    assert logits.shape == reference.shape and logits.dtype == np.float32
-    assert np.abs(logits - reference).max() <= case.atol, case.reason
-    assert (logits.argmax(1) == reference.argmax(1)).mean() >= case.min_agreement, case.reason
-    assert other.predict("").label in clf.labels
+    assert (other.backend, other.precision, other.labels) == (case.backend, case.precision, reference.labels)
+    expected, logits = reference.logits(texts), other.logits(texts, batch_size=8)
+    assert logits.shape == expected.shape and logits.dtype == np.float32
+    assert np.abs(logits - expected).max() <= case.atol, case.reason
+    assert (logits.argmax(1) == expected.argmax(1)).mean() >= case.min_agreement, case.reason
+    assert other.predict("").label in reference.labels
+
+
+def test_exported_bundle_provenance_finds_the_reference_checkpoint(exported: Path, tiny_bert: Path) -> None:
+    manifest = read_manifest(exported)
+    assert Path(manifest.provenance["model_dir"]) == tiny_bert.resolve()
+    assert edgekd.load(exported, backend="torch").engine.startswith("torch ")
+    if sys.platform != "darwin":
+        with pytest.raises(BundleError, match="coreml-reference"):
+            edgekd.load(exported, backend="coreml")
