@@ -1,17 +1,98 @@
-"""`edgekd distill` (not built yet)."""
+"""`edgekd distill`: small PyTorch students from a fine-tuned teacher, compared side by side."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from edgekd.errors import EdgekdError
+from edgekd.commands._common import add_data_arguments, data_spec_from_args
+from edgekd.commands.train import add_optimisation_arguments, train_config_from_args
+from edgekd.errors import ModelError, RecipeError
 
-HELP = "(not built yet) distill"
+HELP = "distill students (layers=K | layers=i,j,k | model ref) from a teacher; compare them"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    """Teacher, student specs, loss and optimisation flags of `edgekd distill`."""
+    parser.add_argument("--teacher", required=True, help="fine-tuned teacher checkpoint directory")
+    add_data_arguments(parser)
+    parser.add_argument("--student", action="append", required=True, metavar="SPEC",
+                        help="layers=K (K evenly spaced teacher layers), layers=i,j,k, or a model "
+                             "reference; repeat for several students")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output: the student checkpoint (one --student) or a directory of them")
+    loss = parser.add_argument_group("loss")
+    loss.add_argument("--temperature", type=float, default=2.0, help="softmax temperature T (default: 2)")
+    loss.add_argument("--alpha", type=float, default=0.5,
+                      help="weight of the soft-target KL term; 1-alpha weighs cross-entropy (default: 0.5)")
+    loss.add_argument("--hidden-weight", type=float, default=0.0,
+                      help="weight of the hidden-state MSE (same-tokenizer students; default: 0)")
+    loss.add_argument("--attention-weight", type=float, default=0.0,
+                      help="weight of the attention KL (same tokenizer and heads; default: 0)")
+    loss.add_argument("--no-teacher", action="store_true",
+                      help="plain fine-tuning of the same student init, without soft targets")
+    loss.add_argument("--compare-no-teacher", action="store_true",
+                      help="train each student both with and without the teacher")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="teacher-logit cache (default: $EDGEKD_CACHE/teacher-logits or "
+                             "~/.cache/edgekd/teacher-logits)")
+    add_optimisation_arguments(parser, epochs=3.0, lr=1e-4)
+
+
+def _check_loss_args(args: argparse.Namespace) -> None:
+    if args.temperature <= 0:
+        raise RecipeError(f"--temperature must be > 0, got {args.temperature}")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise RecipeError(f"--alpha must be in [0, 1], got {args.alpha}")
+    for flag, value in (("--hidden-weight", args.hidden_weight), ("--attention-weight", args.attention_weight)):
+        if value < 0:
+            raise RecipeError(f"{flag} must be >= 0, got {value}")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise EdgekdError("'edgekd distill' is not built yet")
+    """Validate specs against the teacher, load the data, distill, print the comparison."""
+    from edgekd.models import resolve_model
+    from edgekd.train.students import parse_student_spec, resolve_layers
+
+    _check_loss_args(args)
+    specs = [parse_student_spec(s) for s in args.student]
+    teacher_dir = Path(resolve_model(args.teacher))
+    if not teacher_dir.is_dir():
+        raise ModelError(f"--teacher '{args.teacher}' is not a local checkpoint directory; run 'edgekd train' first")
+
+    from edgekd.data import load_splits, print_data_report
+    from edgekd.train.distill import DistillConfig, distill_many, teacher_settings
+
+    meta = teacher_settings(teacher_dir)
+    for spec in specs:
+        # Fail on a bad spec before any data or model loads.
+        if spec.reference is None:
+            resolve_layers(spec, meta["num_hidden_layers"])
+        else:
+            resolve_model(spec.reference)
+    train = train_config_from_args(args, max_length=int(meta.get("max_length") or 128))
+    config = DistillConfig(train=train, temperature=args.temperature, alpha=args.alpha,
+                           hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
+                           use_teacher=not args.no_teacher)
+    data_spec = data_spec_from_args(args)
+    splits = load_splits(data_spec, labels=meta["labels"])
+    print_data_report(splits)
+    rows = distill_many(teacher_dir, splits, specs, args.out, config, cache_dir=args.cache_dir,
+                        compare_no_teacher=args.compare_no_teacher, data_spec=data_spec)
+    _print_rows(rows)
+    print(f"comparison: {args.out / 'comparison.md'}")
+    return 0
+
+
+def _print_rows(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from edgekd.train.students import COMPARISON_COLUMNS, format_cell
+
+    table = Table(title="distillation (test split)")
+    for key, title in COMPARISON_COLUMNS:
+        table.add_column(title, justify="left" if key == "model" else "right")
+    for row in rows:
+        table.add_row(*(format_cell(row.get(k)) for k, _ in COMPARISON_COLUMNS))
+    Console().print(table)

@@ -127,6 +127,7 @@ def training_arguments(out: Path, config: TrainConfig, metric: str = "accuracy")
         label_names=["labels"],
         save_safetensors=True,
         dataloader_num_workers=0,
+        dataloader_pin_memory=cuda,
     )
 
 

@@ -48,12 +48,15 @@ class DistillConfig:
 
 def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float, alpha: float) -> Any:
     """alpha * T^2 * KL(teacher/T || student/T) (batch mean) + (1 - alpha) * cross-entropy."""
+    import torch
     import torch.nn.functional as F
 
-    t = float(temperature)
-    soft = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits.float() / t, dim=-1),
+    # At least float32 even under bf16/fp16 autocast: the KL of near-equal distributions is small.
+    dtype = torch.promote_types(student_logits.dtype, torch.float32)
+    s, t_logits, t = student_logits.to(dtype), teacher_logits.to(dtype), float(temperature)
+    soft = F.kl_div(F.log_softmax(s / t, dim=-1), F.log_softmax(t_logits / t, dim=-1),
                     reduction="batchmean", log_target=True) * (t * t)
-    hard = F.cross_entropy(student_logits, labels)
+    hard = F.cross_entropy(s, labels)
     return alpha * soft + (1.0 - alpha) * hard
 
 
@@ -142,7 +145,7 @@ class DistillationTrainer(_Trainer):
 
 
 def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config: DistillConfig,
-                    soft: dict[str, Any]) -> dict[str, Any]:
+                    soft: dict[str, Any], data_spec: Any = None) -> dict[str, Any]:
     """Build the student of `spec`, train it against the teacher's soft targets and write the
     checkpoint, `metrics.json`, `distillation.json` and `edgekd-model.json` into `out`.
 
@@ -177,7 +180,8 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
         "device": device_description(), "agreement_with_teacher": agreement})
     write_json(Path(out) / "edgekd-model.json", {
         "role": "student", "teacher": str(teacher_dir), "max_length": config.train.max_length,
-        "labels": list(splits.labels), "dataset_fingerprint": splits.fingerprint, "base_model": spec.text,
+        "labels": list(splits.labels), "data": data_spec.to_dict() if data_spec is not None else None,
+        "dataset_fingerprint": splits.fingerprint, "base_model": spec.text,
         "wall_time_s": round(wall, 2), "device": device_description(), "versions": library_versions()})
     return {"model": spec.name + ("" if use else " (no teacher)"), "spec": spec.text, "path": str(out),
             "distilled": use, "params": count_parameters(trainer.model), "accuracy": metrics["accuracy"],
@@ -205,3 +209,63 @@ def _intermediate_teacher(config: DistillConfig, teacher_dir: Path, student: Any
         teacher.set_attn_implementation("eager")
         student.set_attn_implementation("eager")
     return teacher, layers
+
+
+def teacher_settings(teacher_dir: Path) -> dict[str, Any]:
+    """`edgekd-model.json` of a checkpoint ({} when absent) plus its `labels` from the config."""
+    import json
+
+    from transformers import AutoConfig
+
+    teacher_dir = Path(teacher_dir)
+    meta_path = teacher_dir / "edgekd-model.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    config = AutoConfig.from_pretrained(str(teacher_dir))
+    id2label = {int(k): v for k, v in config.id2label.items()}
+    meta["labels"] = [id2label[i] for i in range(len(id2label))]
+    meta["num_hidden_layers"] = getattr(config, "num_hidden_layers", None)
+    return meta
+
+
+def distill_many(teacher_dir: Path, splits: Any, specs: list[Any], out: Path, config: DistillConfig,
+                 cache_dir: Path | None = None, compare_no_teacher: bool = False,
+                 data_spec: Any = None) -> list[dict[str, Any]]:
+    """Distill every student spec, then write the comparison (teacher row first) into `out`.
+
+    One spec writes its checkpoint into `out` itself; several write `out/<spec name>/`.
+    `compare_no_teacher` also trains each student without the teacher's soft targets.
+    """
+    from edgekd.metrics import evaluate_logits
+    from edgekd.train.cache import LogitCache
+    from edgekd.train.infer import load_checkpoint
+    from edgekd.train.students import latency_p50_ms, write_comparison
+
+    max_length = config.train.max_length
+    cache = LogitCache(teacher_dir, cache_dir)
+    soft: dict[str, Any] = {}
+    hits = []
+    for name, split in splits.items():
+        soft[name], hit = cache.logits(split.texts, splits.fingerprint, name, max_length)
+        hits.append(hit)
+    cache.release()
+    soft["cache_hit"] = all(hits)
+    teacher_metrics = evaluate_logits(np.asarray(soft["test"]), splits.test.labels, list(splits.labels))
+    teacher_params = count_parameters(load_checkpoint(teacher_dir)[0])
+    timing_texts = splits.test.texts
+    rows = [{"model": "teacher", "spec": str(teacher_dir), "path": str(teacher_dir), "distilled": None,
+             "params": teacher_params, "compression": 1.0, "accuracy": teacher_metrics["accuracy"],
+             "f1_macro": teacher_metrics["f1_macro"], "f1_weighted": teacher_metrics["f1_weighted"],
+             "agreement": 1.0, "latency_p50_ms": latency_p50_ms(teacher_dir, timing_texts, max_length)}]
+    runs = [(s, use) for s in specs for use in ([True, False] if compare_no_teacher else [config.use_teacher])]
+    for spec, use in runs:
+        target = Path(out) if len(runs) == 1 else Path(out) / (spec.name + ("" if use else "-no-teacher"))
+        row = distill_student(spec, teacher_dir, splits, target, dataclasses.replace(config, use_teacher=use), soft,
+                              data_spec)
+        row["compression"] = teacher_params / row["params"]
+        row["latency_p50_ms"] = latency_p50_ms(target, timing_texts, max_length)
+        row["speedup"] = rows[0]["latency_p50_ms"] / row["latency_p50_ms"]
+        rows.append(row)
+    for row in rows:
+        row["teacher_cache_hit"] = soft["cache_hit"]
+    write_comparison(rows, Path(out))
+    return rows

@@ -12,6 +12,7 @@ A student SPEC is either
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,3 +138,76 @@ def build_student(spec: StudentSpec, teacher_dir: Path, labels: list[str]) -> tu
 
     model, tokenizer, _ = load_base_model(spec.reference, labels)
     return model, tokenizer, None
+
+
+def latency_p50_ms(model_dir: Path, texts: list[str], max_length: int, runs: int = 50) -> float:
+    """Median batch-1 PyTorch CPU latency (ms) of the checkpoint's forward pass over real texts
+    (tokenized beforehand, so only the model is timed; 5 warm-up calls)."""
+    import time
+
+    import torch
+
+    from edgekd.train.infer import load_checkpoint
+
+    model, tokenizer = load_checkpoint(model_dir)
+    model.to("cpu")
+    encoded = [tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt")
+               for t in texts[: max(runs, 1)]]
+    times = []
+    with torch.inference_mode():
+        for enc in encoded[:5]:
+            model(**enc)
+        for enc in encoded:
+            start = time.perf_counter()
+            model(**enc)
+            times.append((time.perf_counter() - start) * 1000.0)
+    return float(np.median(times))
+
+
+COMPARISON_COLUMNS = [("model", "model"), ("params", "params"), ("compression", "compression"),
+                      ("accuracy", "accuracy"), ("f1_macro", "F1 macro"), ("agreement", "agreement"),
+                      ("latency_p50_ms", "p50 ms (b=1, CPU)")]
+
+
+def write_comparison(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
+    """`comparison.json`, `comparison.md` and `comparison.png` (accuracy / size / latency bars)
+    for the teacher row followed by the student rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "comparison.json", "md": out / "comparison.md", "png": out / "comparison.png"}
+    paths["json"].write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+    lines = ["| " + " | ".join(title for _, title in COMPARISON_COLUMNS) + " |",
+             "|" + "|".join("---" if k == "model" else "---:" for k, _ in COMPARISON_COLUMNS) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(format_cell(row.get(k)) for k, _ in COMPARISON_COLUMNS) + " |")
+    paths["md"].write_text("\n".join(lines) + "\n")
+    _comparison_chart(rows, paths["png"])
+    return paths
+
+
+def format_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if value <= 1.0 else f"{value:.2f}"
+    if isinstance(value, int):
+        return f"{value / 1e6:.2f}M" if value >= 100_000 else str(value)
+    return "" if value is None else str(value)
+
+
+def _comparison_chart(rows: list[dict[str, Any]], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [r["model"] for r in rows]
+    panels = [("accuracy", "test accuracy"), ("params", "parameters (M)"), ("latency_p50_ms", "p50 ms, batch 1 CPU")]
+    fig = Figure(figsize=(12, 0.5 * len(rows) + 2), dpi=110)
+    FigureCanvasAgg(fig)
+    for k, (key, title) in enumerate(panels):
+        ax = fig.add_subplot(1, 3, k + 1)
+        values = [float(r.get(key) or 0.0) / (1e6 if key == "params" else 1.0) for r in rows]
+        ax.barh(range(len(rows)), values, color=["#888888"] + ["#3b7dd8"] * (len(rows) - 1))
+        ax.set_yticks(range(len(rows)), names if k == 0 else [""] * len(rows))
+        ax.invert_yaxis()
+        ax.set_title(title)
+        if key == "accuracy":
+            ax.set_xlim(max(0.0, min(values) - 0.1), 1.0)
+    fig.tight_layout()
+    fig.savefig(path)

@@ -1,0 +1,128 @@
+"""Distillation: the KD loss against a hand computation, the intermediate losses, and a tiny
+end-to-end `edgekd distill` run (tiny_bert teacher) writing every output."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import read_texts
+
+from edgekd.cli import main
+
+
+def test_kd_loss_equals_hand_computation() -> None:
+    import torch
+
+    from edgekd.train.distill import kd_loss
+
+    s = np.array([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]])
+    t = np.array([[2.0, 1.0, 0.0], [1.0, 0.0, 2.5]])
+    y = np.array([1, 2])
+    temperature, alpha = 2.0, 0.7
+
+    def softmax(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    p_t, p_s = softmax(t / temperature), softmax(s / temperature)
+    kl = float(np.mean(np.sum(p_t * (np.log(p_t) - np.log(p_s)), axis=1)))
+    ce = float(np.mean([-math.log(softmax(s)[i, y[i]]) for i in range(2)]))
+    expected = alpha * temperature**2 * kl + (1 - alpha) * ce
+
+    got = kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), temperature, alpha)
+    assert float(got) == pytest.approx(expected, rel=1e-9)
+    # alpha = 0 is plain cross-entropy; identical logits give zero KL.
+    assert float(kd_loss(torch.tensor(s), torch.tensor(t), torch.tensor(y), 2.0, 0.0)) == pytest.approx(ce)
+    assert float(kd_loss(torch.tensor(s), torch.tensor(s), torch.tensor(y), 2.0, 1.0)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_intermediate_losses_are_zero_on_identical_states_and_positive_otherwise() -> None:
+    import torch
+
+    from edgekd.train.distill import attention_kl, hidden_mse
+
+    torch.manual_seed(0)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    states = tuple(torch.randn(2, 4, 8) for _ in range(3))
+    assert float(hidden_mse(states, states, [0, 1], mask, torch.nn.Identity())) == pytest.approx(0.0)
+    other = tuple(s + 1.0 for s in states)  # every real token off by 1 in each of 8 dims -> MSE 1
+    assert float(hidden_mse(states, other, [0, 1], mask, torch.nn.Identity())) == pytest.approx(1.0)
+    attn = tuple(torch.softmax(torch.randn(2, 2, 4, 4), dim=-1) for _ in range(2))
+    assert float(attention_kl(attn, attn, [0, 1], mask)) == pytest.approx(0.0, abs=1e-6)
+    flipped = tuple(a.flip(-1) for a in attn)
+    assert float(attention_kl(attn, flipped, [0, 1], mask)) > 0.01
+
+
+def write_slice(root: Path, n_train: int = 96, n_test: int = 48) -> Path:
+    """A small AG News data directory (train + test CSV) in `root`."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        texts, labels = read_texts("ag_news", split, n)
+        with (root / f"{split}.csv").open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "label"])
+            writer.writerows(zip(texts, labels, strict=True))
+    return root
+
+
+def test_distill_cli_two_students_writes_all_outputs(tiny_bert: Path, tmp_path: Path) -> None:
+    data = write_slice(tmp_path / "data")
+    out = tmp_path / "students"
+    argv = ["distill", "--teacher", str(tiny_bert), "--data", str(data), "--student", "layers=1",
+            "--student", "layers=0,1", "--out", str(out), "--epochs", "1", "--batch-size", "16",
+            "--max-length", "32", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+            "--hidden-weight", "0.5", "--attention-weight", "0.5"]
+    assert main(argv) == 0
+    rows = json.loads((out / "comparison.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["teacher", "layers-1", "layers-0-1"]
+    assert rows[1]["params"] < rows[0]["params"] and rows[1]["compression"] > 1.0
+    assert rows[2]["params"] == rows[0]["params"]  # all layers kept: same size
+    for name in ("comparison.md", "comparison.png"):
+        assert (out / name).stat().st_size > 0
+    for row in rows[1:]:
+        student = Path(row["path"])
+        metrics = json.loads((student / "metrics.json").read_text())
+        assert metrics["accuracy"] == pytest.approx(row["accuracy"])
+        dist = json.loads((student / "distillation.json").read_text())
+        assert dist["spec"] == row["spec"] and dist["loss"]["alpha"] == 0.5 and dist["cache_hit"] is False
+        meta = json.loads((student / "edgekd-model.json").read_text())
+        assert meta["role"] == "student" and meta["max_length"] == 32 and meta["teacher"] == str(tiny_bert)
+        assert (student / "model.safetensors").is_file() and not (student / "checkpoints").exists()
+        assert not (student / "training_args.bin").exists()
+    assert 0.0 <= rows[1]["agreement"] <= 1.0
+    assert "layers-1" in (out / "comparison.md").read_text()
+
+
+def test_distill_no_teacher_single_student_and_cache_hit(tiny_bert: Path, tmp_path: Path) -> None:
+    data = write_slice(tmp_path / "data", 64, 32)
+    common = ["--teacher", str(tiny_bert), "--data", str(data), "--epochs", "1", "--max-length", "32",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    assert main(["distill", *common, "--student", "layers=1", "--out", str(tmp_path / "a")]) == 0
+    assert main(["distill", *common, "--student", "layers=1", "--no-teacher", "--out", str(tmp_path / "b")]) == 0
+    first = json.loads((tmp_path / "a" / "distillation.json").read_text())
+    plain = json.loads((tmp_path / "b" / "distillation.json").read_text())
+    assert first["cache_hit"] is False and first["loss"]["use_teacher"] is True
+    assert plain["loss"]["use_teacher"] is False and plain["loss"]["alpha"] == 0.0
+    rows = json.loads((tmp_path / "b" / "comparison.json").read_text())["rows"]
+    assert rows[0]["teacher_cache_hit"] is True  # second run over the same teacher + data
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("layers=5", "teacher has only 2"),
+    ("layers=0,7", "[7]"),
+    ("layers=0", "at least 1 layer"),
+    ("layers=a", "integers"),
+    ("/no/such/model-dir", "/no/such/model-dir"),
+])
+def test_bad_student_specs_fail_with_one_line(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                              spec: str, message: str) -> None:
+    argv = ["distill", "--teacher", str(tiny_bert), "--data", str(tmp_path), "--student", spec,
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgekd distill: error:") and message in err and "\n" not in err
