@@ -97,3 +97,60 @@ def test_combine_reports_of_two_students() -> None:
     validate(combined)
     single = pipeline.combine_reports([("layers-3", one)])
     assert [m["name"] for m in single["models"]] == ["teacher", "student-torch", "onnx-int8"]
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real AG News slice as a dataset directory (train 240 rows, test 60)."""
+    import csv
+
+    from tests.conftest import read_texts
+
+    root = tmp_path_factory.mktemp("ag_small")
+    for split, n in (("train", 240), ("test", 60)):
+        texts, labels = read_texts("ag_news", split, n)
+        with open(root / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows(zip(texts, labels, strict=True))
+    return root
+
+
+@pytest.mark.slow
+def test_run_end_to_end_resumes_and_gates(tiny_bert: Path, small_dataset: Path, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The real verbs on tiny models: baseline, distill, export (onnx), verify, report; a re-run
+    skips everything; a verify setting re-runs verify and report only; a strict gate exits 1."""
+    import json
+
+    from edgekd.cli import main
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(f"""
+name: tiny
+out: {tmp_path / 'run'}
+data: {{path: {small_dataset}}}
+teacher: {{path: {tiny_bert}}}
+students: {{specs: ["layers=1"], epochs: 1, batch_size: 16}}
+export: {{targets: [onnx], int8: false, calibration_samples: 32}}
+verify: {{max_samples: 30, runs: 3, cold_start: false}}
+""")
+    assert main(["run", str(recipe)]) == 0
+    out = capsys.readouterr().out
+    assert "verify layers-1" in out and "onnx-fp32" in out and "PASS" in out
+    report_dir = tmp_path / "run" / "report"
+    [report_path] = report_dir.glob("*.json")
+    report = json.loads(report_path.read_text())
+    assert [m["name"] for m in report["models"]] == ["baseline-tfidf", "teacher", "student-torch", "onnx-fp32"]
+    assert report["passed"] and report["data"]["n"] == 30
+    assert (report_dir / report_path.name.replace(".json", ".html")).is_file()
+
+    assert main(["run", str(recipe)]) == 0  # everything up to date
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == 5
+
+    code = main(["run", str(recipe), "--set", "verify.gates.fp32.max_abs_logit=0"])
+    captured = capsys.readouterr()
+    assert code == 1 and "onnx-fp32 max_abs_logit=" in captured.err
+    assert captured.out.count("up to date, skipped") == 3  # baseline, distill, export
+    assert json.loads(report_path.read_text())["passed"] is False
