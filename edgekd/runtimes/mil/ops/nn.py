@@ -13,8 +13,9 @@ def _f32(x):
 
 
 def linear(x, weight, bias=None):
-    """x @ weight.T + bias; weight: [out, in]."""
-    y = np.matmul(_f32(x), _f32(weight).T)
+    """x @ weight.T + bias; weight: [out, in]. Leading dims are flattened into one GEMM."""
+    x, weight = _f32(x), _f32(weight)
+    y = np.matmul(x.reshape(-1, x.shape[-1]), weight.T).reshape(x.shape[:-1] + (weight.shape[0],))
     return y if bias is None else y + bias
 
 
