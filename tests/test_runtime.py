@@ -13,6 +13,7 @@ import stat
 import sys
 import threading
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,13 @@ def test_conformance(case, request: pytest.FixtureRequest, texts: list[str]) -> 
     assert np.abs(logits - expected).max() <= case.atol, case.reason
     assert (logits.argmax(1) == expected.argmax(1)).mean() >= case.min_agreement, case.reason
     assert other.predict("").label in reference.labels
+    # The session is shared between threads: concurrent predictions equal sequential ones.
+    sample = texts[:24]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        concurrent = list(pool.map(other.predict, sample))
+    sequential = [other.predict(t) for t in sample]
+    assert [p.label for p in concurrent] == [p.label for p in sequential]
+    assert np.allclose([p.score for p in concurrent], [p.score for p in sequential], atol=1e-6)
 
 
 def test_exported_bundle_provenance_finds_the_reference_checkpoint(exported: Path, tiny_bert: Path) -> None:
