@@ -142,6 +142,18 @@ def test_failed_check_fails_export(tiny_bert: Path, tmp_path: Path, monkeypatch:
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_cli_export_with_data_then_info(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "bundle"
+    code = cli_main(["export", str(tiny_bert), "--target", "onnx", "--data", "/work/shared/data/ag_news",
+                     "--max-train-samples", "200", "--out", str(out)])
+    assert code == 0
+    manifest = bundle_mod.read_manifest(out)
+    assert manifest.provenance["data_source"] == "/work/shared/data/ag_news"
+    assert len(manifest.provenance["dataset_fingerprint"]) == 64
+    assert manifest.parity["onnx-fp32"]["n"] == 3 * 64 and manifest.parity["onnx-fp32"]["status"] == "passed"
+    assert "onnx-fp32" in capsys.readouterr().out
+
+
 def test_unsupported_target_names_the_choices(tiny_bert: Path, tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match=r"unsupported export target tflite.*onnx, openvino, coreml"):
         parse_targets("onnx,tflite")

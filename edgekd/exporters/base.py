@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ import numpy as np
 
 from edgekd.bundle import Artifact, Manifest, TokenizerSettings, finalize_artifact
 from edgekd.calibration import CalibrationSet
-from edgekd.errors import ExportError, require
+from edgekd.errors import EdgekdError, ExportError, require
 from edgekd.exporters import check
 
 
@@ -72,17 +74,13 @@ class Exporter:
         Raises ExportError when the backend fails or an artifact fails its gate."""
         self.check_dependencies()
         t0 = time.perf_counter()
-        try:
+        with _as_export_error(f"--target {self.name} failed"):
             artifacts = self._export(job)
-        except ExportError:
-            raise
-        except (RuntimeError, ValueError, OSError, TypeError) as exc:
-            raise ExportError(f"--target {self.name} failed: {type(exc).__name__}: {exc}; "
-                              f"rerun with --debug for the traceback") from exc
         for artifact in artifacts:
             finalize_artifact(job.bundle, artifact)
             artifact.extra.setdefault("export_seconds", round(time.perf_counter() - t0, 2))
-            job.records.setdefault("parity", {})[artifact.name] = self.check(job, artifact)
+            with _as_export_error(f"the post-export check of {artifact.name} could not run"):
+                job.records.setdefault("parity", {})[artifact.name] = self.check(job, artifact)
         return artifacts
 
     def _export(self, job: ExportJob) -> list[Artifact]:
@@ -115,6 +113,18 @@ class Exporter:
                               f"held-out texts: {'; '.join(failed)}; the bundle was not written "
                               f"(drop this target or precision, or re-export the model)")
         return result
+
+
+@contextlib.contextmanager
+def _as_export_error(what: str) -> Iterator[None]:
+    """Turn a backend library's exception into one ExportError line (edgekd errors pass through)."""
+    try:
+        yield
+    except EdgekdError:
+        raise
+    except Exception as exc:  # third-party exporters raise anything; the CLI needs one typed error
+        lines = str(exc).strip().splitlines() or [""]
+        raise ExportError(f"{what}: {type(exc).__name__}: {lines[0]}; rerun with --debug for the traceback") from exc
 
 
 def _runtime_module(backend: str) -> str:
