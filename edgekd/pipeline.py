@@ -50,16 +50,52 @@ def _cli(argv: list[str]) -> Callable[[], Any]:
     return go
 
 
-def data_flags(recipe: Recipe) -> list[str]:
-    """The shared data flags of train/distill/baseline for the recipe's data section."""
+def data_flags(recipe: Recipe, prepared: Path) -> list[str]:
+    """The data flags every later step gets: the prepared dataset directory (texts already joined,
+    labels mapped, splits sampled), so every step sees exactly the same rows."""
+    return ["--data", str(prepared), "--seed", str(recipe.data.seed)]
+
+
+def prepare_data(recipe: Recipe, out: Path) -> dict[str, Any]:
+    """Load the recipe's dataset once (text columns, label map, carving, train sampling), sample the
+    test split to `max_test_samples` (stratified, fixed seed) and write `out/{train,validation,test}.csv.gz`
+    with columns text,label."""
+    import csv
+    import gzip
+
+    import numpy as np
+
+    from edgekd.data import DataSpec, load_splits
+
     d = recipe.data
-    flags = ["--data", d.path, "--label-column", d.label_column, "--seed", str(d.seed)]
-    flags += [f for c in d.text_columns for f in ("--text-column", c)]
-    if d.label_map:
-        flags += ["--label-map", d.label_map]
-    if d.max_train_samples:
-        flags += ["--max-train-samples", str(d.max_train_samples)]
-    return flags
+    splits = load_splits(DataSpec(path=d.path, text_columns=d.text_columns, label_column=d.label_column,
+                                  label_map=d.label_map, max_train_samples=d.max_train_samples, seed=d.seed))
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for name, split in splits.items():
+        keep = np.arange(len(split))
+        if name == "test" and d.max_test_samples and d.max_test_samples < len(split):
+            keep = stratified_sample(split.labels, d.max_test_samples, d.seed)
+        with gzip.open(out / f"{name}.csv.gz", "wt", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows((split.texts[i], splits.labels[split.labels[i]]) for i in keep)
+        rows[name] = len(keep)
+    return {"rows": rows, "labels": splits.labels, "source": d.path}
+
+
+def stratified_sample(labels: Any, n: int, seed: int) -> Any:
+    """Sorted indices of about `n` rows keeping each class's share (at least one row per class)."""
+    import numpy as np
+
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.maximum(1, np.floor(counts / counts.sum() * n).astype(int))
+    for i in np.argsort(-counts)[: max(0, n - int(quota.sum()))]:
+        quota[i] += 1  # hand the rounding remainder to the largest classes
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota, strict=True)]
+    return np.sort(np.concatenate(picked))
 
 
 def _student_name(spec: str) -> str:
@@ -75,18 +111,20 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
     t, s, e = recipe.teacher, recipe.students, recipe.export
     paths: dict[str, Path] = {"baseline": out / "baseline", "teacher": Path(t.path) if t.path else out / "teacher",
                               "report": out / "report"}
-    steps: list[Step] = []
-    data = data_flags(recipe)
+    paths["data"] = out / "data"
+    data = data_flags(recipe, paths["data"])
+    steps: list[Step] = [Step("data", lambda: prepare_data(recipe, paths["data"]), [paths["data"] / "test.csv.gz"],
+                              {"data": recipe.to_dict()["data"]}, rmtree_before=[paths["data"]])]
     if recipe.baseline.enabled:
         argv = ["baseline", *data, "--out", str(paths["baseline"])]
         steps.append(Step("baseline", _cli(argv), [paths["baseline"] / "metrics.json"], {"argv": argv},
-                          rmtree_before=[paths["baseline"]]))
+                          after=["data"], rmtree_before=[paths["baseline"]]))
     if not t.path:
         argv = ["train", *data, "--model", t.model, "--out", str(paths["teacher"]), "--epochs", str(t.epochs),
                 "--lr", str(t.lr), "--batch-size", str(t.batch_size), "--max-length", str(t.max_length)]
         steps.append(Step("teacher", _cli(argv), [paths["teacher"] / "edgekd-model.json"], {"argv": argv},
-                          rmtree_before=[paths["teacher"]]))
-    teacher_after = [] if t.path else ["teacher"]
+                          after=["data"], rmtree_before=[paths["teacher"]]))
+    teacher_after = ["data"] if t.path else ["teacher"]
     for spec in s.specs:
         name = _student_name(spec)
         student, bundle = out / "students" / name, out / "bundles" / name
@@ -102,8 +140,7 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         steps.append(Step(f"export {name}", _cli(argv), [bundle / "edgekd.json"], {"argv": argv},
                           after=[f"distill {name}"]))
         steps.append(Step(f"verify {name}", _verify_step(recipe, bundle, student, paths), [bundle / "reports"],
-                          {"verify": recipe.to_dict()["verify"], "data": recipe.to_dict()["data"],
-                           "baseline": recipe.baseline.enabled},
+                          {"verify": recipe.to_dict()["verify"], "baseline": recipe.baseline.enabled},
                           after=[f"export {name}", *teacher_after, *(["baseline"] if recipe.baseline.enabled else [])]))
     names = [_student_name(x) for x in s.specs]
     steps.append(Step("report", lambda: _report_step(recipe, paths, names), [paths["report"]],
@@ -123,10 +160,9 @@ def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, P
             for metric, threshold in metrics.items():
                 gates.override(precision, metric, threshold)
         config = runner.VerifyConfig(
-            bundle=bundle, data=recipe.data.path, teacher=paths["teacher"], student=student,
+            bundle=bundle, data=str(paths["data"]), teacher=paths["teacher"], student=student,
             baseline=paths["baseline"] if recipe.baseline.enabled else None, backends=v.backends,
-            max_samples=v.max_samples, text_columns=recipe.data.text_columns, label_column=recipe.data.label_column,
-            label_map=recipe.data.label_map, gates=gates,
+            max_samples=v.max_samples, gates=gates,
             latency=LatencySettings(runs=v.runs, cold_start=v.cold_start))
         report = runner.verify(config)
         runner.write(report, config)

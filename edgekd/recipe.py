@@ -29,13 +29,15 @@ from edgekd.errors import RecipeError
 @dataclass
 class DataConfig:
     """The dataset (see `edgekd.data.DataSpec`); a relative path is tried from the current
-    directory, then from the recipe's directory."""
+    directory, then from the recipe's directory. `max_test_samples` keeps a stratified sample of the
+    test split (fixed seed), which every step then evaluates on."""
 
     path: str = ""
     text_columns: list[str] = field(default_factory=lambda: ["text"])
     label_column: str = "label"
     label_map: str | None = None
     max_train_samples: int | None = None
+    max_test_samples: int | None = None
     seed: int = 42
 
 

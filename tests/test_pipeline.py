@@ -19,12 +19,13 @@ RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 def test_demo_plan_steps_and_flags() -> None:
     recipe = load_recipe(RECIPES / "demo.yaml", ["out=/tmp/edgekd-demo-plan"])
     steps, paths = pipeline.plan(recipe)
-    assert [s.name for s in steps] == ["baseline", "teacher", "distill layers-2", "export layers-2",
+    assert [s.name for s in steps] == ["data", "baseline", "teacher", "distill layers-2", "export layers-2",
                                        "verify layers-2", "report"]
     by = {s.name: s for s in steps}
+    assert by["data"].key["data"]["max_train_samples"] == 1500 and by["data"].key["data"]["max_test_samples"] == 1000
     train = by["teacher"].key["argv"]
     assert train[0] == "train" and train[train.index("--max-length") + 1] == "64"
-    assert train[train.index("--max-train-samples") + 1] == "1500"
+    assert train[train.index("--data") + 1] == str(paths["data"])  # every step reads the prepared slice
     export = by["export layers-2"].key["argv"]
     assert export[export.index("--target") + 1] == "onnx,openvino,coreml" and "--int8" in export
     assert export[1] == str(paths["student:layers-2"])
@@ -35,8 +36,8 @@ def test_existing_teacher_skips_training(tmp_path: Path) -> None:
     recipe = parse_recipe({"out": str(tmp_path), "data": {"path": "d"}, "teacher": {"path": "/models/t"},
                            "baseline": {"enabled": False}, "students": {"specs": ["layers=1", "layers=2"]}})
     steps, paths = pipeline.plan(recipe)
-    assert [s.name for s in steps][:2] == ["distill layers-1", "export layers-1"]
-    assert paths["teacher"] == Path("/models/t") and steps[0].after == []
+    assert [s.name for s in steps][:3] == ["data", "distill layers-1", "export layers-1"]
+    assert paths["teacher"] == Path("/models/t") and steps[1].after == ["data"]
     assert steps[-1].after == ["verify layers-1", "verify layers-2"]
 
 
@@ -78,6 +79,15 @@ def test_stamps_skip_resume_and_rerun_downstream(tmp_path: Path, monkeypatch: py
     log.clear()
     pipeline.execute(recipe, force=True)
     assert log == ["a", "b", "c"]
+
+
+def test_stratified_sample_keeps_class_shares() -> None:
+    labels = [0] * 60 + [1] * 30 + [2] * 10
+    idx = pipeline.stratified_sample(labels, 20, seed=1)
+    picked = [labels[i] for i in idx]
+    assert len(idx) == 20 and list(idx) == sorted(idx)
+    assert (picked.count(0), picked.count(1), picked.count(2)) == (12, 6, 2)
+    assert list(pipeline.stratified_sample(labels, 20, seed=1)) == list(idx)  # fixed seed
 
 
 def test_combine_reports_of_two_students() -> None:
@@ -129,10 +139,10 @@ def test_run_end_to_end_resumes_and_gates(tiny_bert: Path, small_dataset: Path, 
     recipe.write_text(f"""
 name: tiny
 out: {tmp_path / 'run'}
-data: {{path: {small_dataset}}}
 teacher: {{path: {tiny_bert}}}
 students: {{specs: ["layers=1"], epochs: 1, batch_size: 16}}
 export: {{targets: [onnx], int8: false, calibration_samples: 32}}
+data: {{path: {small_dataset}, max_test_samples: 40}}
 verify: {{max_samples: 30, runs: 3, cold_start: false}}
 """)
     assert main(["run", str(recipe)]) == 0
@@ -147,10 +157,10 @@ verify: {{max_samples: 30, runs: 3, cold_start: false}}
 
     assert main(["run", str(recipe)]) == 0  # everything up to date
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 5
+    assert out.count("up to date, skipped") == 6
 
     code = main(["run", str(recipe), "--set", "verify.gates.fp32.max_abs_logit=0"])
     captured = capsys.readouterr()
     assert code == 1 and "onnx-fp32 max_abs_logit=" in captured.err
-    assert captured.out.count("up to date, skipped") == 3  # baseline, distill, export
+    assert captured.out.count("up to date, skipped") == 4  # data, baseline, distill, export
     assert json.loads(report_path.read_text())["passed"] is False
