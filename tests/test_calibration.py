@@ -75,8 +75,19 @@ def test_select_int8_takes_first_within_budget_and_agreement() -> None:
     assert rec["tried"][0]["accepted"] is False and rec["tried"][0]["drop"] == pytest.approx(0.01)
     assert rec["tried"][1]["agreement_with_float"] == 1.0
     # A generous budget accepts the aggressive one, but flips beyond the agreement bar still reject it.
-    assert select_int8(ref, labels, [_candidate("a", worse, [])], max_drop=0.05).chosen.name == "a"
-    assert select_int8(ref, labels, [_candidate("a", worse, [])], max_drop=0.05, min_agreement=0.999).chosen is None
+    assert select_int8(ref, labels, [_candidate("a", worse, [])], max_drop=0.05, min_agreement=0.99).chosen.name == "a"
+    assert select_int8(ref, labels, [_candidate("a", worse, [])], max_drop=0.05).chosen is None  # default 0.995
+
+
+def test_select_int8_counts_agreement_on_extra_unlabelled_rows() -> None:
+    labels = np.array([0, 1] * 50)  # 100 labelled validation rows ...
+    ref = np.eye(2)[np.concatenate([labels, np.zeros(300, dtype=int)])] * 3.0  # ... then 300 unlabelled
+    cand = ref.copy()
+    cand[100:110] = np.eye(2)[np.ones(10, dtype=int)] * 3.0  # 10 flips, all on the unlabelled rows
+    decision = select_int8(ref, labels, [_candidate("c", cand, [])], max_drop=0.005)
+    tried = decision.record()["tried"][0]
+    assert tried["drop"] == 0.0 and tried["n_agreement"] == 400
+    assert tried["agreement_with_float"] == pytest.approx(390 / 400) and decision.chosen is None
 
 
 def test_accuracy() -> None:

@@ -37,6 +37,7 @@ class ExportJob:
     max_accuracy_drop: float = 0.005
     calibration: CalibrationSet | None = None
     validation: tuple[list[str], list[int]] | None = None  # texts, label ids (accuracy control)
+    agreement_texts: list[str] = field(default_factory=list)  # extra unlabelled texts (int8 agreement)
     options: dict[str, Any] = field(default_factory=dict)  # coreml_precision, compute_units, ...
     shared: dict[str, Any] = field(default_factory=dict)  # cross-target cache (e.g. the raw ONNX file)
     records: dict[str, Any] = field(default_factory=dict)  # per-target notes for the manifest
@@ -48,6 +49,12 @@ class ExportJob:
     def manifest(self) -> Manifest:
         """A manifest holding what the runtime sessions need (labels, tokenizer, contract)."""
         return Manifest(labels=self.labels, tokenizer=self.settings, contract=self.contract)
+
+    def int8_eval_texts(self) -> tuple[list[str], list[int]]:
+        """Texts accuracy control runs (validation first, then the extra agreement texts) and the
+        validation labels (for the first rows)."""
+        texts, labels = self.validation
+        return list(texts) + list(self.agreement_texts), list(labels)
 
     def encode(self, texts: list[str], dtype: type = np.int64) -> dict[str, np.ndarray]:
         """Model inputs for texts, padded to their own longest sequence: name -> [batch, seq]."""

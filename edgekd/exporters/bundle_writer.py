@@ -25,8 +25,11 @@ from edgekd.exporters.base import ExportJob
 from edgekd.exporters.check import CHECK_PER_CLASS, check_texts, token_lengths
 
 DEFAULT_MAX_LENGTH = 128
-# Accuracy control compares fp32 and int8 on at most this many validation texts (seeded sample).
+# Accuracy control compares fp32 and int8 on at most this many validation texts (seeded sample),
+# plus up to AGREEMENT_EXTRA train texts outside the calibration set for top-1 agreement, so a
+# small validation split still gives a stable int8 decision.
 VALIDATION_SIZE = 1000
+AGREEMENT_EXTRA = 500
 # Input order every backend uses; filtered by what the tokenizer produces.
 INPUT_ORDER = ["input_ids", "attention_mask", "token_type_ids"]
 VERSIONED = ["edgekd", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "openvino",
@@ -106,18 +109,22 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
     checks = check_texts(tokenizer, data.test_texts, settings.max_length, options.check_per_class)
     reference = {k: torch_logits(model, tokenizer, v, settings.max_length, batch_size=16) for k, v in checks.items()}
     calibration = validation = None
+    agreement: list[str] = []
     if options.int8:
         texts, ids = data.train
         calibration = sample_calibration(texts, ids, token_lengths(tokenizer, texts, settings.max_length),
                                          options.calibration_size, options.calibration_seed, labels)
         validation = _subsample(data.validation, VALIDATION_SIZE, options.calibration_seed)
+        used = set(calibration.texts)
+        rest = [t for t in texts if t not in used]
+        agreement = _subsample((rest, [0] * len(rest)), AGREEMENT_EXTRA, options.calibration_seed)[0]
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
             bundle_mod.staging(out, options.force) as tmp:
         (tmp / bundle_mod.TOKENIZER).write_bytes(tokenizer_json)
         job = ExportJob(model_dir=model_dir, model=model, tokenizer=tokenizer, labels=labels, settings=settings,
                         contract=contract, bundle=tmp, workdir=Path(work), check_sets=checks, reference=reference,
                         int8=options.int8, max_accuracy_drop=options.max_accuracy_drop, calibration=calibration,
-                        validation=validation,
+                        validation=validation, agreement_texts=agreement,
                         options={"coreml_precision": options.coreml_precision,
                                  "compute_units": options.compute_units})
         manifest = job.manifest()
@@ -128,6 +135,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         manifest.provenance = _provenance(model_dir, model_card, data, options, targets)
         if calibration is not None:
             manifest.calibration = dict(calibration.record, validation_size=len(validation[0]),
+                                        agreement_extra_size=len(agreement),
                                         accuracy_control=job.records.get("accuracy_control", {}))
         bundle_mod.write_manifest(tmp, manifest)
     log(f"wrote {out} ({len(manifest.artifacts)} artifacts)")

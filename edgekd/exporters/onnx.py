@@ -88,7 +88,7 @@ class OnnxExporter(Exporter):
     def _int8(self, job: ExportJob, fp32: Path) -> Artifact | None:
         """Try static QDQ, static QDQ with the FFN down-projections float, then dynamic; keep the
         first within the accuracy budget, else keep fp32 only and record why."""
-        texts, labels = job.validation
+        texts, labels = job.int8_eval_texts()
         ref_logits = _ort_logits(fp32, job, texts)
         work = job.workdir / "onnx-int8"
         work.mkdir(exist_ok=True)

@@ -46,19 +46,23 @@ class OpenVinoExporter(Exporter):
         texts, labels = job.validation
         batches = [(job.encode(texts[i : i + VALIDATION_BATCH]), labels[i : i + VALIDATION_BATCH])
                    for i in range(0, len(texts), VALIDATION_BATCH)]
-        ref_logits = _logits(ov.Core().compile_model(model, "CPU", _F32), batches)
+        # accuracy control also checks top-1 agreement on unlabelled extra texts (rows after validation)
+        extra = job.agreement_texts
+        eval_batches = batches + [(job.encode(extra[i : i + VALIDATION_BATCH]), [])
+                                  for i in range(0, len(extra), VALIDATION_BATCH)]
+        ref_logits = _logits(ov.Core().compile_model(model, "CPU", _F32), eval_batches)
         common = {"model_type": nncf.ModelType.TRANSFORMER, "subset_size": len(job.calibration.texts)}
         result: dict[str, Any] = {}
 
         def plain() -> Any:
             result["model"] = nncf.quantize(model.clone(), calib, **common)
-            return _logits(ov.Core().compile_model(result["model"], "CPU", _F32), batches)
+            return _logits(ov.Core().compile_model(result["model"], "CPU", _F32), eval_batches)
 
         def controlled() -> Any:
             result["model"] = nncf.quantize_with_accuracy_control(
                 model.clone(), calib, nncf.Dataset(batches), _validate, max_drop=job.max_accuracy_drop,
                 drop_type=nncf.DropType.ABSOLUTE, **common)
-            return _logits(ov.Core().compile_model(result["model"], "CPU", _F32), batches)
+            return _logits(ov.Core().compile_model(result["model"], "CPU", _F32), eval_batches)
 
         preset = {"mode": "static", "tool": "nncf.quantize", "model_type": "TRANSFORMER",
                   "subset_size": common["subset_size"]}
