@@ -109,6 +109,8 @@ class Exporter:
         session = runtime.open_session(job.bundle / artifact.path, artifact, job.manifest(), {})
         by_length = {}
         for length_class, texts in job.check_sets.items():
+            if not texts:  # e.g. no short texts when max_length is tiny; the other classes still count
+                continue
             logits = check.run_session(session, job.tokenizer, texts, job.max_length)
             by_length[length_class] = check.compare(job.reference[length_class], logits)
         total = _pool(by_length)
