@@ -279,3 +279,19 @@ def test_exported_bundle_provenance_finds_the_reference_checkpoint(exported: Pat
     if sys.platform != "darwin":
         with pytest.raises(BundleError, match="coreml-reference"):
             edgekd.load(exported, backend="coreml")
+
+
+def test_non_finite_logits_are_an_error_not_a_prediction(clf: edgekd.Classifier) -> None:
+    class NanSession:  # stands in for an artifact whose fp16 math overflowed
+        input_names, input_dtype, engine = clf.session.input_names, np.int64, "nan"
+
+        def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+            out = np.zeros((len(inputs["input_ids"]), 4), dtype=np.float32)
+            out[:, 1] = np.nan
+            return out
+
+    broken = edgekd.Classifier(NanSession(), clf.tokenizer, clf.manifest, "onnx", "fp16", clf.bundle)
+    with pytest.raises(BundleError, match="onnx-fp16 artifact returned non-finite logits"):
+        broken.predict("x")
+    with pytest.raises(BundleError, match="non-finite"):
+        broken.predict(["x", "y"])

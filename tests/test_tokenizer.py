@@ -133,3 +133,13 @@ def test_bad_settings_and_files_are_bundle_errors(tokenizer_dir: Path, tmp_path:
     broken.write_text("{not json")
     with pytest.raises(BundleError, match="cannot read tokenizer file"):
         BundleTokenizer(broken, TokenizerSettings(max_length=8, inputs=INPUTS))
+
+
+def test_single_row_arrays_are_views_that_sessions_cannot_corrupt(tokenizer_dir: Path) -> None:
+    tok = _bundle_tokenizer(tokenizer_dir, 8)
+    first = tok.to_arrays([[101, 7592, 102]], INPUTS, np.int64)
+    assert not first["attention_mask"].flags.writeable and first["attention_mask"].tolist() == [[1, 1, 1]]
+    assert first["input_ids"].flags.writeable  # the ids are a fresh array
+    # Ids longer than max_length (not from this tokenizer) still get full-length masks.
+    long = tok.to_arrays([list(range(12))], INPUTS, np.int32)
+    assert long["attention_mask"].shape == (1, 12) and long["attention_mask"].dtype == np.int32

@@ -78,8 +78,7 @@ class Classifier:
         """A `Prediction` for a str, a list of them for a list of str (same order)."""
         if isinstance(texts, str):
             ids = self.tokenizer.encode_one(texts)
-            logits = self.session.run(self.tokenizer.to_arrays([ids], self._names, self._dtype))
-            return self._prediction(logits[0])
+            return self._prediction(self._run(self.tokenizer.to_arrays([ids], self._names, self._dtype), 1)[0])
         if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Iterable):
             check_texts([texts])  # raises: ValueError naming the type
         return [self._prediction(row) for row in self.logits(texts, batch_size=batch_size)]
@@ -109,6 +108,8 @@ class Classifier:
             idx = order[start:start + batch_size]
             arrays = self.tokenizer.to_arrays([ids[i] for i in idx], self._names, self._dtype)
             out[idx] = self._run(arrays, len(idx))
+        if not np.isfinite(out).all():
+            raise self._non_finite()
         return out
 
     def _run(self, arrays: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -119,10 +120,17 @@ class Classifier:
                               "re-export the bundle")
         return logits
 
+    def _non_finite(self) -> BundleError:
+        # e.g. an fp16 overflow: a wrong answer must not pass as a prediction.
+        return BundleError(f"the {self.backend}-{self.precision} artifact returned non-finite logits; "
+                           "use precision='fp32' or re-export the bundle")
+
     def _prediction(self, row: np.ndarray) -> Prediction:
         # Softmax of one row in Python floats (float64): for a handful of labels this is several
         # times faster than numpy's per-call overhead, and it is the batch-1 hot path.
         values = row.tolist()
+        if not all(map(math.isfinite, values)):
+            raise self._non_finite()
         top = max(values)
         exps = [math.exp(v - top) for v in values]
         total = math.fsum(exps)

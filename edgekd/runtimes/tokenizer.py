@@ -50,6 +50,7 @@ class BundleTokenizer:
         self.settings = settings
         self.max_length = settings.max_length
         self.pad_id = settings.pad_id
+        self._rows: dict[Any, tuple[np.ndarray, np.ndarray]] = {}
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text (special tokens added, truncated to max_length, not padded)."""
@@ -74,27 +75,33 @@ class BundleTokenizer:
         """Model inputs for one batch: name -> [batch, seq] array of `dtype`, seq = the batch's own
         longest sequence; input_ids padded with pad_id, attention_mask 1/0, token_type_ids zeros."""
         n, seq = len(ids), max((len(r) for r in ids), default=0)
-        if n == 1:
-            # Batch of one: no padding, build straight from the list.
-            input_ids = np.asarray(ids, dtype=dtype)
-            mask = np.ones_like(input_ids)
+        if n == 1 and seq <= self.max_length:
+            # Batch of one (the latency path): no padding; mask and type ids are read-only views of
+            # constant rows, so nothing but the ids is allocated.
+            input_ids = np.array(ids, dtype=dtype)
+            mask, zeros = self._constant_rows(dtype)
+            arrays = {"input_ids": input_ids, "attention_mask": mask[:, :seq], "token_type_ids": zeros[:, :seq]}
         else:
             input_ids = np.full((n, seq), self.pad_id, dtype=dtype)
             mask = np.zeros((n, seq), dtype=dtype)
             for i, row in enumerate(ids):  # one C-level copy per row, no per-token Python
                 input_ids[i, : len(row)] = row
                 mask[i, : len(row)] = 1
-        arrays = {"input_ids": input_ids, "attention_mask": mask}
-        out = {}
-        for name in names:
-            if name in arrays:
-                out[name] = arrays[name]
-            elif name == "token_type_ids":
-                out[name] = np.zeros_like(input_ids)
-            else:
-                raise BundleError(f"the model takes an input {name!r} the runtime cannot build (it builds "
-                                  "input_ids, attention_mask, token_type_ids); re-export the bundle")
-        return out
+            arrays = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        try:
+            return {name: arrays[name] for name in names}
+        except KeyError as exc:
+            raise BundleError(f"the model takes an input {exc.args[0]!r} the runtime cannot build (it builds "
+                              "input_ids, attention_mask, token_type_ids); re-export the bundle") from None
+
+    def _constant_rows(self, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+        """([1, max_length] ones, [1, max_length] zeros) of `dtype`, read-only, built once per dtype."""
+        rows = self._rows.get(dtype)
+        if rows is None:
+            ones, zeros = np.ones((1, self.max_length), dtype=dtype), np.zeros((1, self.max_length), dtype=dtype)
+            ones.flags.writeable = zeros.flags.writeable = False
+            rows = self._rows.setdefault(dtype, (ones, zeros))  # a benign race: both values are equal
+        return rows
 
 
 def check_texts(texts: Sequence[object]) -> None:

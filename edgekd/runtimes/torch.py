@@ -57,7 +57,8 @@ class TorchSession:
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """inputs: name -> [batch, seq] int64; returns logits [batch, num_labels] float32."""
         torch = self._torch
-        feed = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in inputs.items()}
+        # A copy: input arrays may be read-only views, which torch.from_numpy warns about.
+        feed = {k: torch.from_numpy(np.array(v, dtype=np.int64)) for k, v in inputs.items()}
         with self._lock, torch.inference_mode():
             return self._model(**feed).logits.float().numpy()
 
