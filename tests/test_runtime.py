@@ -295,3 +295,19 @@ def test_non_finite_logits_are_an_error_not_a_prediction(clf: edgekd.Classifier)
         broken.predict("x")
     with pytest.raises(BundleError, match="non-finite"):
         broken.predict(["x", "y"])
+
+
+def test_auto_falls_back_to_onnx_and_missing_engines_name_the_extra(bundle: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.errors import MissingDependency
+    from edgekd.runtimes import classifier
+
+    real = classifier._importable
+    monkeypatch.setattr(classifier, "_importable", lambda m: m != "openvino" and real(m))
+    auto = edgekd.load(bundle)  # no OpenVINO here: ONNX Runtime, int8 preferred
+    assert (auto.backend, auto.precision) == ("onnx", "int8")
+    with pytest.raises(MissingDependency, match=r"pip install 'edgekd\[openvino\]'"):
+        edgekd.load(bundle, backend="openvino")
+    monkeypatch.setattr(classifier, "_importable", lambda m: False)
+    with pytest.raises(MissingDependency, match=r"pip install 'edgekd\[onnx\]'"):
+        edgekd.load(bundle)
