@@ -3,14 +3,12 @@ conformance table every backend runs through (tests/test_runtime.py runs it).
 
 Two test bundles: `build_onnx_bundle` (fast: optimum's ONNX export, ORT dynamic int8, OpenVINO IRs
 converted from the ONNX, manifest via bundle.py) and `build_exported_bundle` (the real export path,
-`edgekd.exporters.bundle_writer.export_bundle`, onnx + coreml). If `edgekd.runtimes.onnx` is not there yet,
-`FallbackOnnxSession` stands in for it (tests only).
+`edgekd.exporters.bundle_writer.export_bundle`, onnx + coreml).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import shutil
 import sys
 import threading
@@ -18,15 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from edgekd.bundle import (
     CONTRACT_KEY,
     TOKENIZER,
     Artifact,
     Manifest,
     TokenizerSettings,
-    check_embedded_contract,
     contract_hash,
     finalize_artifact,
     staging,
@@ -101,54 +96,6 @@ def _save_with_contract(model: Any, path: Path, contract: str) -> None:
             model.metadata_props.remove(prop)
     model.metadata_props.add(key=CONTRACT_KEY, value=contract)
     onnx.save(model, path)
-
-
-def rewrite_manifest(bundle: Path, **changes: Any) -> None:
-    """Edit edgekd.json in place (tests that tamper with a copy of a bundle)."""
-    data = json.loads((bundle / "edgekd.json").read_text())
-    data.update(changes)
-    (bundle / "edgekd.json").write_text(json.dumps(data))
-
-
-# --- stand-in ONNX session (only until edgekd.runtimes.onnx exists) -----------------------------------
-
-
-def have_onnx_backend() -> bool:
-    return importlib.util.find_spec("edgekd.runtimes.onnx") is not None
-
-
-class FallbackOnnxSession:
-    """Minimal `Session` over onnxruntime, used by tests only while runtimes/onnx.py is missing."""
-
-    input_dtype = np.int64
-
-    def __init__(self, path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> None:
-        import onnxruntime as ort
-
-        so = ort.SessionOptions()
-        if options.get("threads"):
-            so.intra_op_num_threads = int(options["threads"])
-        self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        meta = self._sess.get_modelmeta().custom_metadata_map
-        check_embedded_contract(artifact, meta.get(CONTRACT_KEY), manifest)
-        names = {i.name for i in self._sess.get_inputs()}
-        self.input_names = [n for n in manifest.tokenizer.inputs if n in names]
-        self.engine = f"onnxruntime {ort.__version__} CPUExecutionProvider (test fallback)"
-
-    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return self._sess.run(None, inputs)[0]
-
-
-def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> FallbackOnnxSession:
-    return FallbackOnnxSession(path, artifact, manifest, options)
-
-
-def use_fallback_if_needed() -> None:
-    """Point the registry's "onnx" at the stand-in session when runtimes/onnx.py is not built yet."""
-    from edgekd.runtimes import BACKENDS
-
-    if not have_onnx_backend():
-        BACKENDS["onnx"] = __name__
 
 
 # --- conformance table: every backend runs the same cases ---------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AG_LABELS
-from runtime_conformance import build_onnx_bundle, use_fallback_if_needed
+from runtime_conformance import build_onnx_bundle
 
 import edgekd
 from edgekd.cli import main
@@ -18,7 +18,6 @@ from edgekd.cli import main
 
 @pytest.fixture(scope="module")
 def bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    use_fallback_if_needed()
     return build_onnx_bundle(tiny_bert, tmp_path_factory.getbasetemp() / "runtime_bundle")
 
 

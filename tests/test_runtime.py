@@ -23,7 +23,6 @@ from runtime_conformance import (
     build_exported_bundle,
     build_onnx_bundle,
     conformance_table,
-    use_fallback_if_needed,
 )
 
 import edgekd
@@ -34,7 +33,6 @@ from edgekd.runtimes.classifier import Prediction, softmax
 
 @pytest.fixture(scope="session")
 def bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    use_fallback_if_needed()
     return build_onnx_bundle(tiny_bert, tmp_path_factory.getbasetemp() / "runtime_bundle")
 
 
