@@ -5,6 +5,7 @@ skipped while its output directory holds a stamp with the same command."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / "benchmarks" / "cache"
+# Outside the work tree, so that trained models outlive a fresh checkout on the same machine.
+CACHE = Path(os.environ.get("EDGEKD_BENCH_CACHE", Path.home() / ".cache" / "edgekd" / "benchmarks"))
 DATA = ROOT.parent / "shared" / "data"
 STAMP = "benchmark-step.json"
 
@@ -29,7 +31,7 @@ class Step:
     def command(self) -> str:
         # Paths as a user in the repository root types them (../shared is beside the checkout).
         rel = [a.replace(str(DATA.parent), "../shared").replace(str(ROOT) + "/", "") for a in self.argv]
-        return "edgekd " + shlex.join(rel)
+        return "edgekd " + shlex.join(rel).replace(str(CACHE), "$CACHE")
 
 
 def ag_news() -> str:
@@ -46,7 +48,7 @@ def pipeline(dataset: str = "ag_news") -> dict[str, Step]:
         "baseline": Step("baseline", c / "baseline", ["baseline", "--data", data, "--out", str(c / "baseline")]),
         "teacher": Step("teacher", teacher, [
             "train", "--data", data, "--model", "sentence-transformers/all-MiniLM-L6-v2", "--out", str(teacher),
-            "--epochs", "2", "--lr", "1e-4", "--batch-size", "32", "--max-length", "64", "--no-progress"]),
+            "--epochs", "1", "--lr", "1e-4", "--batch-size", "32", "--max-length", "64", "--no-progress"]),
         "students": Step("students", students, [
             "distill", "--teacher", str(teacher), "--data", data, "--student", "layers=3", "--student", "layers=2",
             "--epochs", "2", "--out", str(students), "--no-progress"]),
@@ -64,7 +66,7 @@ def run_step(step: Step, log: Any = print) -> dict[str, Any]:
     stamp_path = step.out / STAMP
     if stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
-        if stamp.get("command") == step.command:
+        if stamp.get("argv") == step.argv:
             log(f"[{step.name}] cached: {step.command}")
             return stamp | {"cached": True}
     log(f"[{step.name}] running: {step.command}")
@@ -73,7 +75,7 @@ def run_step(step: Step, log: Any = print) -> dict[str, Any]:
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step {step.name} failed (exit {proc.returncode}): {step.command}")
-    stamp = {"command": step.command, "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    stamp = {"command": step.command, "argv": step.argv, "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     step.out.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
     return stamp | {"cached": False}
