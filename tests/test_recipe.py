@@ -66,3 +66,13 @@ def test_relative_data_path_resolves_from_recipe_dir(tmp_path: Path) -> None:
     assert load_recipe(tmp_path / "r.yaml").data.path == str((tmp_path / "data").resolve())
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "missing.yaml")
+
+
+def test_run_cli_reports_typo_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edgekd.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: {path: x}\nexport: {target: [onnx]}\n")
+    assert main(["run", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "edgekd run: error: unknown recipe key 'export.target': did you mean 'targets'?"

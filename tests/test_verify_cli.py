@@ -126,3 +126,9 @@ def test_report_merges_devices(fp32_bundle: Path, test_csv: Path, tiny_bert: Pat
     assert f"| model | {device_a} | macos-arm64-apple-m2-0123abcd |" in md
     assert "| onnx-fp32 |" in md and "1.25" in md
     assert out.read_text().count("data:image/png;base64,") == 1
+
+
+def test_verify_rejects_a_non_bundle(tmp_path: Path, test_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["verify", str(tmp_path), "--data", str(test_csv)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgekd verify: error:") and "not an edgekd bundle" in err and "\n" not in err
