@@ -56,7 +56,8 @@ class Int8Decision:
 
 
 def select_int8(reference_logits: np.ndarray, labels: Sequence[int], candidates: Sequence[Int8Candidate],
-                max_drop: float = DEFAULT_MAX_DROP, min_agreement: float = MIN_AGREEMENT) -> Int8Decision:
+                max_drop: float = DEFAULT_MAX_DROP, min_agreement: float = MIN_AGREEMENT,
+                log: Callable[[str], None] | None = None) -> Int8Decision:
     """Build candidates in order; stop at the first whose validation accuracy drop <= max_drop
     and whose top-1 agreement with the float model >= min_agreement.
 
@@ -74,6 +75,9 @@ def select_int8(reference_logits: np.ndarray, labels: Sequence[int], candidates:
         ok = bool(reference_accuracy - acc <= max_drop + 1e-12 and agreement >= min_agreement)
         tried.append({"name": cand.name, "accuracy": acc, "drop": reference_accuracy - acc,
                       "agreement_with_float": agreement, "n_agreement": int(len(logits)), "accepted": ok})
+        if log is not None:
+            log(f"int8 {cand.name}: accuracy {acc:.4f} (float {reference_accuracy:.4f}), agreement "
+                f"{agreement:.4f} on {len(logits)} texts -> {'kept' if ok else 'rejected'}")
         if ok:
             return Int8Decision(cand, reference_accuracy, max_drop, tried)
     return Int8Decision(None, reference_accuracy, max_drop, tried)

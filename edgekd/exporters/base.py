@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ class ExportJob:
     options: dict[str, Any] = field(default_factory=dict)  # coreml_precision, compute_units, ...
     shared: dict[str, Any] = field(default_factory=dict)  # cross-target cache (e.g. the raw ONNX file)
     records: dict[str, Any] = field(default_factory=dict)  # per-target notes for the manifest
+    log: Callable[[str], None] = print  # progress lines
 
     @property
     def max_length(self) -> int:

@@ -117,14 +117,17 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         validation = _subsample(data.validation, VALIDATION_SIZE, options.calibration_seed)
         used = set(calibration.texts)
         rest = [t for t in texts if t not in used]
-        agreement = _subsample((rest, [0] * len(rest)), AGREEMENT_EXTRA, options.calibration_seed)[0]
+        rest = _subsample((rest, [0] * len(rest)), 4 * AGREEMENT_EXTRA, options.calibration_seed)[0]
+        # the same length classes as the check (short / medium / truncated-long), from train texts
+        classes = check_texts(tokenizer, rest, settings.max_length, AGREEMENT_EXTRA // 3)
+        agreement = [t for group in classes.values() for t in group]
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
             bundle_mod.staging(out, options.force) as tmp:
         (tmp / bundle_mod.TOKENIZER).write_bytes(tokenizer_json)
         job = ExportJob(model_dir=model_dir, model=model, tokenizer=tokenizer, labels=labels, settings=settings,
                         contract=contract, bundle=tmp, workdir=Path(work), check_sets=checks, reference=reference,
                         int8=options.int8, max_accuracy_drop=options.max_accuracy_drop, calibration=calibration,
-                        validation=validation, agreement_texts=agreement,
+                        validation=validation, agreement_texts=agreement, log=log,
                         options={"coreml_precision": options.coreml_precision,
                                  "compute_units": options.compute_units})
         manifest = job.manifest()

@@ -96,7 +96,7 @@ class OnnxExporter(Exporter):
         # com.microsoft ops); dynamic quantization understands the fused Attention, so it uses fp32.
         source = _preprocess(raw_onnx(job), work / "preprocessed.onnx")
         sensitive = _sensitive_nodes(source)
-        not_weights = _activation_gathers(source)
+        not_weights = _activation_only_ops(source)
 
         def build(name: str, quantize: Any, src: Path = source) -> Any:
             def _build() -> Any:
@@ -113,7 +113,7 @@ class OnnxExporter(Exporter):
             Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True},
                           build("dynamic", _dynamic, fp32)),
         ]
-        decision = select_int8(ref_logits, labels, candidates, job.max_accuracy_drop)
+        decision = select_int8(ref_logits, labels, candidates, job.max_accuracy_drop, log=job.log)
         job.records.setdefault("accuracy_control", {})["onnx"] = decision.record()
         if decision.chosen is None:
             return None
@@ -188,14 +188,22 @@ def _preprocess(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _activation_gathers(path: Path) -> list[str]:
-    """Gather nodes that index activations (e.g. the pooler's [CLS] pick), not an embedding table:
-    only weight tables are worth int8."""
+def _activation_only_ops(path: Path) -> list[str]:
+    """Nodes static int8 leaves float because no weight is involved: attention's Q.K^T and
+    softmax.V MatMuls (softmax probabilities lose most of their range at 8 bits) and Gathers that
+    index activations (the pooler's [CLS] pick) rather than an embedding table."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
     weights = {i.name for i in graph.initializer}
-    return [n.name for n in graph.node if n.op_type == "Gather" and n.input[0] not in weights]
+    weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    out = []
+    for n in graph.node:
+        if n.op_type == "Gather" and n.input[0] not in weights:
+            out.append(n.name)
+        elif n.op_type == "MatMul" and not any(i in weights for i in n.input):
+            out.append(n.name)
+    return out
 
 
 def _sensitive_nodes(path: Path) -> list[str]:

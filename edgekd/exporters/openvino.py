@@ -70,7 +70,7 @@ class OpenVinoExporter(Exporter):
             Int8Candidate("nncf-transformer", preset, plain),
             Int8Candidate("nncf-accuracy-control", dict(preset, tool="nncf.quantize_with_accuracy_control",
                                                         max_drop=job.max_accuracy_drop), controlled),
-        ], job.max_accuracy_drop)
+        ], job.max_accuracy_drop, log=job.log)
         job.records.setdefault("accuracy_control", {})["openvino"] = decision.record()
         if decision.chosen is None:
             return None
