@@ -12,24 +12,32 @@ import pytest
 
 from edgekd.cli import main
 from tests.conftest import read_texts
-from tests.runtime_conformance import build_onnx_bundle, use_fallback_if_needed
 
 
 @pytest.fixture(scope="module")
-def test_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    texts, labels = read_texts("ag_news", "test", 40)
-    path = tmp_path_factory.mktemp("data") / "test.csv"
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        w.writerows(zip(texts, labels, strict=True))
-    return path
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small real AG News dataset directory: train 120 rows, test 40."""
+    root = tmp_path_factory.mktemp("data")
+    for split, n in (("train", 120), ("test", 40)):
+        texts, labels = read_texts("ag_news", split, n)
+        with open(root / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows(zip(texts, labels, strict=True))
+    return root
 
 
 @pytest.fixture(scope="module")
-def fp32_bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    use_fallback_if_needed()
-    return build_onnx_bundle(tiny_bert, tmp_path_factory.mktemp("b") / "bundle", int8=False)
+def test_csv(data_dir: Path) -> Path:
+    return data_dir / "test.csv"
+
+
+@pytest.fixture(scope="module")
+def fp32_bundle(tiny_bert: Path, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An onnx-fp32 bundle of tiny_bert written by the real exporter (`edgekd export`)."""
+    out = tmp_path_factory.mktemp("b") / "bundle"
+    assert main(["export", str(tiny_bert), "--target", "onnx", "--data", str(data_dir), "--out", str(out)]) == 0
+    return out
 
 
 def _verify(bundle: Path, data: Path, teacher: Path, *extra: str) -> int:
