@@ -164,9 +164,9 @@ def to_markdown(report: dict[str, Any]) -> str:
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:24px;color:#222;max-width:1200px}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
 table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px solid #ddd;padding:4px 7px;text-align:right}
-th{background:#f3f5f8}td:first-child,th:first-child{text-align:left}.pass{color:#17803d;font-weight:600}
+th{background:#f3f5f8}td:nth-child(n+3){white-space:nowrap}td:first-child,th:first-child{text-align:left}.pass{color:#17803d;font-weight:600}
 .fail{color:#c0262d;font-weight:700}.meta{color:#555;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:10px}
-.charts img{width:calc(50% - 6px);min-width:420px;border:1px solid #eee}.verdict{font-size:15px;padding:6px 10px;display:inline-block;border-radius:4px}
+.charts img{width:calc(50% - 8px);min-width:420px;box-sizing:border-box;border:1px solid #eee}.verdict{font-size:15px;padding:6px 10px;display:inline-block;border-radius:4px}
 .ok{background:#e5f5ea}.bad{background:#fbe4e4}"""
 
 
