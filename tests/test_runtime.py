@@ -90,6 +90,9 @@ def test_length_sorted_batches_restore_input_order(clf: edgekd.Classifier, texts
     preds = clf.predict(texts, batch_size=5)
     assert [p.label for p in preds] == [AG_LABELS[i] for i in one_by_one.argmax(1)]
     assert np.allclose([[p.scores[name] for name in AG_LABELS] for p in preds], softmax(one_by_one), atol=1e-5)
+    proba = clf.predict_proba(texts, batch_size=5)
+    assert proba.dtype == np.float64 and np.allclose(proba, softmax(one_by_one), atol=1e-5)
+    assert np.allclose(proba.sum(axis=1), 1.0, atol=1e-12)
     single = clf.predict(texts[0])
     assert single.label == preds[0].label and np.isclose(single.score, preds[0].score, atol=1e-6)
 
