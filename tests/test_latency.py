@@ -29,8 +29,9 @@ def test_batch1_counts_warmup_runs_and_texts() -> None:
 def test_batch1_measures_real_time_until_min_seconds() -> None:
     settings = LatencySettings(warmup=1, runs=3, min_seconds=0.1, max_runs=1000)
     out = batch1_latency(lambda _: time.sleep(0.01), ["x"], settings)
-    assert out["runs"] >= 8  # kept measuring for ~0.1 s, not just 3 runs
-    assert 9.0 <= out["p50_ms"] <= 40.0 and out["p99_ms"] >= out["p90_ms"] >= out["p50_ms"]
+    # kept measuring until 0.1 s had passed, not just 3 runs (no upper bound: a loaded machine oversleeps)
+    assert out["runs"] > 3 and sum(out["samples_ms"]) >= 90.0
+    assert out["p50_ms"] >= 9.0 and out["p99_ms"] >= out["p90_ms"] >= out["p50_ms"]
     capped = batch1_latency(lambda _: None, ["x"], LatencySettings(warmup=0, runs=1, min_seconds=10, max_runs=50))
     assert capped["runs"] == 50
 
