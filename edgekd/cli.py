@@ -26,23 +26,40 @@ COMMANDS: dict[str, str] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
+    return _build()[0]
+
+
+def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="edgekd",
         description="Distill, export and verify small text classifiers for edge devices.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    verbs = {}
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
-    return parser
+        p.set_defaults(_run=module.run, command=name)
+        verbs[name] = p
+    return parser, verbs
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Parse `edgekd [--debug] VERB ...`; a verb's options may come after its positional
+    arguments too (`edgekd predict bundle/ "a" --json "b"`)."""
+    parser, verbs = _build()
+    at = next((i for i, a in enumerate(argv) if a in verbs), None)
+    if at is None or any(a not in ("--debug",) for a in argv[:at]):
+        return parser.parse_args(argv)  # prints usage / --help / the error
+    args = verbs[argv[at]].parse_intermixed_args(argv[at + 1 :])
+    args.debug = "--debug" in argv[:at]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(list(sys.argv[1:] if argv is None else argv))
     try:
         return int(args._run(args) or 0)
     except EdgekdError as exc:
