@@ -13,21 +13,23 @@ from test_distill import write_slice
 
 from edgekd.cli import main
 
-# Measured on the 2-core dev box: 0.80-0.85 test accuracy on this slice; chance is 0.25.
+# Measured on the 2-core dev box with these settings: 0.83 test accuracy (144 train rows after the
+# validation carve, 2 epochs); chance is 0.25. Batch 8 gives twice the optimizer steps of batch 16
+# for the same compute (batch 16 reached only 0.74).
 MIN_ACCURACY = 0.65
 
 
 def test_train_real_minilm_on_ag_news_slice(tmp_path: Path) -> None:
-    data = write_slice(tmp_path / "data", n_train=200, n_test=200)
+    data = write_slice(tmp_path / "data", n_train=160, n_test=200)
     out = tmp_path / "teacher"
     argv = ["train", "--data", str(data), "--model", "sentence-transformers/all-MiniLM-L6-v2", "--out", str(out),
-            "--epochs", "2", "--lr", "1e-4", "--batch-size", "16", "--max-length", "48", "--no-progress"]
+            "--epochs", "2", "--lr", "1e-4", "--batch-size", "8", "--max-length", "48", "--no-progress"]
     assert main(argv) == 0
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["accuracy"] > MIN_ACCURACY
     meta = json.loads((out / "edgekd-model.json").read_text())
-    assert meta["role"] == "teacher" and meta["max_length"] == 48 and meta["train_samples"] < 200
+    assert meta["role"] == "teacher" and meta["max_length"] == 48 and meta["train_samples"] < 160
     assert meta["best_validation_accuracy"] is not None and len(meta["dataset_fingerprint"]) == 64
     assert not (out / "checkpoints").exists() and not (out / "training_args.bin").exists()
     for png in ("confusion_matrix.png", "class_distribution.png"):

@@ -64,6 +64,8 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
     wall = time.perf_counter() - start
     save_final(trainer, tokenizer, out)
     best = trainer.state.best_metric
+    if not trainer.is_world_process_zero():  # under torchrun only rank 0 evaluates and writes
+        return {}
     metrics, _ = finish_checkpoint(trainer.model, tokenizer, splits, out, config.max_length)
     write_json(out / "edgekd-model.json", {
         "role": "teacher",
