@@ -179,6 +179,8 @@ def test_session_with_enumerated_shapes_pads_to_bucket(tiny: dict) -> None:
     want = _torch_logits(tiny["model"], ids, mask)
     assert got.shape == (3, 4) and got.dtype == np.float32
     assert np.max(np.abs(got - want)) <= 1e-4
+    one_thread = open_session(path, artifact, _manifest(), {"threads": 1})
+    np.testing.assert_allclose(one_thread.run({"input_ids": ids, "attention_mask": mask}), got, atol=1e-6)
     with pytest.raises(ModelError, match="longer than the Core ML model allows"):
         session.run({"input_ids": np.ones((1, 40), np.int32), "attention_mask": np.ones((1, 40), np.int32)})
     with pytest.raises(ModelError, match=r"shape \(3, 20\).*does not allow"):
@@ -281,7 +283,8 @@ def test_exporter_bundle_runs_on_the_reference(tiny_bert: Path, tmp_path: Path) 
     ids = [AG_LABELS.index(label) for label in labels]
     data = ExportData(test_texts=texts[:48], train=(texts[48:], ids[48:]), validation=(texts[:48], ids[:48]))
     manifest = export_bundle(tiny_bert, tmp_path / "bundle", data,
-                             ExportOptions(targets=["coreml"], int8=True, coreml_precision="fp16"), log=lambda m: None)
+                             ExportOptions(targets=["coreml"], int8=True, coreml_precision="fp16", calibration_size=32),
+                             log=lambda m: None)
     assert {a.name for a in manifest.artifacts} == {"coreml-fp16", "coreml-int8"}
     assert all(manifest.parity[n]["engine"] == "mil-reference" for n in ("coreml-fp16", "coreml-int8"))
     model, tokenizer = load_checkpoint(tiny_bert)
