@@ -24,6 +24,10 @@ from edgekd.runtimes.mil.program import Operation, Program, TensorSpec
 
 # Parameters that are MIL tuples (a variadic list of tensors), whatever their length.
 _TUPLE_PARAMS = {"values"}
+# Ops that only move or pick values of one dtype: their outputs are already at the declared
+# precision, so the fp16 rounding pass (a third of an fp16 program's time) is skipped for them.
+_DATA_MOVEMENT = {"reshape", "transpose", "expand_dims", "squeeze", "gather", "gather_along_axis",
+                  "slice_by_index", "slice_by_size", "concat", "stack", "split", "tile", "identity", "select"}
 
 
 def to_compute(value: Any) -> Any:
@@ -57,7 +61,9 @@ def run_operation(op: Operation, env: dict[str, Any]) -> list[Any]:
         # inf/NaN are results to report (fp16 overflow), not warnings
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             result = OPS[op.type](**kwargs)
-            outputs = [store(v, spec) for v, spec in zip(_as_list(result), op.outputs, strict=True)]
+            outputs = _as_list(result)
+            if op.type not in _DATA_MOVEMENT or len(outputs) != len(op.outputs):
+                outputs = [store(v, spec) for v, spec in zip(outputs, op.outputs, strict=True)]
     except (ValueError, IndexError, TypeError, KeyError) as exc:
         shapes = {k: getattr(v, "shape", v if isinstance(v, str) else type(v).__name__) for k, v in kwargs.items()}
         raise ModelError(f"Core ML op '{op.type}' at {op.location} failed on inputs {shapes}: {exc}") from exc
