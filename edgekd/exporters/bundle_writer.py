@@ -100,27 +100,12 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
     model, tokenizer = load_checkpoint(model_dir)
     model_card = _model_card(model_dir)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    settings = TokenizerSettings(
-        max_length=int(model_card.get("max_length", DEFAULT_MAX_LENGTH)),
-        inputs=[n for n in INPUT_ORDER if n in tokenizer.model_input_names],
-        pad_id=int(tokenizer.pad_token_id or 0), truncation_side=tokenizer.truncation_side)
+    settings = _tokenizer_settings(tokenizer, model_card)
     tokenizer_json = _tokenizer_json(model_dir, tokenizer)
     contract = bundle_mod.contract_hash(tokenizer_json, labels, settings)
     checks = check_texts(tokenizer, data.test_texts, settings.max_length, options.check_per_class)
     reference = {k: torch_logits(model, tokenizer, v, settings.max_length, batch_size=16) for k, v in checks.items()}
-    calibration = validation = None
-    agreement: list[str] = []
-    if options.int8:
-        texts, ids = data.train
-        calibration = sample_calibration(texts, ids, token_lengths(tokenizer, texts, settings.max_length),
-                                         options.calibration_size, options.calibration_seed, labels)
-        validation = _subsample(data.validation, VALIDATION_SIZE, options.calibration_seed)
-        used = set(calibration.texts)
-        rest = [t for t in texts if t not in used]
-        rest = _subsample((rest, [0] * len(rest)), 4 * AGREEMENT_EXTRA, options.calibration_seed)[0]
-        # the same length classes as the check (short / medium / truncated-long), from train texts
-        classes = check_texts(tokenizer, rest, settings.max_length, AGREEMENT_EXTRA // 3)
-        agreement = [t for group in classes.values() for t in group]
+    calibration, validation, agreement = _int8_sets(tokenizer, data, options, labels, settings.max_length)
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
             bundle_mod.staging(out, options.force) as tmp:
         (tmp / bundle_mod.TOKENIZER).write_bytes(tokenizer_json)
@@ -143,6 +128,32 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         bundle_mod.write_manifest(tmp, manifest)
     log(f"wrote {out} ({len(manifest.artifacts)} artifacts)")
     return manifest
+
+
+def _tokenizer_settings(tokenizer: Any, model_card: dict[str, Any]) -> TokenizerSettings:
+    return TokenizerSettings(
+        max_length=int(model_card.get("max_length", DEFAULT_MAX_LENGTH)),
+        inputs=[n for n in INPUT_ORDER if n in tokenizer.model_input_names],
+        pad_id=int(tokenizer.pad_token_id or 0), truncation_side=tokenizer.truncation_side)
+
+
+def _int8_sets(tokenizer: Any, data: ExportData, options: ExportOptions, labels: list[str],
+               max_length: int) -> tuple[Any, Any, list[str]]:
+    """(calibration set, validation sample, extra agreement texts) for --int8, else (None, None, [])."""
+    if not options.int8:
+        return None, None, []
+    texts, ids = data.train
+    calibration = sample_calibration(texts, ids, token_lengths(tokenizer, texts, max_length),
+                                     options.calibration_size, options.calibration_seed, labels)
+    validation = _subsample(data.validation, VALIDATION_SIZE, options.calibration_seed)
+    used = set(calibration.texts)
+    rest = [t for t in texts if t not in used]
+    rest = _subsample((rest, [0] * len(rest)), 4 * AGREEMENT_EXTRA, options.calibration_seed)[0]
+    if not rest:  # the whole train split went into calibration
+        return calibration, validation, []
+    # the same length classes as the check (short / medium / truncated-long), from train texts
+    classes = check_texts(tokenizer, rest, max_length, AGREEMENT_EXTRA // 3)
+    return calibration, validation, [t for group in classes.values() for t in group]
 
 
 def _model_card(model_dir: Path) -> dict[str, Any]:
