@@ -110,26 +110,31 @@ def proto_module(name: str) -> types.ModuleType:
     return importlib.import_module(f"{_PROTO_ALIAS}.{name}")
 
 
-def read_spec(mlpackage: Path) -> Any:
-    """The `Model` protobuf of an `.mlpackage` directory (or of a bare `.mlmodel` file)."""
+def spec_path(mlpackage: Path) -> Path:
+    """The `model.mlmodel` inside an `.mlpackage` (via its Manifest.json), or a bare `.mlmodel` file.
+    Weight files named `@model_path/weights/...` live in `weights/` beside it."""
     mlpackage = Path(mlpackage)
     if not mlpackage.exists():
         raise ModelError(f"Core ML model not found: {mlpackage}; export one with: edgekd export MODEL --target coreml")
+    path = mlpackage
     if mlpackage.is_dir():
+        path = mlpackage / "Data" / "com.apple.CoreML" / "model.mlmodel"
         manifest = mlpackage / "Manifest.json"
-        spec_path = mlpackage / "Data" / "com.apple.CoreML" / "model.mlmodel"
         if manifest.is_file():
-            items = json.loads(manifest.read_text()).get("itemInfoEntries", {})
-            root = json.loads(manifest.read_text()).get("rootModelIdentifier")
-            if root in items:
-                spec_path = mlpackage / "Data" / items[root]["path"]
-    else:
-        spec_path = mlpackage
-    if not spec_path.is_file():
-        raise ModelError(f"{mlpackage} is not a Core ML model package (no {spec_path} inside); "
+            info = json.loads(manifest.read_text(encoding="utf-8"))
+            root = info.get("rootModelIdentifier")
+            if root in info.get("itemInfoEntries", {}):
+                path = mlpackage / "Data" / info["itemInfoEntries"][root]["path"]
+    if not path.is_file():
+        raise ModelError(f"{mlpackage} is not a Core ML model package (no {path} inside); "
                          f"export it again with: edgekd export MODEL --target coreml")
+    return path
+
+
+def read_spec(mlpackage: Path) -> Any:
+    """The `Model` protobuf of an `.mlpackage` directory (or of a bare `.mlmodel` file)."""
     model = proto_module("Model_pb2").Model()
-    model.ParseFromString(spec_path.read_bytes())
+    model.ParseFromString(spec_path(mlpackage).read_bytes())
     return model
 
 
@@ -229,7 +234,7 @@ def load_program(mlpackage: str | Path, function: str | None = None) -> Program:
                          f"pass one of those")
     fn = prog.functions[name]
     block = fn.block_specializations[fn.opset]
-    blobs = BlobReader(path / "Data" / "com.apple.CoreML" / "weights")
+    blobs = BlobReader(spec_path(path).parent / "weights")
     consts: dict[str, np.ndarray] = {}
     operations: list[Operation] = []
     for index, op in enumerate(block.operations):
