@@ -73,15 +73,16 @@ def write_slice(root: Path, n_train: int = 96, n_test: int = 48) -> Path:
 def test_distill_cli_two_students_writes_all_outputs(tiny_bert: Path, tmp_path: Path) -> None:
     data = write_slice(tmp_path / "data")
     out = tmp_path / "students"
+    # A layer-copy student and a model-reference student (a checkpoint dir with the same tokenizer).
     argv = ["distill", "--teacher", str(tiny_bert), "--data", str(data), "--student", "layers=1",
-            "--student", "layers=0,1", "--out", str(out), "--epochs", "1", "--batch-size", "16",
+            "--student", str(tiny_bert), "--out", str(out), "--epochs", "1", "--batch-size", "16",
             "--max-length", "32", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
             "--hidden-weight", "0.5", "--attention-weight", "0.5"]
     assert main(argv) == 0
     rows = json.loads((out / "comparison.json").read_text())["rows"]
-    assert [r["model"] for r in rows] == ["teacher", "layers-1", "layers-0-1"]
+    assert [r["model"] for r in rows] == ["teacher", "layers-1", tiny_bert.name]
     assert rows[1]["params"] < rows[0]["params"] and rows[1]["compression"] > 1.0
-    assert rows[2]["params"] == rows[0]["params"]  # all layers kept: same size
+    assert rows[2]["params"] == rows[0]["params"]  # the same architecture as the teacher: same size
     for name in ("comparison.md", "comparison.png"):
         assert (out / name).stat().st_size > 0
     for row in rows[1:]:

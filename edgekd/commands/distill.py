@@ -94,5 +94,5 @@ def _print_rows(rows: list[dict]) -> None:
     for key, title in COMPARISON_COLUMNS:
         table.add_column(title, justify="left" if key == "model" else "right")
     for row in rows:
-        table.add_row(*(format_cell(row.get(k)) for k, _ in COMPARISON_COLUMNS))
+        table.add_row(*(format_cell(row.get(k), k) for k, _ in COMPARISON_COLUMNS))
     Console().print(table)

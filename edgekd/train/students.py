@@ -178,13 +178,16 @@ def write_comparison(rows: list[dict[str, Any]], out: Path) -> dict[str, Path]:
     lines = ["| " + " | ".join(title for _, title in COMPARISON_COLUMNS) + " |",
              "|" + "|".join("---" if k == "model" else "---:" for k, _ in COMPARISON_COLUMNS) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(format_cell(row.get(k)) for k, _ in COMPARISON_COLUMNS) + " |")
+        lines.append("| " + " | ".join(format_cell(row.get(k), k) for k, _ in COMPARISON_COLUMNS) + " |")
     paths["md"].write_text("\n".join(lines) + "\n")
     _comparison_chart(rows, paths["png"])
     return paths
 
 
-def format_cell(value: Any) -> str:
+def format_cell(value: Any, key: str = "") -> str:
+    """A comparison-table cell: params in millions, compression/speedup as N.NNx, rates to 4 places."""
+    if key in ("compression", "speedup") and isinstance(value, (int, float)):
+        return f"{value:.2f}x"
     if isinstance(value, float):
         return f"{value:.4f}" if value <= 1.0 else f"{value:.2f}"
     if isinstance(value, int):
