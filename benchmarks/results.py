@@ -41,7 +41,7 @@ def targets(r: dict[str, Any]) -> list[Row]:
 
 def _student(r: dict[str, Any], part: str, name: str) -> dict[str, Any] | None:
     comp = _get(r, "train", part, "comparison")
-    models = comp.get("models", comp) if isinstance(comp, dict) else comp
+    models = comp.get("rows", []) if isinstance(comp, dict) else comp
     for m in models or []:
         if isinstance(m, dict) and name in str(m.get("model", m.get("name", ""))):
             return m
