@@ -3,6 +3,8 @@ then int8 chosen by accuracy control among static QDQ (calibrated) and dynamic q
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,7 +96,8 @@ class OnnxExporter(Exporter):
         work.mkdir(exist_ok=True)
         # Static QDQ works on optimum's unfused graph (shape inference cannot see through the fused
         # com.microsoft ops); dynamic quantization understands the fused Attention, so it uses fp32.
-        source = _preprocess(raw_onnx(job), work / "preprocessed.onnx")
+        with _cwd(work):
+            source = _preprocess(raw_onnx(job), work / "preprocessed.onnx")
         sensitive = _sensitive_nodes(source)
         not_weights = _activation_only_ops(source)
 
@@ -113,7 +116,10 @@ class OnnxExporter(Exporter):
             Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True},
                           build("dynamic", _dynamic, fp32)),
         ]
-        decision = select_int8(ref_logits, labels, candidates, job.max_accuracy_drop, log=job.log)
+        # ORT's quantizers write scratch files (external-data `<uuid>.data`, shape-inference temps)
+        # into the current directory: keep them inside the export's work directory.
+        with _cwd(work):
+            decision = select_int8(ref_logits, labels, candidates, job.max_accuracy_drop, log=job.log)
         job.records.setdefault("accuracy_control", {})["onnx"] = decision.record()
         if decision.chosen is None:
             return None
@@ -126,6 +132,16 @@ class OnnxExporter(Exporter):
                         fp32_validation_accuracy=decision.reference_accuracy)
         float_ops = [f"type:{t}" for t in KEPT_FLOAT_BY_DESIGN] + _float_compute_nodes(out)
         return Artifact("onnx", "int8", "onnx/model.int8.onnx", quantization=settings, float_ops=float_ops)
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def _static(job: ExportJob, exclude: list[str]) -> Any:
