@@ -164,7 +164,7 @@ def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, P
             baseline=paths["baseline"] if recipe.baseline.enabled else None, backends=v.backends,
             max_samples=v.max_samples, gates=gates,
             latency=LatencySettings(runs=v.runs, cold_start=v.cold_start))
-        report = runner.verify(config)
+        report = runner.verify(config, progress=lambda msg: print(f"verify: {msg}", flush=True))
         runner.write(report, config)
         return report
     return go
