@@ -24,28 +24,38 @@ from benchmarks import speed  # noqa: E402
 from benchmarks.steps import CACHE, ROOT, Step, pipeline, read_json, run_step  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ["train", "export", "speed", "report"]
+PARTS = ["baseline", "teacher", "students", "export", "speed", "report"]
 
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def train(results: dict[str, Any]) -> None:
-    steps = pipeline()
-    out: dict[str, Any] = {}
-    for name in ("baseline", "teacher", "students", "no_teacher"):
-        stamp = run_step(steps[name], log)
-        out[name] = {"command": steps[name].command, "wall_time_s": stamp["wall_time_s"]}
-    out["baseline"]["metrics"] = _headline(read_json(steps["baseline"].out / "metrics.json"))
-    out["teacher"]["metrics"] = _headline(read_json(steps["teacher"].out / "metrics.json"))
-    out["teacher"]["card"] = read_json(steps["teacher"].out / "edgekd-model.json")
-    out["students"]["comparison"] = read_json(steps["students"].out / "comparison.json")
-    out["students"]["distillation"] = {
-        d.name: read_json(d / "distillation.json") for d in sorted(steps["students"].out.iterdir())
-        if (d / "distillation.json").is_file()}
-    out["no_teacher"]["comparison"] = read_json(steps["no_teacher"].out / "comparison.json")
-    results["train"] = out
+def _step(results: dict[str, Any], name: str) -> Step:
+    step = pipeline()[name]
+    stamp = run_step(step, log)
+    results.setdefault("steps", {})[name] = {"command": step.command, "wall_time_s": stamp["wall_time_s"]}
+    return step
+
+
+def baseline(results: dict[str, Any]) -> None:
+    step = _step(results, "baseline")
+    results["steps"]["baseline"]["metrics"] = _headline(read_json(step.out / "metrics.json"))
+
+
+def teacher(results: dict[str, Any]) -> None:
+    step = _step(results, "teacher")
+    results["steps"]["teacher"]["metrics"] = _headline(read_json(step.out / "metrics.json"))
+    results["steps"]["teacher"]["card"] = read_json(step.out / "edgekd-model.json")
+
+
+def students(results: dict[str, Any]) -> None:
+    for name in ("students", "no_teacher"):
+        step = _step(results, name)
+        entry = results["steps"][name]
+        entry["comparison"] = read_json(step.out / "comparison.json")
+        entry["distillation"] = {d.name: read_json(d / "distillation.json")
+                                 for d in [step.out, *sorted(step.out.iterdir())] if (d / "distillation.json").is_file()}
 
 
 def export(results: dict[str, Any]) -> None:
@@ -115,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = read_json(path) if path.is_file() else {}
     results["device"] = device
     for part in parts:
-        fn = {"train": train, "export": export, "speed": speed_part, "report": lambda r: None}[part]
+        fn = {"baseline": baseline, "teacher": teacher, "students": students, "export": export,
+              "speed": speed_part, "report": lambda r: None}[part]
         started = time.perf_counter()
         fn(results)
         results.setdefault("timings", {})[part] = round(time.perf_counter() - started, 1)
