@@ -31,6 +31,18 @@ def read_texts(dataset: str, split: str = "test", n: int = 64) -> tuple[list[str
     return texts, labels
 
 
+def write_dataset(root: Path, sizes: dict[str, int], dataset: str = "ag_news") -> Path:
+    """A dataset directory of `<split>.csv` files holding the first n real rows of each split."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes.items():
+        texts, labels = read_texts(dataset, split, n)
+        with open(root / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["text", "label"])
+            w.writerows(zip(texts, labels, strict=True))
+    return root
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():

@@ -112,18 +112,9 @@ def test_combine_reports_of_two_students() -> None:
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real AG News slice as a dataset directory (train 240 rows, test 60)."""
-    import csv
+    from tests.conftest import write_dataset
 
-    from tests.conftest import read_texts
-
-    root = tmp_path_factory.mktemp("ag_small")
-    for split, n in (("train", 240), ("test", 60)):
-        texts, labels = read_texts("ag_news", split, n)
-        with open(root / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["text", "label"])
-            w.writerows(zip(texts, labels, strict=True))
-    return root
+    return write_dataset(tmp_path_factory.mktemp("ag_small"), {"train": 240, "test": 60})
 
 
 @pytest.mark.slow

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -11,20 +10,13 @@ import numpy as np
 import pytest
 
 from edgekd.cli import main
-from tests.conftest import read_texts
+from tests.conftest import write_dataset
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real AG News dataset directory: train 120 rows, test 40."""
-    root = tmp_path_factory.mktemp("data")
-    for split, n in (("train", 120), ("test", 40)):
-        texts, labels = read_texts("ag_news", split, n)
-        with open(root / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["text", "label"])
-            w.writerows(zip(texts, labels, strict=True))
-    return root
+    return write_dataset(tmp_path_factory.mktemp("data"), {"train": 120, "test": 40})
 
 
 @pytest.fixture(scope="module")
