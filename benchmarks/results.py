@@ -159,6 +159,8 @@ def write_results_md(r: dict[str, Any], path: Path, plots_dir: Path) -> None:
     lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {v} |" for t, m, v, _ in targets(r)]
     lines += ["", "## Device", "", _device_line(r.get("device", {})), ""]
+    if r.get("notes"):
+        lines += ["## Notes", ""] + [f"- {n}" for n in r["notes"]] + [""]
     lines += _commands(r)
     lines += _speed_tables(r, plots_dir)
     path.write_text("\n".join(lines) + "\n")
@@ -173,7 +175,8 @@ def _device_line(d: dict[str, Any]) -> str:
 
 
 def _commands(r: dict[str, Any]) -> list[str]:
-    lines = ["## Commands and wall times", "", "| step | command | wall time |", "|---|---|---|"]
+    lines = ["## Commands and wall times", "", "`$CACHE` is `$EDGEKD_BENCH_CACHE`, by default `~/.cache/edgekd/benchmarks`.", "",
+             "| step | command | wall time |", "|---|---|---|"]
     for name, v in (r.get("steps") or {}).items():
         lines.append(f"| {name} | `{v.get('command')}` | {v.get('wall_time_s')} s |")
     e = r.get("export") or {}
