@@ -128,6 +128,18 @@ def _read_frames(path: str) -> tuple[dict[str, Any], dict[str, str]]:
     return frames, origins
 
 
+def read_test_file(path: str | Path, text_columns: list[str], label_column: str) -> tuple[list[str], list[str], str] | None:
+    """(texts, raw label names, source file) of a labelled test file, or of a directory's test split
+    file, read as is (no sampling, no carving, empty texts dropped); None when `path` has neither."""
+    path = Path(path).expanduser()
+    found = path if path.is_file() else _find_split_file(path, SPLIT_STEMS["test"]) if path.is_dir() else None
+    if found is None:
+        return None
+    spec = DataSpec(path=str(found), text_columns=text_columns, label_column=label_column)
+    texts, names, _ = _clean(_read_file(found), spec, str(found))
+    return texts, names, str(found)
+
+
 def _find_split_file(directory: Path, stems: tuple[str, ...]) -> Path | None:
     for stem in stems:
         for suffix in FORMATS:

@@ -58,13 +58,9 @@ def load_test_set(data: str, labels: list[str], text_columns: list[str], label_c
     With a `label_map`, the data module's full loading (label grouping) is used."""
     from edgekd import data as d
 
-    path = Path(data).expanduser()
-    direct = label_map is None and (path.is_file() or (path.is_dir() and d._find_split_file(path, d.SPLIT_STEMS["test"])))
-    if direct:
-        found = path if path.is_file() else d._find_split_file(path, d.SPLIT_STEMS["test"])
-        spec = d.DataSpec(path=str(found), text_columns=text_columns, label_column=label_column)
-        texts, names, _ = d._clean(d._read_file(found), spec, str(found))
-        source = str(found)
+    direct = d.read_test_file(data, text_columns, label_column) if label_map is None else None
+    if direct is not None:
+        texts, names, source = direct
     else:
         spec = d.DataSpec(path=data, text_columns=text_columns, label_column=label_column, label_map=label_map)
         split = d.load_splits(spec, labels)
