@@ -19,26 +19,12 @@ GATES: dict[str, dict[str, float]] = {
 CHECK_PER_CLASS = 64
 
 
-def _softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def compare(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
-    """Conversion parity of logits [n, num_labels] against the reference logits."""
-    reference = np.asarray(reference, dtype=np.float64)
-    logits = np.asarray(logits, dtype=np.float64)
-    if reference.shape != logits.shape:
-        raise ValueError(f"logit shapes differ: reference {reference.shape}, artifact {logits.shape}")
-    agree = reference.argmax(1) == logits.argmax(1)
-    return {
-        "n": int(len(reference)),
-        "max_abs_logit": float(np.abs(reference - logits).max()) if len(reference) else 0.0,
-        "max_abs_prob": float(np.abs(_softmax(reference) - _softmax(logits)).max()) if len(reference) else 0.0,
-        "agreement": float(agree.mean()) if len(reference) else 1.0,
-        "flips": int((~agree).sum()),
-    }
+    """Conversion parity of logits [n, num_labels] against the reference logits: the same
+    metrics `edgekd verify` reports (`verify.parity.conversion_parity`)."""
+    from edgekd.verify.parity import conversion_parity
+
+    return conversion_parity(logits, reference)
 
 
 def gate_failures(precision: str, metrics: dict[str, Any]) -> list[str]:
