@@ -44,6 +44,8 @@ def baseline(results: dict[str, Any]) -> None:
 
 
 def teacher(results: dict[str, Any]) -> None:
+    stage1 = _step(results, "teacher_stage1")
+    results["steps"]["teacher_stage1"]["metrics"] = _headline(read_json(stage1.out / "metrics.json"))
     step = _step(results, "teacher")
     results["steps"]["teacher"]["metrics"] = _headline(read_json(step.out / "metrics.json"))
     results["steps"]["teacher"]["card"] = read_json(step.out / "edgekd-model.json")

@@ -131,10 +131,10 @@ def test_interrupted_export_leaves_no_bundle(tiny_bert: Path, tmp_path: Path, mo
 
 
 def test_failed_check_fails_export(tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from edgekd.exporters import check
+    from edgekd.verify import parity
 
     # A gate no real conversion can meet: the check must fail the export, not warn.
-    monkeypatch.setitem(check.GATES, "fp32", {"max_abs_logit": 0.0, "min_agreement": 1.0})
+    monkeypatch.setitem(parity.DEFAULT_GATES, "fp32", (parity.Gate("max_abs_logit", "<=", 0.0),))
     out = tmp_path / "bundle"
     with pytest.raises(ExportError, match=r"post-export check failed for onnx-fp32.*max \|dlogit\|"):
         export_bundle(tiny_bert, out, _data(20), ExportOptions(targets=["onnx"], check_per_class=8),

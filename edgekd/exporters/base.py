@@ -117,7 +117,7 @@ class Exporter:
         total = _pool(by_length)
         failed = check.gate_failures(artifact.precision, total)
         result = {"status": "failed" if failed else "passed", "engine": session.engine,
-                  "gate": check.GATES[artifact.precision], **total, "by_length": by_length}
+                  "gate": check.gates(artifact.precision), **total, "by_length": by_length}
         if failed:
             raise ExportError(f"post-export check failed for {artifact.name} ({artifact.path}) on {total['n']} "
                               f"held-out texts: {'; '.join(failed)}; the bundle was not written "

@@ -1,5 +1,6 @@
 """The post-export check: every artifact against the PyTorch model it came from, on real held-out
-texts at several lengths. Gates are data; a failed gate is an `ExportError`, never a warning."""
+texts at several lengths. The gates are verify's (`verify.parity.DEFAULT_GATES`); a failed gate is an
+`ExportError`, never a warning."""
 
 from __future__ import annotations
 
@@ -8,13 +9,8 @@ from typing import Any
 
 import numpy as np
 
-# Per-precision gates. fp32 must reproduce PyTorch to float noise; fp16 and int8 may move logits
-# but must (almost) never change the predicted label.
-GATES: dict[str, dict[str, float]] = {
-    "fp32": {"max_abs_logit": 1e-3, "min_agreement": 1.0},
-    "fp16": {"min_agreement": 0.995},
-    "int8": {"min_agreement": 0.99},
-}
+# The parity metrics the check measures and gates (verify also gates accuracy_drop on labels).
+CHECK_METRICS = ("agreement", "max_abs_logit", "max_abs_prob")
 # How many held-out texts of each length class the check uses (short / medium / truncated-long).
 CHECK_PER_CLASS = 64
 
@@ -27,16 +23,24 @@ def compare(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
     return conversion_parity(logits, reference)
 
 
+def gates(precision: str) -> list[dict[str, Any]]:
+    """The gates the post-export check enforces for `precision`: `verify.parity.DEFAULT_GATES`
+    limited to the metrics a check measures (no labels here, so no accuracy_drop)."""
+    from edgekd.verify.parity import DEFAULT_GATES
+
+    return [{"metric": g.metric, "op": g.op, "threshold": g.threshold}
+            for g in DEFAULT_GATES[precision] if g.metric in CHECK_METRICS]
+
+
 def gate_failures(precision: str, metrics: dict[str, Any]) -> list[str]:
     """Human-readable list of the gates `metrics` fails for `precision` (empty when it passes)."""
-    gate = GATES[precision]
-    failed = []
-    if "max_abs_logit" in gate and metrics["max_abs_logit"] > gate["max_abs_logit"]:
-        failed.append(f"max |dlogit| {metrics['max_abs_logit']:.2e} > {gate['max_abs_logit']:.0e}")
-    if metrics["agreement"] < gate["min_agreement"]:
-        failed.append(f"top-1 agreement {metrics['agreement']:.4f} < {gate['min_agreement']} "
-                      f"({metrics['flips']} flips of {metrics['n']})")
-    return failed
+    from edgekd.verify.parity import GateSet, evaluate_gates
+
+    rows = [r for r in evaluate_gates("", precision, metrics, GateSet()) if r["metric"] in CHECK_METRICS]
+    names = {"max_abs_logit": "max |dlogit|", "agreement": "top-1 agreement"}
+    return [f"{names[r['metric']]} {r['value']:.4g} (needs {r['op']} {r['threshold']:g}"
+            + (f"; {metrics['flips']} flips of {metrics['n']})" if r["metric"] == "agreement" else ")")
+            for r in rows if not r["passed"]]
 
 
 def token_lengths(tokenizer: Any, texts: Sequence[str], max_length: int) -> list[int]:

@@ -15,14 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import GateError, RecipeError
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row softmax in float64 (stable: max subtracted first). logits: [n, num_labels]."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+from edgekd.runtimes.classifier import softmax
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
