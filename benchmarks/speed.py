@@ -38,7 +38,9 @@ def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str]) -> dic
     import edgekd
 
     torch.set_num_threads(THREADS)
-    pipe = pipeline("text-classification", model=str(teacher_dir), device=-1, truncation=True, max_length=128)
+    # The teacher truncates where it was trained to (its edgekd-model.json), as the student's bundle does.
+    max_length = json.loads((Path(teacher_dir) / "edgekd-model.json").read_text())["max_length"]
+    pipe = pipeline("text-classification", model=str(teacher_dir), device=-1, truncation=True, max_length=max_length)
     clf = edgekd.load(bundle, backend="onnx", precision="int8", threads=THREADS)
     text = _texts_cycle(texts)
     timings = interleaved({
@@ -81,7 +83,8 @@ def optimum_vs_edgekd(student_dir: Path, bundle: Path, texts: list[str]) -> dict
         so.inter_op_num_threads = 1
         model = ORTModelForSequenceClassification.from_pretrained(tmp, session_options=so, use_io_binding=False)
         tok = AutoTokenizer.from_pretrained(tmp)
-        pipe = pipeline("text-classification", model=model, tokenizer=tok, truncation=True, max_length=128)
+        max_length = json.loads((Path(bundle) / "edgekd.json").read_text())["tokenizer"]["max_length"]
+        pipe = pipeline("text-classification", model=model, tokenizer=tok, truncation=True, max_length=max_length)
         clf = edgekd.load(bundle, backend="onnx", precision="fp32", threads=THREADS)
         text = _texts_cycle(texts)
         timings = interleaved({

@@ -111,6 +111,9 @@ def test_distill_no_teacher_single_student_and_cache_hit(tiny_bert: Path, tmp_pa
     assert plain["loss"]["use_teacher"] is False and plain["loss"]["alpha"] == 0.0
     rows = json.loads((tmp_path / "b" / "comparison.json").read_text())["rows"]
     assert rows[0]["teacher_cache_hit"] is True  # second run over the same teacher + data
+    # The saving is recorded: the hit only memory-maps what the miss computed with the teacher.
+    missed = json.loads((tmp_path / "a" / "comparison.json").read_text())["rows"][0]["teacher_logits_s"]
+    assert first["teacher_logits_s"] == missed and 0 <= rows[0]["teacher_logits_s"] < missed
 
 
 @pytest.mark.parametrize("spec, message", [
