@@ -44,8 +44,9 @@ def baseline(results: dict[str, Any]) -> None:
 
 
 def teacher(results: dict[str, Any]) -> None:
-    stage1 = _step(results, "teacher_stage1")
-    results["steps"]["teacher_stage1"]["metrics"] = _headline(read_json(stage1.out / "metrics.json"))
+    for name in ("teacher_stage1", "teacher_stage2"):  # the epochs before the last, each its own run
+        stage = _step(results, name)
+        results["steps"][name]["metrics"] = _headline(read_json(stage.out / "metrics.json"))
     step = _step(results, "teacher")
     results["steps"]["teacher"]["metrics"] = _headline(read_json(step.out / "metrics.json"))
     results["steps"]["teacher"]["card"] = read_json(step.out / "edgekd-model.json")

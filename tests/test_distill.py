@@ -130,3 +130,70 @@ def test_bad_student_specs_fail_with_one_line(tiny_bert: Path, tmp_path: Path, c
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("edgekd distill: error:") and message in err and "\n" not in err
+
+
+def _sync_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    from edgekd.train.distill import DistillationTrainer
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    torch.manual_seed(rank)  # different initial weights and gradients on each rank
+    holder = type("T", (), {})()
+    holder.projection = torch.nn.Linear(3, 2)
+    DistillationTrainer._sync_projection(holder, broadcast=True)
+    for p in holder.projection.parameters():
+        p.grad = torch.full_like(p, float(rank + 1))  # rank 0: 1, rank 1: 2 -> mean 1.5
+    DistillationTrainer._sync_projection(holder)
+    torch.save({k: v for k, v in holder.projection.state_dict().items()}
+               | {"grad": holder.projection.weight.grad}, f"{out}/rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_projection_is_synced_across_ranks(tmp_path: Path) -> None:
+    """The hidden-state projection lives outside DDP: rank 0's weights are broadcast and the
+    gradients averaged by hand, so every rank trains the same projection."""
+    import socket
+
+    import torch
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_sync_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert torch.equal(r0["weight"], r1["weight"]) and torch.equal(r0["bias"], r1["bias"])
+    assert torch.allclose(r0["grad"], torch.full((2, 3), 1.5)) and torch.equal(r0["grad"], r1["grad"])
+
+
+def test_train_and_distill_under_torchrun(tiny_bert: Path, tmp_path: Path) -> None:
+    """`torchrun --nproc_per_node 2` on CPU runs one gloo data-parallel job (not two independent
+    copies): only rank 0 evaluates, prints and writes; the teacher pass runs once (rank 0 fills the
+    cache first, the other rank reads it)."""
+    import os
+    import subprocess
+    import sys
+
+    data = write_slice(tmp_path / "data", 64, 32)
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2",
+                "-m", "edgekd"]
+    common = ["--data", str(data), "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(*argv: str) -> str:
+        proc = subprocess.run([*torchrun, *argv, *common], capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    out = run("train", "--model", str(tiny_bert), "--out", str(tmp_path / "teacher"))
+    assert out.count("teacher checkpoint: ") == 1  # rank 0 only
+    assert json.loads((tmp_path / "teacher" / "metrics.json").read_text())["n"] == 32
+    out = run("distill", "--teacher", str(tiny_bert), "--student", "layers=1", "--out", str(tmp_path / "student"),
+              "--cache-dir", str(tmp_path / "cache"), "--hidden-weight", "0.5")
+    assert out.count("comparison: ") == 1
+    rows = json.loads((tmp_path / "student" / "comparison.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["teacher", "layers-1"] and rows[0]["teacher_cache_hit"] is False
+    assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3  # train, validation, test: once each
+    assert (tmp_path / "student" / "model.safetensors").is_file()

@@ -79,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     print_data_report(splits)
     rows = distill_many(teacher_dir, splits, specs, args.out, config, cache_dir=args.cache_dir,
                         compare_no_teacher=args.compare_no_teacher, data_spec=data_spec)
-    _print_rows(rows)
-    print(f"comparison: {args.out / 'comparison.md'}")
+    if rows:  # empty on the other ranks under torchrun
+        _print_rows(rows)
+        print(f"comparison: {args.out / 'comparison.md'}")
     return 0
 
 

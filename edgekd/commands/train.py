@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.train.teacher import train_teacher
 
     metrics = train_teacher(splits, spec, args.model, args.out, config)
-    print_metrics(metrics, title=f"teacher {args.out} test")
-    print(f"teacher checkpoint: {args.out}")
+    if metrics:  # empty on the other ranks under torchrun: rank 0 evaluates and reports
+        print_metrics(metrics, title=f"teacher {args.out} test")
+        print(f"teacher checkpoint: {args.out}")
     return 0

@@ -83,6 +83,16 @@ def set_seed(seed: int) -> None:
     hf_set_seed(seed)
 
 
+def cpu_only() -> bool:
+    """True when neither CUDA nor MPS is there. The Trainer must then be told (`use_cpu`), or a
+    `torchrun` launch on CPUs runs N independent copies instead of one gloo data-parallel job
+    (accelerate only picks MULTI_CPU when asked for the CPU)."""
+    import torch
+
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return not torch.cuda.is_available() and not mps
+
+
 def device_description() -> str:
     """The device the Trainer will pick (cuda / mps / cpu), in words."""
     import torch
@@ -104,6 +114,7 @@ def training_arguments(out: Path, config: TrainConfig, metric: str = "accuracy")
     bf16 = cuda and torch.cuda.is_bf16_supported()
     return TrainingArguments(
         output_dir=str(out / CHECKPOINTS_SUBDIR),
+        use_cpu=cpu_only(),
         num_train_epochs=config.epochs,
         learning_rate=config.lr,
         per_device_train_batch_size=config.batch_size,
@@ -148,7 +159,9 @@ def label_maps(labels: list[str]) -> dict[str, Any]:
 def save_final(trainer: Any, tokenizer: Any, out: Path) -> None:
     """Save the (best) model + tokenizer as a plain HF checkpoint in `out` and remove the
     intermediate Trainer checkpoints."""
-    trainer.save_model(str(out))
+    trainer.save_model(str(out))  # rank 0 only under torchrun (the Trainer checks)
+    if not trainer.is_world_process_zero():
+        return
     tokenizer.save_pretrained(str(out))
     for name in ("training_args.bin",):  # a pickle the Trainer writes: nothing pickled stays
         (out / name).unlink(missing_ok=True)

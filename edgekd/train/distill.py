@@ -22,6 +22,7 @@ from edgekd.errors import ModelError
 from edgekd.train.common import (
     TrainConfig,
     count_parameters,
+    cpu_only,
     device_description,
     save_final,
     set_seed,
@@ -104,6 +105,28 @@ class DistillationTrainer(_Trainer):
             ws, wt = self.model.config.hidden_size, teacher.config.hidden_size
             if distill.hidden_weight > 0 and ws != wt:
                 self.projection = torch.nn.Linear(ws, wt).to(self.args.device)
+                self._sync_projection(broadcast=True)
+
+    def _sync_projection(self, broadcast: bool = False) -> None:
+        """Keep the projection identical on every rank under torchrun: it lives outside the DDP-wrapped
+        student, so DDP does not average its gradients. `broadcast` copies rank 0's initial weights;
+        otherwise the gradients are averaged (after each micro-step: the accumulated part is already
+        equal on every rank, so averaging the sum is averaging the new part)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return
+        for p in self.projection.parameters():
+            if broadcast:
+                dist.broadcast(p.data, src=0)
+            elif p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad /= dist.get_world_size()
+
+    def training_step(self, model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        self._sync_projection()
+        return loss
 
     def create_optimizer(self) -> Any:
         """The Trainer's optimizer plus the hidden-state projection's parameters (if any)."""
@@ -150,7 +173,7 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
     checkpoint, `metrics.json`, `distillation.json` and `edgekd-model.json` into `out`.
 
     `soft` holds `train` / `validation` / `test` teacher logits and `cache_hit`. Returns the
-    student's comparison row.
+    student's comparison row (None on the other ranks under torchrun: only rank 0 evaluates and writes).
     """
     from edgekd.train.students import build_student, evenly_spaced_layers
     from edgekd.train.teacher import build_trainer, finish_checkpoint, library_versions
@@ -169,6 +192,8 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
     trainer.train()
     wall = time.perf_counter() - start
     save_final(trainer, tokenizer, Path(out))
+    if not trainer.is_world_process_zero():  # under torchrun only rank 0 evaluates and writes
+        return None
     metrics, student_logits = finish_checkpoint(trainer.model, tokenizer, splits, Path(out), config.train.max_length)
     agreement = float((student_logits.argmax(-1) == np.asarray(soft["test"]).argmax(-1)).mean())
     settings = {"temperature": config.temperature, "alpha": config.alpha if use else 0.0,
@@ -236,6 +261,8 @@ def distill_many(teacher_dir: Path, splits: Any, specs: list[Any], out: Path, co
     One spec writes its checkpoint into `out` itself; several write `out/<spec name>/`.
     `compare_no_teacher` also trains each student without the teacher's soft targets.
     """
+    from accelerate import PartialState
+
     from edgekd.metrics import evaluate_logits
     from edgekd.train.cache import LogitCache
     from edgekd.train.infer import load_checkpoint
@@ -246,9 +273,11 @@ def distill_many(teacher_dir: Path, splits: Any, specs: list[Any], out: Path, co
     soft: dict[str, Any] = {}
     hits = []
     started = time.perf_counter()
-    for name, split in splits.items():
-        soft[name], hit = cache.logits(split.texts, splits.fingerprint, name, max_length)
-        hits.append(hit)
+    state = PartialState(cpu=cpu_only())  # under torchrun: rank 0 fills the cache, the other ranks read it
+    with state.main_process_first():
+        for name, split in splits.items():
+            soft[name], hit = cache.logits(split.texts, splits.fingerprint, name, max_length)
+            hits.append(hit)
     cache.release()
     soft["cache_hit"] = all(hits)
     # What the cache saves: the teacher pass over every split on a miss, a memory-map on a hit.
@@ -256,19 +285,24 @@ def distill_many(teacher_dir: Path, splits: Any, specs: list[Any], out: Path, co
     teacher_metrics = evaluate_logits(np.asarray(soft["test"]), splits.test.labels, list(splits.labels))
     teacher_params = count_parameters(load_checkpoint(teacher_dir)[0])
     timing_texts = splits.test.texts
+    main = state.is_main_process
     rows = [{"model": "teacher", "spec": str(teacher_dir), "path": str(teacher_dir), "distilled": None,
              "params": teacher_params, "compression": 1.0, "accuracy": teacher_metrics["accuracy"],
              "f1_macro": teacher_metrics["f1_macro"], "f1_weighted": teacher_metrics["f1_weighted"],
-             "agreement": 1.0, "latency_p50_ms": latency_p50_ms(teacher_dir, timing_texts, max_length)}]
+             "agreement": 1.0, "latency_p50_ms": latency_p50_ms(teacher_dir, timing_texts, max_length) if main else None}]
     runs = [(s, use) for s in specs for use in ([True, False] if compare_no_teacher else [config.use_teacher])]
     for spec, use in runs:
         target = Path(out) if len(runs) == 1 else Path(out) / (spec.name + ("" if use else "-no-teacher"))
         row = distill_student(spec, teacher_dir, splits, target, dataclasses.replace(config, use_teacher=use), soft,
                               data_spec)
+        if row is None:  # not rank 0
+            continue
         row["compression"] = teacher_params / row["params"]
         row["latency_p50_ms"] = latency_p50_ms(target, timing_texts, max_length)
         row["speedup"] = rows[0]["latency_p50_ms"] / row["latency_p50_ms"]
         rows.append(row)
+    if not main:
+        return []
     for row in rows:
         row["teacher_cache_hit"] = soft["cache_hit"]
         row["teacher_logits_s"] = soft["teacher_logits_s"]
