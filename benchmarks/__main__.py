@@ -85,24 +85,35 @@ def speed_part(results: dict[str, Any]) -> None:
     bundle, teacher = steps["bundle"].out, steps["teacher"].out
     student = steps["students"].out / "layers-3"
     texts = _test_texts(500)
-    out: dict[str, Any] = {"threads": speed.THREADS, "runs": speed.RUNS, "texts": len(texts)}
-    log("teacher transformers.pipeline vs edgekd int8 student")
-    out["teacher_pipeline_vs_edgekd_int8"] = speed.pipeline_vs_edgekd(teacher, bundle, texts)
+    have = {(a["backend"], a["precision"]) for a in read_json(bundle / "edgekd.json")["artifacts"]}
+    # The int8 student the comparisons use: ONNX when accuracy control kept one, else OpenVINO.
+    int8 = next((b for b in ("onnx", "openvino") if (b, "int8") in have), None)
+    out: dict[str, Any] = {"threads": speed.THREADS, "runs": speed.RUNS, "texts": len(texts), "int8_backend": int8,
+                           "missing": sorted(f"{b}-{p}" for b in ("onnx", "openvino") for p in ("fp32", "int8")
+                                             if (b, p) not in have)}
+    if int8:
+        log(f"teacher transformers.pipeline vs edgekd int8 student ({int8})")
+        out["teacher_pipeline_vs_edgekd_int8"] = speed.pipeline_vs_edgekd(teacher, bundle, texts, int8)
     log("optimum ORTModel pipeline vs edgekd (same ONNX file)")
     out["optimum_vs_edgekd"] = speed.optimum_vs_edgekd(student, bundle, texts)
     for backend in ("onnx", "openvino"):
         for precision in ("fp32", "int8"):
-            log(f"bare engine vs edgekd: {backend}-{precision}")
-            out[f"bare_vs_edgekd_{backend}_{precision}"] = speed.bare_vs_edgekd(bundle, texts, backend, precision)
-        log(f"fp32 vs int8: {backend}")
-        out[f"fp32_vs_int8_{backend}"] = speed.fp32_vs_int8(bundle, texts, backend)
+            if (backend, precision) in have:
+                log(f"bare engine vs edgekd: {backend}-{precision}")
+                out[f"bare_vs_edgekd_{backend}_{precision}"] = speed.bare_vs_edgekd(bundle, texts, backend, precision)
+        if (backend, "int8") in have:
+            log(f"fp32 vs int8: {backend}")
+            out[f"fp32_vs_int8_{backend}"] = speed.fp32_vs_int8(bundle, texts, backend)
     log("achieved GFLOP/s")
     out["gflops"] = speed.achieved_gflops(bundle, read_json(student / "config.json"))
     log("scaling by sequence length and batch size")
-    out["scaling"] = speed.scaling(bundle, "fp32") | {"int8": speed.scaling(bundle, "int8")}
+    out["scaling"] = speed.scaling(bundle, "fp32")
+    if ("onnx", "int8") in have:
+        out["scaling"]["int8"] = speed.scaling(bundle, "int8")
     from edgekd.verify.latency import cold_start
 
-    out["cold_start"] = {p: cold_start(str(bundle), "onnx", p, texts[0]) for p in ("int8", "fp32")}
+    out["cold_start"] = {p: cold_start(str(bundle), int8 or "onnx", p, texts[0]) | {"backend": int8 or "onnx"}
+                         for p in (["int8"] if int8 else []) + ["fp32"]}
     results["speed"] = out
 
 

@@ -254,5 +254,14 @@ def _speed_tables(r: dict[str, Any], plots_dir: Path) -> list[str]:
         from benchmarks.plots import scaling_plot
 
         png = scaling_plot(sc, plots_dir / "scaling.png")
-        lines += ["", "## Scaling (ONNX Runtime, bare session, random ids)", "", f"![scaling]({png.relative_to(plots_dir.parent)})"]
+        lines += ["", "## Scaling (ONNX Runtime, bare session, random ids)", "", f"![scaling]({png.relative_to(plots_dir.parent)})", ""]
+        for name, table in (("fp32", sc), ("int8", sc.get("int8") or {})):
+            for axis, what in (("by_seq_len", "tokens, batch 1"), ("by_batch", "batch size, 64 tokens")):
+                row = table.get(axis) or {}
+                if row:
+                    keys = sorted(row, key=int)
+                    lines += [f"| {name}: {what} | " + " | ".join(str(k) for k in keys) + " |",
+                              "|---|" + "---|" * len(keys),
+                              "| p50 ms | " + " | ".join(f"{row[k]['p50_ms']:.2f}" for k in keys) + " |",
+                              "| texts/s | " + " | ".join(f"{row[k]['texts_per_s']:.0f}" for k in keys) + " |", ""]
     return lines + [""]

@@ -30,8 +30,9 @@ def _result(timings: dict[str, Any], slow: str, fast: str) -> dict[str, Any]:
         "speedup": round(ratio(timings[slow], timings[fast]), 3), "slow": slow, "fast": fast}
 
 
-def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str]) -> dict[str, Any]:
-    """PyTorch teacher in `transformers.pipeline` vs the edgekd int8 student (ONNX Runtime), batch 1."""
+def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str], backend: str = "onnx") -> dict[str, Any]:
+    """PyTorch teacher in `transformers.pipeline` vs the edgekd int8 student (`backend`), batch 1
+    latency interleaved, then batch-32 throughput."""
     import torch
     from transformers import pipeline
 
@@ -41,7 +42,7 @@ def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str]) -> dic
     # The teacher truncates where it was trained to (its edgekd-model.json), as the student's bundle does.
     max_length = json.loads((Path(teacher_dir) / "edgekd-model.json").read_text())["max_length"]
     pipe = pipeline("text-classification", model=str(teacher_dir), device=-1, truncation=True, max_length=max_length)
-    clf = edgekd.load(bundle, backend="onnx", precision="int8", threads=THREADS)
+    clf = edgekd.load(bundle, backend=backend, precision="int8", threads=THREADS)
     text = _texts_cycle(texts)
     timings = interleaved({
         "teacher_transformers_pipeline": lambda i: pipe(text(i)),
