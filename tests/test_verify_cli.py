@@ -108,6 +108,17 @@ def test_gate_flag_relaxes_threshold(fp32_bundle: Path, test_csv: Path, tiny_ber
     assert [g["threshold"] for g in report["gates"] if g["metric"] == "max_abs_logit"] == [0.0]
 
 
+def test_max_samples_zero_uses_every_test_text(fp32_bundle: Path, data_dir: Path, tiny_bert: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture) -> None:
+    assert _verify(fp32_bundle, data_dir, tiny_bert, "--no-cold-start", "--out", str(tmp_path),
+                   "--max-samples", "0") == 0
+    report = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert report["data"]["n"] == 40  # the whole test split, not the default 500-text sample cap
+    assert _verify(fp32_bundle, data_dir, tiny_bert, "--max-samples", "-1") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--max-samples must be 0" in err[0]
+
+
 def test_report_merges_devices(fp32_bundle: Path, test_csv: Path, tiny_bert: Path, tmp_path: Path) -> None:
     if not list((fp32_bundle / "reports").glob("*.json")):
         assert _verify(fp32_bundle, test_csv, tiny_bert, "--no-cold-start") == 0

@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a TF-IDF baseline directory (edgekd baseline) to compare on the same texts")
     parser.add_argument("--backends", default=None,
                         help="comma list, e.g. onnx,openvino,coreml-reference (default: all this machine can run)")
-    parser.add_argument("--max-samples", type=int, default=500, help="test texts to use (fixed-seed sample)")
+    parser.add_argument("--max-samples", type=int, default=500,
+                        help="test texts to use, a fixed-seed sample (default 500; 0 = the whole test split)")
     parser.add_argument("--text-column", action="append", default=None, help="text column(s) (default: text)")
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--runs", type=int, default=50, help="minimum batch-1 timed runs per model")
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         bundle=Path(args.bundle), data=args.data, teacher=args.reference, student=args.student,
         baseline=args.baseline,
         backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
-        max_samples=args.max_samples, text_columns=args.text_column or ["text"], label_column=args.label_column,
+        max_samples=_sample_size(args.max_samples), text_columns=args.text_column or ["text"], label_column=args.label_column,
         gates=gates_from_args(args),
         latency=LatencySettings(runs=args.runs, batch_size=args.batch_size, cold_start=not args.no_cold_start),
         out_dir=args.out,
@@ -98,3 +99,12 @@ def run(args: argparse.Namespace) -> int:
     Console().print(f"report: {paths['json']}  ({paths['md'].name}, {paths['html'].name})")
     parity.raise_on_failures(report["gates"])
     return 0
+
+
+def _sample_size(n: int) -> int | None:
+    """`--max-samples`: 0 means every test text (None); a negative count is an error."""
+    from edgekd.errors import DataError
+
+    if n < 0:
+        raise DataError(f"--max-samples must be 0 (the whole test split) or a positive count, got {n}")
+    return n or None
