@@ -24,7 +24,7 @@ from benchmarks import speed  # noqa: E402
 from benchmarks.steps import CACHE, ROOT, Step, pipeline, read_json, run_step  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ["baseline", "teacher", "students", "export", "speed", "report"]
+PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "report"]
 
 
 def log(msg: str) -> None:
@@ -77,6 +77,28 @@ def export(results: dict[str, Any]) -> None:
         "manifest": read_json(bundle.out / "edgekd.json"),
         "verify": {"command": verify.command, "wall_time_s": vstamp["wall_time_s"],
                    "report": read_json(reports[0]) if reports else None},
+    }
+
+
+def small(results: dict[str, Any]) -> None:
+    """The 2-layer student as an ONNX int8 bundle: accuracy on the full test set (verify, ONNX only)
+    and the same teacher-pipeline comparison as the 3-layer bundle."""
+    steps = pipeline()
+    bundle = steps["bundle_small"]
+    stamp = run_step(bundle, log)
+    out_dir = CACHE / "ag_news" / "verify-layers-2"
+    verify = Step("verify_small", out_dir, [
+        "verify", str(bundle.out), "--data", str(ROOT.parent / "shared" / "data" / "ag_news"),
+        "--reference", str(steps["teacher"].out), "--backends", "onnx", "--max-samples", "0", "--out", str(out_dir)])
+    vstamp = run_step(verify, log)
+    report = next((p for p in sorted(out_dir.glob("*.json")) if p.name != "benchmark-step.json"), None)
+    log("teacher transformers.pipeline vs edgekd int8 2-layer student")
+    results["small"] = {
+        "command": bundle.command, "wall_time_s": stamp["wall_time_s"],
+        "verify": {"command": verify.command, "wall_time_s": vstamp["wall_time_s"],
+                   "report": read_json(report) if report else None},
+        "teacher_pipeline_vs_edgekd_int8": speed.pipeline_vs_edgekd(steps["teacher"].out, bundle.out,
+                                                                    _test_texts(500), "onnx"),
     }
 
 
@@ -141,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     results["device"] = device
     for part in parts:
         fn = {"baseline": baseline, "teacher": teacher, "students": students, "export": export,
-              "speed": speed_part, "report": lambda r: None}[part]
+              "speed": speed_part, "small": small, "report": lambda r: None}[part]
         started = time.perf_counter()
         fn(results)
         results.setdefault("timings", {})[part] = round(time.perf_counter() - started, 1)

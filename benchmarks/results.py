@@ -130,6 +130,14 @@ def _int8_keeps(r: dict[str, Any]) -> float | None:
     return acc / teach if acc and teach else None
 
 
+def _small_keeps(r: dict[str, Any]) -> float | None:
+    models = _get(r, "small", "verify", "report", "models") or []
+    a = next((m for m in models if m.get("name") == "onnx-int8"), None)
+    teach = _get(r, "steps", "teacher", "metrics", "accuracy")
+    acc = _get(a, "accuracy", "accuracy")
+    return acc / teach if acc and teach else None
+
+
 def _speed_targets(r: dict[str, Any]) -> list[Row]:
     s = r.get("speed") or {}
     rows: list[Row] = []
@@ -144,6 +152,16 @@ def _speed_targets(r: dict[str, Any]) -> list[Row]:
         if th:
             x = th["edgekd_int8_student"]["texts_per_s"] / th["teacher_transformers_pipeline"]["texts_per_s"]
             rows.append(("... and at batch 32 throughput (issue 8)", f"{x:.2f}x", _verdict(x >= 10), "speed"))
+    sm = _get(r, "small", "teacher_pipeline_vs_edgekd_int8")
+    if sm:
+        keep = _small_keeps(r)
+        kept = "" if keep is None else f", int8 2-layer student at {_pct(keep)} of the teacher's accuracy"
+        rows.append(("... the same with the 2-layer student, ONNX int8 (issue 8)", f"{sm['speedup']:.2f}x{kept}",
+                     _verdict(sm["speedup"] >= 10 and (keep is None or keep >= 0.99)), "speed"))
+        th = sm.get("throughput", {})
+        if th:
+            x = th["edgekd_int8_student"]["texts_per_s"] / th["teacher_transformers_pipeline"]["texts_per_s"]
+            rows.append(("... 2-layer int8 at batch 32 throughput (issue 8)", f"{x:.2f}x", _verdict(x >= 10), "speed"))
     op = s.get("optimum_vs_edgekd")
     if op:
         rows.append(("edgekd faster than optimum ORTModel pipeline, same ONNX file (issues 5, 8)",
