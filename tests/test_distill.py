@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_texts
+from conftest import AG_LABELS, read_texts
 
 from edgekd.cli import main
 
@@ -197,3 +197,36 @@ def test_train_and_distill_under_torchrun(tiny_bert: Path, tmp_path: Path) -> No
     assert [r["model"] for r in rows] == ["teacher", "layers-1"] and rows[0]["teacher_cache_hit"] is False
     assert len(list((tmp_path / "cache").rglob("*.npy"))) == 3  # train, validation, test: once each
     assert (tmp_path / "student" / "model.safetensors").is_file()
+
+
+def test_teacher_logits_reach_the_distillation_loss(tiny_bert: Path, tmp_path: Path) -> None:
+    """The soft targets must survive the Trainer's data pipeline: by default it drops every feature
+    key that is not a forward() argument, which would silently turn distillation into plain CE."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgekd.data import DataSpec, load_splits
+    from edgekd.train.common import TrainConfig
+    from edgekd.train.distill import DistillationTrainer, DistillConfig, kd_loss
+    from edgekd.train.infer import load_checkpoint
+    from edgekd.train.teacher import build_trainer
+
+    splits = load_splits(DataSpec(str(write_slice(tmp_path / "data", 64, 16))), labels=list(AG_LABELS))
+    model, tokenizer = load_checkpoint(tiny_bert)
+    soft = np.random.default_rng(0).normal(0, 3, (len(splits.train.texts), 4)).astype(np.float32)
+    config = DistillConfig(train=TrainConfig(epochs=1, batch_size=8, max_length=32, progress=False), alpha=0.7)
+    trainer = build_trainer(model, tokenizer, splits, tmp_path / "out", config.train, trainer_cls=DistillationTrainer,
+                            train_logits=soft, validation_logits=soft[: len(splits.validation.texts)],
+                            distill=config, teacher=None, layer_map=None)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert batch["teacher_logits"].shape == (8, 4)
+    rows = {tuple(r) for r in soft.tolist()}
+    assert all(tuple(r) in rows for r in batch["teacher_logits"].tolist())  # real rows of the cache
+    model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(model, dict(batch))
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "teacher_logits")}
+        logits = model(**inputs).logits
+    expected = kd_loss(logits, batch["teacher_logits"], batch["labels"], config.temperature, config.alpha)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+    assert abs(float(loss) - float(F.cross_entropy(logits, batch["labels"]))) > 1e-3  # not plain CE

@@ -136,6 +136,9 @@ def training_arguments(out: Path, config: TrainConfig, metric: str = "accuracy")
         push_to_hub=False,
         disable_tqdm=not config.progress,
         label_names=["labels"],
+        # The Trainer otherwise wraps the collator to drop every feature key that is not a forward()
+        # argument, which silently removes `teacher_logits` and turns distillation into plain CE.
+        remove_unused_columns=False,
         save_safetensors=True,
         dataloader_num_workers=0,
         dataloader_pin_memory=cuda,
