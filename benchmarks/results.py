@@ -103,7 +103,9 @@ def _export_targets(r: dict[str, Any]) -> list[Row]:
     manifest = _get(r, "export", "manifest") or {}
     sizes = {f"{a['backend']}-{a['precision']}": a["bytes"] for a in manifest.get("artifacts", [])}
     for backend in ("onnx", "openvino", "coreml"):
-        fp = next((k for k in (f"{backend}-fp32", f"{backend}-fp16") if k in sizes), None)
+        # int8 vs the fp32 weights: the backend's own fp32 artifact, else (Core ML ships fp16 by default)
+        # another backend's fp32 artifact of the same model.
+        fp = next((k for k in (f"{backend}-fp32", "onnx-fp32", "openvino-fp32") if k in sizes), None)
         i8 = f"{backend}-int8"
         if i8 not in sizes or fp is None:
             continue
