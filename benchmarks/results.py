@@ -73,7 +73,7 @@ def _student_targets(r: dict[str, Any], teach: float | None, base: float | None)
         keep = s3["accuracy"] / teach
         rows.append(("3-layer student keeps >= 99% of teacher accuracy (issue 3)",
                      f"{s3['accuracy']:.4f} = {_pct(keep)} of {teach:.4f}", _verdict(keep >= 0.99), "train"))
-    lat3, lat_t = _get(s3, "latency_ms_p50"), _get(teacher_row, "latency_ms_p50")
+    lat3, lat_t = _get(s3, "latency_p50_ms"), _get(teacher_row, "latency_p50_ms")
     if lat3 and lat_t:
         rows.append(("3-layer student >= 1.8x faster than teacher, PyTorch CPU batch 1 (issue 3)",
                      f"{lat_t / lat3:.2f}x ({lat_t:.2f} ms vs {lat3:.2f} ms)", _verdict(lat_t / lat3 >= 1.8), "train"))
@@ -84,7 +84,9 @@ def _student_targets(r: dict[str, Any], teach: float | None, base: float | None)
     if plain and s3:
         rows.append(("(context) distilled vs plain fine-tuned 3-layer student", f"{s3['accuracy']:.4f} vs "
                      f"{plain['accuracy']:.4f}", "info", "train"))
-    miss, hit = _student(r, "students", "teacher"), _student(r, "no_teacher", "teacher")
+    rows_t = [t for t in (_student(r, "students", "teacher"), _student(r, "no_teacher", "teacher")) if t]
+    miss = next((t for t in rows_t if t.get("teacher_cache_hit") is False), None)
+    hit = next((t for t in rows_t if t.get("teacher_cache_hit")), None)
     if miss and hit and miss.get("teacher_logits_s") is not None and hit.get("teacher_logits_s") is not None:
         rows.append(("(context) teacher-logit cache: teacher pass on every split, first run (miss) vs next run (hit)",
                      f"{miss['teacher_logits_s']:.1f} s vs {hit['teacher_logits_s']:.2f} s "
