@@ -160,8 +160,11 @@ def _speed_targets(r: dict[str, Any]) -> list[Row]:
     if sm:
         keep = _small_keeps(r)
         kept = "" if keep is None else f", int8 2-layer student at {_pct(keep)} of the teacher's accuracy"
+        verdict = _verdict(sm["speedup"] >= 10 and (keep is None or keep >= 0.99))
+        if _get(r, "caveats", "small_teacher_pipeline"):  # a measurement flaw named in the notes
+            verdict = "**not established** (see notes)"
         rows.append(("... the same with the 2-layer student, ONNX int8 (issue 8)", f"{sm['speedup']:.2f}x{kept}",
-                     _verdict(sm["speedup"] >= 10 and (keep is None or keep >= 0.99)), "speed"))
+                     verdict, "speed"))
         th = sm.get("throughput", {})
         if th:
             x = th["edgekd_int8_student"]["texts_per_s"] / th["teacher_transformers_pipeline"]["texts_per_s"]
