@@ -3,14 +3,13 @@ end-to-end `edgekd distill` run (tiny_bert teacher) writing every output."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import AG_LABELS, read_texts
+from conftest import AG_LABELS, write_dataset
 
 from edgekd.cli import main
 
@@ -58,20 +57,8 @@ def test_intermediate_losses_are_zero_on_identical_states_and_positive_otherwise
     assert float(attention_kl(attn, flipped, [0, 1], mask)) > 0.01
 
 
-def write_slice(root: Path, n_train: int = 96, n_test: int = 48) -> Path:
-    """A small AG News data directory (train + test CSV) in `root`."""
-    root.mkdir(parents=True, exist_ok=True)
-    for split, n in (("train", n_train), ("test", n_test)):
-        texts, labels = read_texts("ag_news", split, n)
-        with (root / f"{split}.csv").open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["text", "label"])
-            writer.writerows(zip(texts, labels, strict=True))
-    return root
-
-
 def test_distill_cli_two_students_writes_all_outputs(tiny_bert: Path, tmp_path: Path) -> None:
-    data = write_slice(tmp_path / "data")
+    data = write_dataset(tmp_path / "data", {"train": 96, "test": 48})
     out = tmp_path / "students"
     # A layer-copy student and a model-reference student (a checkpoint dir with the same tokenizer).
     argv = ["distill", "--teacher", str(tiny_bert), "--data", str(data), "--student", "layers=1",
@@ -100,7 +87,7 @@ def test_distill_cli_two_students_writes_all_outputs(tiny_bert: Path, tmp_path: 
 
 
 def test_distill_no_teacher_single_student_and_cache_hit(tiny_bert: Path, tmp_path: Path) -> None:
-    data = write_slice(tmp_path / "data", 64, 32)
+    data = write_dataset(tmp_path / "data", {"train": 64, "test": 32})
     common = ["--teacher", str(tiny_bert), "--data", str(data), "--epochs", "1", "--max-length", "32",
               "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     assert main(["distill", *common, "--student", "layers=1", "--out", str(tmp_path / "a")]) == 0
@@ -176,7 +163,7 @@ def test_train_and_distill_under_torchrun(tiny_bert: Path, tmp_path: Path) -> No
     import subprocess
     import sys
 
-    data = write_slice(tmp_path / "data", 64, 32)
+    data = write_dataset(tmp_path / "data", {"train": 64, "test": 32})
     torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc_per_node", "2",
                 "-m", "edgekd"]
     common = ["--data", str(data), "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--no-progress"]
@@ -211,7 +198,7 @@ def test_teacher_logits_reach_the_distillation_loss(tiny_bert: Path, tmp_path: P
     from edgekd.train.infer import load_checkpoint
     from edgekd.train.teacher import build_trainer
 
-    splits = load_splits(DataSpec(str(write_slice(tmp_path / "data", 64, 16))), labels=list(AG_LABELS))
+    splits = load_splits(DataSpec(str(write_dataset(tmp_path / "data", {"train": 64, "test": 16}))), labels=list(AG_LABELS))
     model, tokenizer = load_checkpoint(tiny_bert)
     soft = np.random.default_rng(0).normal(0, 3, (len(splits.train.texts), 4)).astype(np.float32)
     config = DistillConfig(train=TrainConfig(epochs=1, batch_size=8, max_length=32, progress=False), alpha=0.7)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import read_texts
-from test_distill import write_slice
+from conftest import read_texts, write_dataset
 
 from edgekd.cli import main
 
@@ -20,7 +19,7 @@ MIN_ACCURACY = 0.65
 
 
 def test_train_real_minilm_on_ag_news_slice(tmp_path: Path) -> None:
-    data = write_slice(tmp_path / "data", n_train=160, n_test=200)
+    data = write_dataset(tmp_path / "data", {"train": 160, "test": 200})
     out = tmp_path / "teacher"
     argv = ["train", "--data", str(data), "--model", "sentence-transformers/all-MiniLM-L6-v2", "--out", str(out),
             "--epochs", "2", "--lr", "1e-4", "--batch-size", "8", "--max-length", "48", "--no-progress"]
