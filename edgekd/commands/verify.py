@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         bundle=Path(args.bundle), data=args.data, teacher=args.reference, student=args.student,
         baseline=args.baseline,
         backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
-        max_samples=_sample_size(args.max_samples), text_columns=args.text_column or ["text"], label_column=args.label_column,
+        max_samples=args.max_samples, text_columns=args.text_column or ["text"], label_column=args.label_column,
         gates=gates_from_args(args),
         latency=LatencySettings(runs=args.runs, batch_size=args.batch_size, cold_start=not args.no_cold_start),
         out_dir=args.out,
@@ -100,11 +100,3 @@ def run(args: argparse.Namespace) -> int:
     parity.raise_on_failures(report["gates"])
     return 0
 
-
-def _sample_size(n: int) -> int | None:
-    """`--max-samples`: 0 means every test text (None); a negative count is an error."""
-    from edgekd.errors import DataError
-
-    if n < 0:
-        raise DataError(f"--max-samples must be 0 (the whole test split) or a positive count, got {n}")
-    return n or None

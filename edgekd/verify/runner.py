@@ -54,9 +54,13 @@ class TestSet:
 def load_test_set(data: str, labels: list[str], text_columns: list[str], label_column: str,
                   max_samples: int | None, seed: int = 0, label_map: Any = None) -> TestSet:
     """The test split of `data` (a file is the test set itself; a directory or hf: uses its test
-    split), labels mapped to the bundle's label ids, sub-sampled to `max_samples` (fixed seed).
-    With a `label_map`, the data module's full loading (label grouping) is used."""
+    split), labels mapped to the bundle's label ids, sub-sampled to `max_samples` (fixed seed; None
+    or 0: every test text). With a `label_map`, the data module's full loading (label grouping) is used."""
     from edgekd import data as d
+
+    if max_samples is not None and max_samples < 0:
+        raise DataError(f"--max-samples must be 0 (the whole test split) or a positive count (recipe: "
+                        f"verify.max_samples), got {max_samples}")
 
     direct = d.read_test_file(data, text_columns, label_column) if label_map is None else None
     if direct is not None:
@@ -73,7 +77,7 @@ def load_test_set(data: str, labels: list[str], text_columns: list[str], label_c
     if not texts:
         raise DataError(f"{source} has no labelled rows; pass a test file with text and label columns")
     order = np.arange(len(texts))
-    if max_samples is not None and len(texts) > max_samples:
+    if max_samples and len(texts) > max_samples:
         order = np.sort(np.random.default_rng(seed).permutation(len(texts))[:max_samples])
     return TestSet([texts[i] for i in order], np.array([index[names[i]] for i in order], dtype=np.int64), source)
 
