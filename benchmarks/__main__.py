@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -21,7 +22,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from benchmarks import speed  # noqa: E402
-from benchmarks.steps import CACHE, ROOT, Step, pipeline, read_json, run_step  # noqa: E402
+from benchmarks.steps import CACHE, ROOT, STAMP, Step, pipeline, read_json, run_step  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "report"]
@@ -61,23 +62,25 @@ def students(results: dict[str, Any]) -> None:
                                  for d in [step.out, *sorted(step.out.iterdir())] if (d / "distillation.json").is_file()}
 
 
+def _verify(name: str, bundle: Step, out_dir: Path, *extra: str) -> tuple[Step, dict[str, Any]]:
+    """`edgekd verify` of `bundle` on every AG News test text against the teacher (a cached step);
+    returns the step and {command, wall_time_s, report}."""
+    verify = Step(name, out_dir, [
+        "verify", str(bundle.out), "--data", str(ROOT.parent / "shared" / "data" / "ag_news"),
+        "--reference", str(pipeline()["teacher"].out), *extra, "--max-samples", "0", "--out", str(out_dir)])
+    stamp = run_step(verify, log)
+    report = next((p for p in sorted(out_dir.glob("*.json")) if p.name != STAMP), None)
+    return verify, {"command": verify.command, "wall_time_s": stamp["wall_time_s"],
+                    "report": read_json(report) if report else None}
+
+
 def export(results: dict[str, Any]) -> None:
     steps = pipeline()
     bundle = steps["bundle"]
     stamp = run_step(bundle, log)
-    verify = Step("verify", CACHE / "ag_news" / "verify", [
-        "verify", str(bundle.out), "--data", str(ROOT.parent / "shared" / "data" / "ag_news"),
-        "--reference", str(steps["teacher"].out), "--baseline", str(steps["baseline"].out), "--max-samples", "0",
-        "--out", str(CACHE / "ag_news" / "verify")])
-    vstamp = run_step(verify, log)
-    reports = sorted((CACHE / "ag_news" / "verify").glob("*.json"))
-    reports = [p for p in reports if p.name != "benchmark-step.json"]
-    results["export"] = {
-        "command": bundle.command, "wall_time_s": stamp["wall_time_s"],
-        "manifest": read_json(bundle.out / "edgekd.json"),
-        "verify": {"command": verify.command, "wall_time_s": vstamp["wall_time_s"],
-                   "report": read_json(reports[0]) if reports else None},
-    }
+    _, verified = _verify("verify", bundle, CACHE / "ag_news" / "verify", "--baseline", str(steps["baseline"].out))
+    results["export"] = {"command": bundle.command, "wall_time_s": stamp["wall_time_s"],
+                         "manifest": read_json(bundle.out / "edgekd.json"), "verify": verified}
 
 
 def small(results: dict[str, Any]) -> None:
@@ -86,21 +89,14 @@ def small(results: dict[str, Any]) -> None:
     steps = pipeline()
     bundle = steps["bundle_small"]
     stamp = run_step(bundle, log)
-    out_dir = CACHE / "ag_news" / "verify-layers-2"
-    verify = Step("verify_small", out_dir, [
-        "verify", str(bundle.out), "--data", str(ROOT.parent / "shared" / "data" / "ag_news"),
-        "--reference", str(steps["teacher"].out), "--backends", "onnx", "--max-samples", "0", "--out", str(out_dir)])
-    vstamp = run_step(verify, log)
-    report = next((p for p in sorted(out_dir.glob("*.json")) if p.name != "benchmark-step.json"), None)
+    _, verified = _verify("verify_small", bundle, CACHE / "ag_news" / "verify-layers-2", "--backends", "onnx")
     if not any(a["precision"] == "int8" for a in read_json(bundle.out / "edgekd.json")["artifacts"]):
         log("accuracy control kept no int8 artifact for the 2-layer student: nothing to compare")
         results["small"] = {"command": bundle.command, "wall_time_s": stamp["wall_time_s"], "int8": None}
         return
     log("teacher transformers.pipeline vs edgekd int8 2-layer student")
     results["small"] = {
-        "command": bundle.command, "wall_time_s": stamp["wall_time_s"],
-        "verify": {"command": verify.command, "wall_time_s": vstamp["wall_time_s"],
-                   "report": read_json(report) if report else None},
+        "command": bundle.command, "wall_time_s": stamp["wall_time_s"], "verify": verified,
         "teacher_pipeline_vs_edgekd_int8": speed.pipeline_vs_edgekd(steps["teacher"].out, bundle.out,
                                                                     _test_texts(500), "onnx"),
     }

@@ -126,20 +126,27 @@ def _export_targets(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
-def _int8_keeps(r: dict[str, Any]) -> float | None:
-    """The ONNX int8 student's test accuracy (from verify) over the teacher's."""
-    a = next((m for m in _artifacts(r) if m.get("name") == "onnx-int8"), None)
+def _keeps(r: dict[str, Any], models: list[dict[str, Any]], name: str) -> float | None:
+    """Test accuracy of the verified model `name` (from a verify report's models) over the teacher's."""
+    a = next((m for m in models if m.get("name") == name), None)
     teach = _get(r, "steps", "teacher", "metrics", "accuracy")
     acc = _get(a, "accuracy", "accuracy")
     return acc / teach if acc and teach else None
 
 
-def _small_keeps(r: dict[str, Any]) -> float | None:
-    models = _get(r, "small", "verify", "report", "models") or []
-    a = next((m for m in models if m.get("name") == "onnx-int8"), None)
-    teach = _get(r, "steps", "teacher", "metrics", "accuracy")
-    acc = _get(a, "accuracy", "accuracy")
-    return acc / teach if acc and teach else None
+def _pipeline_rows(comp: dict[str, Any], keep: float | None, titles: tuple[str, str], student: str,
+                   caveat: str | None = None) -> list[Row]:
+    """The batch-1 and batch-32 rows of a teacher-pipeline vs edgekd int8 comparison: >= 10x at >= 99%
+    of the teacher's accuracy. A caveat (a measurement flaw named in the notes) withholds the verdict."""
+    kept = "" if keep is None else f", {student} at {_pct(keep)} of the teacher's accuracy"
+    verdict = _verdict(comp["speedup"] >= 10 and (keep is None or keep >= 0.99))
+    rows = [(titles[0], f"{comp['speedup']:.2f}x{kept}", "**not established** (see notes)" if caveat else verdict,
+             "speed")]
+    th = comp.get("throughput", {})
+    if th:
+        x = th["edgekd_int8_student"]["texts_per_s"] / th["teacher_transformers_pipeline"]["texts_per_s"]
+        rows.append((titles[1], f"{x:.2f}x", _verdict(x >= 10), "speed"))
+    return rows
 
 
 def _speed_targets(r: dict[str, Any]) -> list[Row]:
@@ -147,28 +154,16 @@ def _speed_targets(r: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     tp = s.get("teacher_pipeline_vs_edgekd_int8")
     if tp:
-        keep = _int8_keeps(r)
-        kept = "" if keep is None else f", int8 student at {_pct(keep)} of the teacher's accuracy"
-        rows.append(("edgekd int8 student >= 10x faster than teacher transformers.pipeline, batch 1, at >= 99% "
-                     "of its accuracy (issue 8)", f"{tp['speedup']:.2f}x{kept}",
-                     _verdict(tp["speedup"] >= 10 and (keep is None or keep >= 0.99)), "speed"))
-        th = tp.get("throughput", {})
-        if th:
-            x = th["edgekd_int8_student"]["texts_per_s"] / th["teacher_transformers_pipeline"]["texts_per_s"]
-            rows.append(("... and at batch 32 throughput (issue 8)", f"{x:.2f}x", _verdict(x >= 10), "speed"))
+        keep = _keeps(r, _artifacts(r), f"{s.get('int8_backend') or 'onnx'}-int8")
+        rows += _pipeline_rows(tp, keep, ("edgekd int8 student >= 10x faster than teacher transformers.pipeline, batch 1, "
+                                          "at >= 99% of its accuracy (issue 8)", "... and at batch 32 throughput (issue 8)"),
+                               "int8 student")
     sm = _get(r, "small", "teacher_pipeline_vs_edgekd_int8")
     if sm:
-        keep = _small_keeps(r)
-        kept = "" if keep is None else f", int8 2-layer student at {_pct(keep)} of the teacher's accuracy"
-        verdict = _verdict(sm["speedup"] >= 10 and (keep is None or keep >= 0.99))
-        if _get(r, "caveats", "small_teacher_pipeline"):  # a measurement flaw named in the notes
-            verdict = "**not established** (see notes)"
-        rows.append(("... the same with the 2-layer student, ONNX int8 (issue 8)", f"{sm['speedup']:.2f}x{kept}",
-                     verdict, "speed"))
-        th = sm.get("throughput", {})
-        if th:
-            x = th["edgekd_int8_student"]["texts_per_s"] / th["teacher_transformers_pipeline"]["texts_per_s"]
-            rows.append(("... 2-layer int8 at batch 32 throughput (issue 8)", f"{x:.2f}x", _verdict(x >= 10), "speed"))
+        keep = _keeps(r, _get(r, "small", "verify", "report", "models") or [], "onnx-int8")
+        rows += _pipeline_rows(sm, keep, ("... the same with the 2-layer student, ONNX int8 (issue 8)",
+                                          "... 2-layer int8 at batch 32 throughput (issue 8)"),
+                               "int8 2-layer student", _get(r, "caveats", "small_teacher_pipeline"))
     op = s.get("optimum_vs_edgekd")
     if op:
         rows.append(("edgekd faster than optimum ORTModel pipeline, same ONNX file (issues 5, 8)",
