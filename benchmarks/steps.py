@@ -1,6 +1,8 @@
 """The benchmark's pipeline steps on real data. Each step runs the real `edgekd` command in a
 subprocess (so the command recorded in RESULTS.md is exactly what ran) and is cached: a step is
-skipped while its output directory holds a stamp with the same command."""
+skipped while its output directory holds a stamp with the same command and the same upstream
+steps (a step's inputs are the cached outputs named in its command; when one of those is redone,
+every step that reads it is redone too)."""
 
 from __future__ import annotations
 
@@ -73,21 +75,43 @@ def pipeline(dataset: str = "ag_news") -> dict[str, Step]:
     }
 
 
+def upstream(argv: list[str]) -> dict[str, str]:
+    """{upstream step dir: when it finished} for each cached step output that `argv` reads (a path
+    inside CACHE: the step dir itself or a folder in it, e.g. students/layers-3)."""
+    found: dict[str, str] = {}
+    for a in argv:
+        p = Path(a)
+        if not p.is_absolute() or CACHE not in p.parents:
+            continue
+        for d in (p, *p.parents):
+            if d == CACHE:
+                break
+            if (d / STAMP).is_file():
+                found[str(d.relative_to(CACHE))] = json.loads((d / STAMP).read_text()).get("finished", "")
+                break
+    return found
+
+
 def run_step(step: Step, log: Any = print) -> dict[str, Any]:
-    """Run a step unless its stamp says the same command already completed; returns the stamp."""
+    """Run a step unless its stamp says the same command already completed on the same upstream
+    outputs; returns the stamp."""
     stamp_path = step.out / STAMP
+    inputs = {k: v for k, v in upstream(step.argv).items() if k != str(step.out.relative_to(CACHE))}
     if stamp_path.is_file():
         stamp = json.loads(stamp_path.read_text())
-        if stamp.get("argv") == step.argv:
+        if stamp.get("argv") == step.argv and stamp.get("inputs") == inputs:
             log(f"[{step.name}] cached: {step.command}")
             return stamp | {"cached": True}
+        if stamp.get("argv") == step.argv:
+            log(f"[{step.name}] an upstream step was redone since this ran: running it again")
     log(f"[{step.name}] running: {step.command}")
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "edgekd", *step.argv], cwd=ROOT)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step {step.name} failed (exit {proc.returncode}): {step.command}")
-    stamp = {"command": step.command, "argv": step.argv, "wall_time_s": round(wall, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    stamp = {"command": step.command, "argv": step.argv, "inputs": inputs, "wall_time_s": round(wall, 1),
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     step.out.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
     return stamp | {"cached": False}

@@ -52,6 +52,24 @@ def interleaved(systems: dict[str, Callable[[int], object]], runs: int, warmup: 
     return {n: summarize(v) for n, v in samples.items()}
 
 
+def back_to_back(systems: dict[str, Callable[[int], object]], runs: int, warmup: int = 10) -> dict[str, Timing]:
+    """The cross-check of `interleaved`: each system timed alone, `runs` calls in two blocks of
+    consecutive calls ordered A B ... B A, so a drift in machine load over the run hits all alike.
+    Interleaving alone can bias a comparison: a system whose threads busy-wait after a call slows
+    the other one's next call; back-to-back blocks cannot, so the two ratios should agree."""
+    names = list(systems)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    for block in (names, names[::-1]):
+        for n in block:
+            for i in range(warmup):
+                systems[n](i)
+            for i in range(runs // 2):
+                t0 = time.perf_counter()
+                systems[n](i)
+                samples[n].append((time.perf_counter() - t0) * 1000.0)
+    return {n: summarize(v) for n, v in samples.items()}
+
+
 def ratio(slow: Timing, fast: Timing) -> float:
     """How many times faster `fast` is than `slow`, on medians."""
     return slow.p50_ms / fast.p50_ms

@@ -54,6 +54,19 @@ def test_session_runs_and_describes_itself(bundle: Path, batch: dict, backend: s
     assert logits.shape == (8, 4) and logits.dtype == np.float32 and np.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("spin", [False, True])
+def test_onnx_spin_option_reaches_the_session(bundle: Path, batch: dict, spin: bool) -> None:
+    manifest = bundle_mod.read_manifest(bundle)
+    art = manifest.artifact("onnx", "fp32")
+    session = onnx_rt.open_session(bundle / art.path, art, manifest, {"threads": 2, "spin": spin})
+    so = session._session.get_session_options()
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")
+    reference = onnx_rt.open_session(bundle / art.path, art, manifest, {"threads": 2}).run(batch)
+    np.testing.assert_array_equal(session.run(batch), reference)  # a scheduling knob, same numbers
+    with pytest.raises(ValueError, match="spin must be True or False"):
+        onnx_rt.open_session(bundle / art.path, art, manifest, {"spin": "no"})
+
+
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_session_is_thread_safe(bundle: Path, batch: dict, backend: str) -> None:
     manifest = bundle_mod.read_manifest(bundle)

@@ -155,7 +155,8 @@ def load(bundle: str | os.PathLike[str], backend: str = "auto", precision: str =
     when installed and in the bundle, else ONNX Runtime), or one of `edgekd.runtimes.BACKENDS`.
     precision: "auto" (int8 if present, else fp32, else fp16) or "fp32" | "fp16" | "int8".
     threads: intra-op threads for the backend (None: the backend's default). Other options go to the
-    backend's `open_session` (e.g. `checkpoint=` for the torch reference backend).
+    backend's `open_session` (e.g. `spin=False` for ONNX Runtime threads that sleep between calls instead
+    of busy-waiting, `checkpoint=` for the torch reference backend).
     """
     if threads is not None:
         if not isinstance(threads, int) or threads < 1:

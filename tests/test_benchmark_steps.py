@@ -1,0 +1,68 @@
+"""The benchmark's step cache and its timing cross-check (no model runs: `edgekd` calls are faked)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from benchmarks import steps, timing
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[list[str]]]:
+    monkeypatch.setattr(steps, "CACHE", tmp_path)
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+        calls.append(cmd[3:])
+        out = Path(cmd[cmd.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.txt").write_text(str(len(calls)))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(steps.subprocess, "run", fake_run)
+    return tmp_path, calls
+
+
+def _pair(root: Path) -> tuple[steps.Step, steps.Step]:
+    teacher = steps.Step("teacher", root / "teacher", ["train", "--lr", "1e-4", "--out", str(root / "teacher")])
+    student = steps.Step("students", root / "students", [
+        "distill", "--teacher", str(root / "teacher"), "--out", str(root / "students")])
+    return teacher, student
+
+
+def test_a_step_reruns_when_a_step_it_reads_was_redone(cache: tuple[Path, list[list[str]]]) -> None:
+    root, calls = cache
+    teacher, student = _pair(root)
+    steps.run_step(teacher, log=lambda m: None)
+    first = steps.run_step(student, log=lambda m: None)
+    assert first["inputs"] == {"teacher": json.loads((root / "teacher" / steps.STAMP).read_text())["finished"]}
+    assert steps.run_step(student, log=lambda m: None)["cached"] is True
+    assert steps.run_step(teacher, log=lambda m: None)["cached"] is True
+    assert len(calls) == 2
+    # The teacher is redone (here: a stamp from another time); the same distill command must rerun.
+    stamp = json.loads((root / "teacher" / steps.STAMP).read_text())
+    (root / "teacher" / steps.STAMP).write_text(json.dumps(stamp | {"finished": "2000-01-01T00:00:00"}))
+    again = steps.run_step(student, log=lambda m: None)
+    assert again["cached"] is False and again["inputs"] == {"teacher": "2000-01-01T00:00:00"}
+    assert len(calls) == 3 and calls[-1] == student.argv
+
+
+def test_a_path_inside_a_step_output_counts_as_that_step(cache: tuple[Path, list[list[str]]]) -> None:
+    root, _ = cache
+    teacher, student = _pair(root)
+    steps.run_step(teacher, log=lambda m: None)
+    steps.run_step(student, log=lambda m: None)
+    argv = ["export", str(root / "students" / "layers-3"), "--out", str(root / "bundle"), "/elsewhere/data"]
+    assert set(steps.upstream(argv)) == {"students"}
+
+
+def test_back_to_back_times_each_system_alone_in_mirrored_blocks() -> None:
+    order: list[str] = []
+    systems = {"a": lambda i: order.append("a"), "b": lambda i: order.append("b")}
+    t = timing.back_to_back(systems, runs=4, warmup=1)
+    assert order == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
+    assert t["a"].runs == 4 and t["b"].runs == 4
