@@ -20,12 +20,18 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# PyTorch's OpenMP threads busy-wait after each call (libgomp's default policy) and so slow the edgekd
+# call interleaved after them; passive waiting is read once, when torch loads, so it is set here before
+# anything imports torch. The pipeline steps (subprocesses) run without it (steps.step_env).
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["EDGEKD_BENCH_SET_OMP_WAIT_POLICY"] = "1"
 
 from benchmarks import speed  # noqa: E402
-from benchmarks.steps import CACHE, ROOT, STAMP, Step, pipeline, read_json, run_step  # noqa: E402
+from benchmarks.steps import CACHE, ROOT, STAMP, Step, pipeline, read_json, run_step, test_texts  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "report"]
+PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
 
 
 def log(msg: str) -> None:
@@ -98,15 +104,24 @@ def small(results: dict[str, Any]) -> None:
     results["small"] = {
         "command": bundle.command, "wall_time_s": stamp["wall_time_s"], "verify": verified,
         "teacher_pipeline_vs_edgekd_int8": speed.pipeline_vs_edgekd(steps["teacher"].out, bundle.out,
-                                                                    _test_texts(500), "onnx"),
+                                                                    test_texts(500), "onnx"),
     }
+
+
+def fairness_part(results: dict[str, Any]) -> None:
+    """The teacher-pipeline comparison of the 2-layer student under each thread-waiting setting."""
+    from benchmarks import fairness
+
+    steps = pipeline()
+    run_step(steps["bundle_small"], log)
+    results["fairness"] = fairness.study(steps["teacher"].out, steps["bundle_small"].out, log)
 
 
 def speed_part(results: dict[str, Any]) -> None:
     steps = pipeline()
     bundle, teacher = steps["bundle"].out, steps["teacher"].out
     student = steps["students"].out / "layers-3"
-    texts = _test_texts(500)
+    texts = test_texts(500)
     have = {(a["backend"], a["precision"]) for a in read_json(bundle / "edgekd.json")["artifacts"]}
     # The int8 student the comparisons use: ONNX when accuracy control kept one, else OpenVINO.
     int8 = next((b for b in ("onnx", "openvino") if (b, "int8") in have), None)
@@ -139,13 +154,6 @@ def speed_part(results: dict[str, Any]) -> None:
     results["speed"] = out
 
 
-def _test_texts(n: int) -> list[str]:
-    from edgekd.data import DataSpec, load_splits
-
-    splits = load_splits(DataSpec(str(ROOT.parent / "shared" / "data" / "ag_news")))
-    return list(splits.test.texts[:n])
-
-
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted") if k in m} | {"n": m.get("n")}
 
@@ -163,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     results["device"] = device
     for part in parts:
         fn = {"baseline": baseline, "teacher": teacher, "students": students, "export": export,
-              "speed": speed_part, "small": small, "report": lambda r: None}[part]
+              "speed": speed_part, "small": small, "fairness": fairness_part, "report": lambda r: None}[part]
         started = time.perf_counter()
         fn(results)
         results.setdefault("timings", {})[part] = round(time.perf_counter() - started, 1)

@@ -30,14 +30,22 @@ def _result(timings: dict[str, Any], slow: str, fast: str) -> dict[str, Any]:
         "speedup": round(ratio(timings[slow], timings[fast]), 3), "slow": slow, "fast": fast}
 
 
-def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str], backend: str = "onnx") -> dict[str, Any]:
-    """PyTorch teacher in `transformers.pipeline` vs the edgekd int8 student (`backend`): batch-1
-    latency interleaved, the same back to back as a cross-check, then batch-32 throughput.
+def compare(systems: dict[str, Any], slow: str, fast: str, runs: int) -> dict[str, Any]:
+    """Batch-1 latency of two systems interleaved call by call (the published ratio), then the same
+    calls back to back (the cross-check): `consistent` records whether the two speed-ups agree
+    within 20%. They disagree when one system's threads keep the cores busy after its call
+    (busy-waiting thread pools) and so slow the other's next call; such a ratio is not trusted."""
+    out = _result(interleaved(systems, runs=runs), slow, fast)
+    alone = _result(back_to_back(systems, runs=runs), slow, fast)
+    out["back_to_back"] = alone
+    out["consistent"] = abs(alone["speedup"] / out["speedup"] - 1) <= 0.2
+    return out
 
-    ONNX Runtime's pool threads busy-wait after each run by default; interleaved with PyTorch on the
-    same cores they slow the teacher's next call (measured: teacher p50 33 ms beside ORT vs 21 ms
-    beside OpenVINO), so the student runs with `spin=False` here and `consistent` records whether
-    the interleaved and back-to-back speed-ups agree within 20%."""
+
+def pipeline_systems(teacher_dir: Path, bundle: Path, texts: list[str], backend: str = "onnx",
+                     spin: bool | None = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The PyTorch teacher in `transformers.pipeline` and the edgekd int8 student (`backend`, ORT
+    spinning as `spin` says), as batch-1 systems and as batch-32 systems over a list of texts."""
     import torch
     from transformers import pipeline
 
@@ -47,23 +55,29 @@ def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str], backen
     # The teacher truncates where it was trained to (its edgekd-model.json), as the student's bundle does.
     max_length = json.loads((Path(teacher_dir) / "edgekd-model.json").read_text())["max_length"]
     pipe = pipeline("text-classification", model=str(teacher_dir), device=-1, truncation=True, max_length=max_length)
-    options = {"spin": False} if backend == "onnx" else {}
+    options = {"spin": spin} if backend == "onnx" and spin is not None else {}
     clf = edgekd.load(bundle, backend=backend, precision="int8", threads=THREADS, **options)
     text = _texts_cycle(texts)
-    systems = {
-        "teacher_transformers_pipeline": lambda i: pipe(text(i)),
-        "edgekd_int8_student": lambda i: clf.predict(text(i)),
-    }
-    runs = max(RUNS // 3, 60)
-    out = _result(interleaved(systems, runs=runs), "teacher_transformers_pipeline", "edgekd_int8_student")
-    out["student_options"] = options
-    alone = _result(back_to_back(systems, runs=runs), "teacher_transformers_pipeline", "edgekd_int8_student")
-    out["back_to_back"] = alone
-    out["consistent"] = abs(alone["speedup"] / out["speedup"] - 1) <= 0.2
-    out["throughput"] = batch_throughput({
-        "teacher_transformers_pipeline": lambda b: pipe(b, batch_size=32),
-        "edgekd_int8_student": lambda b: clf.predict(b, batch_size=32),
-    }, texts)
+    single = {"teacher_transformers_pipeline": lambda i: pipe(text(i)),
+              "edgekd_int8_student": lambda i: clf.predict(text(i))}
+    batched = {"teacher_transformers_pipeline": lambda b: pipe(b, batch_size=32),
+               "edgekd_int8_student": lambda b: clf.predict(b, batch_size=32)}
+    return single, batched
+
+
+def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str], backend: str = "onnx") -> dict[str, Any]:
+    """PyTorch teacher in `transformers.pipeline` vs the edgekd int8 student (`backend`): batch-1
+    latency interleaved, the same back to back as a cross-check, then batch-32 throughput.
+
+    Both thread pools busy-wait after a call by default and, interleaved on the same cores, slow the
+    other system's next call (`python -m benchmarks fairness` measures it). So the student runs with
+    `spin=False` and the benchmark process sets OMP_WAIT_POLICY=PASSIVE for PyTorch's OpenMP pool
+    (see __main__)."""
+    single, batched = pipeline_systems(teacher_dir, bundle, texts, backend, spin=False)
+    out = compare(single, "teacher_transformers_pipeline", "edgekd_int8_student", runs=max(RUNS // 3, 60))
+    out["student_spin"] = False if backend == "onnx" else None
+    out["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
+    out["throughput"] = batch_throughput(batched, texts)
     return out
 
 
@@ -99,11 +113,10 @@ def optimum_vs_edgekd(student_dir: Path, bundle: Path, texts: list[str]) -> dict
         pipe = pipeline("text-classification", model=model, tokenizer=tok, truncation=True, max_length=max_length)
         clf = edgekd.load(bundle, backend="onnx", precision="fp32", threads=THREADS)
         text = _texts_cycle(texts)
-        timings = interleaved({
+        return compare({
             "optimum_ort_pipeline": lambda i: pipe(text(i)),
             "edgekd_onnx_fp32": lambda i: clf.predict(text(i)),
-        }, runs=RUNS)
-        return _result(timings, "optimum_ort_pipeline", "edgekd_onnx_fp32")
+        }, "optimum_ort_pipeline", "edgekd_onnx_fp32", runs=RUNS)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -136,9 +149,8 @@ def bare_vs_edgekd(bundle: Path, texts: list[str], backend: str, precision: str)
         return run({n: feed[n] for n in names})
 
     clf = edgekd.load(bundle, backend=backend, precision=precision, threads=THREADS)
-    timings = interleaved({"bare": bare, "edgekd": lambda i: clf.predict(texts[i % len(texts)])}, runs=RUNS)
-    out = _result(timings, "bare", "edgekd")
-    out["overhead_pct"] = round((timings["edgekd"].p50_ms / timings["bare"].p50_ms - 1) * 100, 2)
+    out = compare({"bare": bare, "edgekd": lambda i: clf.predict(texts[i % len(texts)])}, "bare", "edgekd", runs=RUNS)
+    out["overhead_pct"] = round((out["edgekd"]["p50_ms"] / out["bare"]["p50_ms"] - 1) * 100, 2)
     return out
 
 
@@ -166,9 +178,8 @@ def fp32_vs_int8(bundle: Path, texts: list[str], backend: str) -> dict[str, Any]
     fp32 = edgekd.load(bundle, backend=backend, precision="fp32", threads=THREADS)
     int8 = edgekd.load(bundle, backend=backend, precision="int8", threads=THREADS)
     text = _texts_cycle(texts)
-    timings = interleaved({"fp32": lambda i: fp32.predict(text(i)), "int8": lambda i: int8.predict(text(i))},
-                          runs=RUNS)
-    out = _result(timings, "fp32", "int8")
+    out = compare({"fp32": lambda i: fp32.predict(text(i)), "int8": lambda i: int8.predict(text(i))},
+                  "fp32", "int8", runs=RUNS)
     out["throughput"] = batch_throughput({"fp32": lambda b: fp32.logits(b, batch_size=32),
                                           "int8": lambda b: int8.logits(b, batch_size=32)}, texts)
     return out

@@ -92,6 +92,15 @@ def upstream(argv: list[str]) -> dict[str, str]:
     return found
 
 
+def step_env() -> dict[str, str]:
+    """The environment of a step: the user's, without the OpenMP wait policy the benchmark process set
+    for its own interleaved timings (a step runs and times PyTorch as a user's command would)."""
+    env = dict(os.environ)
+    if env.pop("EDGEKD_BENCH_SET_OMP_WAIT_POLICY", None):
+        env.pop("OMP_WAIT_POLICY", None)
+    return env
+
+
 def run_step(step: Step, log: Any = print) -> dict[str, Any]:
     """Run a step unless its stamp says the same command already completed on the same upstream
     outputs; returns the stamp."""
@@ -106,7 +115,7 @@ def run_step(step: Step, log: Any = print) -> dict[str, Any]:
             log(f"[{step.name}] an upstream step was redone since this ran: running it again")
     log(f"[{step.name}] running: {step.command}")
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "edgekd", *step.argv], cwd=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "edgekd", *step.argv], cwd=ROOT, env=step_env())
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step {step.name} failed (exit {proc.returncode}): {step.command}")
@@ -115,6 +124,13 @@ def run_step(step: Step, log: Any = print) -> dict[str, Any]:
     step.out.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
     return stamp | {"cached": False}
+
+
+def test_texts(n: int, dataset: str = "ag_news") -> list[str]:
+    """The first `n` test texts of a dataset in ../shared/data, in file order."""
+    from edgekd.data import DataSpec, load_splits
+
+    return list(load_splits(DataSpec(str(DATA / dataset))).test.texts[:n])
 
 
 def read_json(path: Path) -> dict[str, Any]:

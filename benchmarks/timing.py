@@ -35,9 +35,11 @@ def summarize(samples_ms: list[float]) -> Timing:
     )
 
 
-def interleaved(systems: dict[str, Callable[[int], object]], runs: int, warmup: int = 10) -> dict[str, Timing]:
+def interleaved(systems: dict[str, Callable[[int], object]], runs: int, warmup: int = 10,
+                pause_s: float = 0.0) -> dict[str, Timing]:
     """Time each `system(i)` (i = repetition index, e.g. to pick the i-th text) `runs` times, rotating
-    the order of systems every round so none always runs first."""
+    the order of systems every round so none always runs first. pause_s: an untimed sleep before
+    each call (a caller that does not call back to back)."""
     names = list(systems)
     for i in range(warmup):
         for n in names:
@@ -46,6 +48,8 @@ def interleaved(systems: dict[str, Callable[[int], object]], runs: int, warmup: 
     for i in range(runs):
         order = names[i % len(names):] + names[: i % len(names)]
         for n in order:
+            if pause_s:
+                time.sleep(pause_s)
             t0 = time.perf_counter()
             systems[n](i)
             samples[n].append((time.perf_counter() - t0) * 1000.0)

@@ -16,7 +16,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[l
     monkeypatch.setattr(steps, "CACHE", tmp_path)
     calls: list[list[str]] = []
 
-    def fake_run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    def fake_run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
         calls.append(cmd[3:])
         out = Path(cmd[cmd.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
@@ -58,6 +58,14 @@ def test_a_path_inside_a_step_output_counts_as_that_step(cache: tuple[Path, list
     steps.run_step(student, log=lambda m: None)
     argv = ["export", str(root / "students" / "layers-3"), "--out", str(root / "bundle"), "/elsewhere/data"]
     assert set(steps.upstream(argv)) == {"students"}
+
+
+def test_steps_run_without_the_wait_policy_the_benchmark_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    monkeypatch.setenv("EDGEKD_BENCH_SET_OMP_WAIT_POLICY", "1")
+    assert "OMP_WAIT_POLICY" not in steps.step_env()
+    monkeypatch.delenv("EDGEKD_BENCH_SET_OMP_WAIT_POLICY")  # the user's own setting is kept
+    assert steps.step_env()["OMP_WAIT_POLICY"] == "PASSIVE"
 
 
 def test_back_to_back_times_each_system_alone_in_mirrored_blocks() -> None:
