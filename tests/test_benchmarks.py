@@ -1,4 +1,5 @@
-"""The benchmark's step cache and its timing cross-check (no model runs: `edgekd` calls are faked)."""
+"""The benchmark's step cache, its timing cross-check and its verdicts (no model runs: `edgekd` calls are
+faked, results are synthetic)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import steps, timing
+from benchmarks import results, steps, timing
 
 
 @pytest.fixture
@@ -74,3 +75,22 @@ def test_back_to_back_times_each_system_alone_in_mirrored_blocks() -> None:
     t = timing.back_to_back(systems, runs=4, warmup=1)
     assert order == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
     assert t["a"].runs == 4 and t["b"].runs == 4
+
+
+def _comparison(inter: float, alone: float) -> dict:
+    def side(ms: float) -> dict:
+        return {"p50_ms": ms, "p90_ms": ms, "p99_ms": ms, "iqr_ms": 0.0, "mean_ms": ms, "runs": 60}
+
+    slow, fast = "teacher_transformers_pipeline", "edgekd_int8_student"
+    return {slow: side(20.0), fast: side(20.0 / inter), "speedup": inter, "slow": slow, "fast": fast,
+            "back_to_back": {slow: side(20.0), fast: side(20.0 / alone), "speedup": alone},
+            "consistent": abs(alone / inter - 1) <= 0.2}
+
+
+@pytest.mark.parametrize(("inter", "alone", "verdict"), [
+    (12.0, 11.0, "**met**"), (7.0, 8.0, "**not met**"), (10.8, 7.4, "**not established**")])
+def test_a_speed_verdict_needs_both_timings_to_agree(inter: float, alone: float, verdict: str) -> None:
+    r = {"speed": {"teacher_pipeline_vs_edgekd_int8": _comparison(inter, alone)}}
+    row = next(t for t in results.targets(r) if t[0].startswith("edgekd int8 student >= 10x"))
+    assert row[1].startswith(f"{inter:.2f}x (back to back {alone:.2f}x)")
+    assert row[2].startswith(verdict)
