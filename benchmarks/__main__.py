@@ -57,6 +57,29 @@ def teacher(results: dict[str, Any]) -> None:
     step = _step(results, "teacher")
     results["steps"]["teacher"]["metrics"] = _headline(read_json(step.out / "metrics.json"))
     results["steps"]["teacher"]["card"] = read_json(step.out / "edgekd-model.json")
+    log("teacher on the test texts its max_length truncates")
+    results["steps"]["teacher"]["truncation"] = _truncation(step.out)
+
+
+def _truncation(teacher_dir: Path) -> dict[str, Any]:
+    """The teacher's accuracy on the test texts longer than its max_length, truncated there and at
+    twice that: how much the truncation costs it."""
+    import numpy as np
+
+    from edgekd.data import DataSpec, load_splits
+    from edgekd.train.infer import load_checkpoint, torch_logits
+
+    max_length = read_json(teacher_dir / "edgekd-model.json")["max_length"]
+    test = load_splits(DataSpec(str(ROOT.parent / "shared" / "data" / "ag_news"))).test
+    model, tokenizer = load_checkpoint(teacher_dir)
+    # Label ids follow the sorted label names in both the data and the checkpoint (id2label).
+    assert [model.config.id2label[i] for i in range(model.config.num_labels)] == sorted(model.config.label2id)
+    long = [i for i, ids in enumerate(tokenizer(test.texts)["input_ids"]) if len(ids) > max_length]
+    texts, y = [test.texts[i] for i in long], test.labels[long]
+    acc = {m: float(np.mean(torch_logits(model, tokenizer, texts, m, batch_size=64).argmax(1) == y))
+           for m in (max_length, 2 * max_length)}
+    return {"max_length": max_length, "n_test": len(test.texts), "n_longer": len(long),
+            "accuracy_by_max_length": {str(m): round(a, 4) for m, a in acc.items()}}
 
 
 def students(results: dict[str, Any]) -> None:

@@ -33,6 +33,11 @@ def targets(r: dict[str, Any]) -> list[Row]:
                  _verdict(None if base is None else base >= 0.89), "train"))
     rows.append(("MiniLM teacher test accuracy >= 0.92 (issue 2)", f"{teach:.4f}" if teach else "n/a",
                  _verdict(None if teach is None else teach >= 0.92), "train"))
+    tr = _get(r, "steps", "teacher", "truncation")
+    if tr:
+        (m1, a1), (m2, a2) = tr["accuracy_by_max_length"].items()
+        rows.append((f"(context) teacher on the {tr['n_longer']} test texts longer than its max_length {tr['max_length']}",
+                     f"{a1:.4f} truncated at {m1} vs {a2:.4f} at {m2} tokens", "info", "train"))
     rows += _student_targets(r, teach, base)
     rows += _export_targets(r)
     rows += _speed_targets(r)
