@@ -51,9 +51,6 @@ def baseline(results: dict[str, Any]) -> None:
 
 
 def teacher(results: dict[str, Any]) -> None:
-    for name in ("teacher_stage1", "teacher_stage2"):  # the epochs before the last, each its own run
-        stage = _step(results, name)
-        results["steps"][name]["metrics"] = _headline(read_json(stage.out / "metrics.json"))
     step = _step(results, "teacher")
     results["steps"]["teacher"]["metrics"] = _headline(read_json(step.out / "metrics.json"))
     results["steps"]["teacher"]["card"] = read_json(step.out / "edgekd-model.json")
