@@ -174,7 +174,7 @@ def _engine_rows(comps: dict[str, Any], which: str) -> list[Row]:
                          *_checked(v, f"{v['overhead_pct']:+.1f}%", _verdict(v["overhead_pct"] <= 10), alone), "speed"))
         if k.startswith("fp32_vs_int8_"):
             rows.append((f"int8 >= 1.5x faster than fp32, batch 1 (issue 8): {k[13:]}{which}",
-                         *_checked(v, f"{v['speedup']:.2f}x", _verdict(v["speedup"] >= 1.5)), "speed"))
+                         *_checked(v, f"{v['speedup']:.3f}x", _verdict(v["speedup"] >= 1.5)), "speed"))
     return rows
 
 

@@ -19,6 +19,23 @@ from benchmarks.timing import back_to_back, interleaved, ratio, summarize
 
 THREADS = int(os.environ.get("EDGEKD_BENCH_THREADS", os.cpu_count() or 1))
 RUNS = int(os.environ.get("EDGEKD_BENCH_RUNS", 300))
+# Every ONNX Runtime session in a side-by-side comparison runs with its pool threads sleeping between
+# calls: a spinning pool steals the cores from the session interleaved after it (two ORT sessions as
+# much as PyTorch and ORT), which the back-to-back cross-check catches as a disagreement.
+NO_SPIN = {"spin": False}
+
+
+def _load(bundle: Path, backend: str, precision: str) -> Any:
+    import edgekd
+
+    return edgekd.load(bundle, backend=backend, precision=precision, threads=THREADS,
+                       **(NO_SPIN if backend == "onnx" else {}))
+
+
+def _no_spin(so: Any) -> Any:
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return so
 
 
 def _texts_cycle(texts: list[str]):
@@ -96,7 +113,6 @@ def optimum_vs_edgekd(student_dir: Path, bundle: Path, texts: list[str]) -> dict
     from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoTokenizer, pipeline
 
-    import edgekd
 
     tmp = Path(tempfile.mkdtemp(prefix="edgekd-optimum-"))
     try:
@@ -107,11 +123,12 @@ def optimum_vs_edgekd(student_dir: Path, bundle: Path, texts: list[str]) -> dict
         so = ort.SessionOptions()
         so.intra_op_num_threads = THREADS
         so.inter_op_num_threads = 1
+        _no_spin(so)
         model = ORTModelForSequenceClassification.from_pretrained(tmp, session_options=so, use_io_binding=False)
         tok = AutoTokenizer.from_pretrained(tmp)
         max_length = json.loads((Path(bundle) / "edgekd.json").read_text())["tokenizer"]["max_length"]
         pipe = pipeline("text-classification", model=model, tokenizer=tok, truncation=True, max_length=max_length)
-        clf = edgekd.load(bundle, backend="onnx", precision="fp32", threads=THREADS)
+        clf = _load(bundle, "onnx", "fp32")
         text = _texts_cycle(texts)
         return compare({
             "optimum_ort_pipeline": lambda i: pipe(text(i)),
@@ -133,13 +150,12 @@ def _bare_tokenizer(bundle: Path, max_length: int):
 def bare_vs_edgekd(bundle: Path, texts: list[str], backend: str, precision: str) -> dict[str, Any]:
     """Bare `tokenizers` + the engine's own call (InferenceSession.run / OpenVINO infer) vs
     `edgekd.load(...).predict` on the same artifact: the runtime's overhead."""
-    import edgekd
     from edgekd.bundle import read_manifest
 
     manifest = read_manifest(bundle)
     artifact = manifest.artifact(backend, precision)
     tok = _bare_tokenizer(bundle, manifest.tokenizer.max_length)
-    run = _bare_engine(Path(bundle) / artifact.path, backend)
+    run = _bare_engine(Path(bundle) / artifact.path, backend, spin=False)
     names = manifest.tokenizer.inputs
 
     def bare(i: int) -> Any:
@@ -148,19 +164,21 @@ def bare_vs_edgekd(bundle: Path, texts: list[str], backend: str, precision: str)
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
         return run({n: feed[n] for n in names})
 
-    clf = edgekd.load(bundle, backend=backend, precision=precision, threads=THREADS)
+    clf = _load(bundle, backend, precision)
     out = compare({"bare": bare, "edgekd": lambda i: clf.predict(texts[i % len(texts)])}, "bare", "edgekd", runs=RUNS)
     out["overhead_pct"] = round((out["edgekd"]["p50_ms"] / out["bare"]["p50_ms"] - 1) * 100, 2)
     return out
 
 
-def _bare_engine(path: Path, backend: str):
+def _bare_engine(path: Path, backend: str, spin: bool = True):
     if backend == "onnx":
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = THREADS
         so.inter_op_num_threads = 1
+        if not spin:
+            _no_spin(so)
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         return lambda feed: sess.run(None, feed)[0]
     import openvino as ov
@@ -173,10 +191,8 @@ def _bare_engine(path: Path, backend: str):
 
 def fp32_vs_int8(bundle: Path, texts: list[str], backend: str) -> dict[str, Any]:
     """Batch-1 latency and batch-32 throughput of the fp32 and int8 artifacts of one backend."""
-    import edgekd
 
-    fp32 = edgekd.load(bundle, backend=backend, precision="fp32", threads=THREADS)
-    int8 = edgekd.load(bundle, backend=backend, precision="int8", threads=THREADS)
+    fp32, int8 = _load(bundle, backend, "fp32"), _load(bundle, backend, "int8")
     text = _texts_cycle(texts)
     out = compare({"fp32": lambda i: fp32.predict(text(i)), "int8": lambda i: int8.predict(text(i))},
                   "fp32", "int8", runs=RUNS)
