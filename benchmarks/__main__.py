@@ -28,7 +28,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ["EDGEKD_BENCH_SET_OMP_WAIT_POLICY"] = "1"
 
 from benchmarks import speed  # noqa: E402
-from benchmarks.steps import CACHE, ROOT, STAMP, Step, pipeline, read_json, run_step, test_texts  # noqa: E402
+from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_json, run_step, test_texts  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
@@ -67,7 +67,7 @@ def _truncation(teacher_dir: Path) -> dict[str, Any]:
     from edgekd.train.infer import load_checkpoint, torch_logits
 
     max_length = read_json(teacher_dir / "edgekd-model.json")["max_length"]
-    splits = load_splits(DataSpec(str(ROOT.parent / "shared" / "data" / "ag_news")))
+    splits = load_splits(DataSpec(ag_news()))
     test = splits.test
     model, tokenizer = load_checkpoint(teacher_dir)
     # The data's label ids index splits.labels; the logits' columns follow the checkpoint's label2id.
@@ -93,7 +93,7 @@ def _verify(name: str, bundle: Step, out_dir: Path, *extra: str) -> tuple[Step, 
     """`edgekd verify` of `bundle` on every AG News test text against the teacher (a cached step);
     returns the step and {command, wall_time_s, report}."""
     verify = Step(name, out_dir, [
-        "verify", str(bundle.out), "--data", str(ROOT.parent / "shared" / "data" / "ag_news"),
+        "verify", str(bundle.out), "--data", ag_news(),
         "--reference", str(pipeline()["teacher"].out), *extra, "--max-samples", "0", "--out", str(out_dir)])
     stamp = run_step(verify, log)
     report = next((p for p in sorted(out_dir.glob("*.json")) if p.name != STAMP), None)

@@ -16,26 +16,21 @@ from typing import Any
 import numpy as np
 
 from benchmarks.timing import back_to_back, interleaved, ratio, summarize
+from edgekd.runtimes.onnx import set_spinning
 
 THREADS = int(os.environ.get("EDGEKD_BENCH_THREADS", os.cpu_count() or 1))
 RUNS = int(os.environ.get("EDGEKD_BENCH_RUNS", 300))
-# Every ONNX Runtime session in a side-by-side comparison runs with its pool threads sleeping between
-# calls: a spinning pool steals the cores from the session interleaved after it (two ORT sessions as
-# much as PyTorch and ORT), which the back-to-back cross-check catches as a disagreement.
-NO_SPIN = {"spin": False}
 
 
-def _load(bundle: Path, backend: str, precision: str) -> Any:
+def _load(bundle: Path, backend: str, precision: str, spin: bool | None = False) -> Any:
+    """`edgekd.load` with the pinned threads. Every ONNX Runtime session in a side-by-side comparison
+    runs with its pool threads sleeping between calls (spin=False; None: ORT's default, spinning): a
+    spinning pool steals the cores from the system interleaved after it (another ORT session as much
+    as PyTorch), which the back-to-back cross-check catches as a disagreement."""
     import edgekd
 
-    return edgekd.load(bundle, backend=backend, precision=precision, threads=THREADS,
-                       **(NO_SPIN if backend == "onnx" else {}))
-
-
-def _no_spin(so: Any) -> Any:
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return so
+    options = {"spin": spin} if backend == "onnx" and spin is not None else {}
+    return edgekd.load(bundle, backend=backend, precision=precision, threads=THREADS, **options)
 
 
 def _texts_cycle(texts: list[str]):
@@ -66,14 +61,11 @@ def pipeline_systems(teacher_dir: Path, bundle: Path, texts: list[str], backend:
     import torch
     from transformers import pipeline
 
-    import edgekd
-
     torch.set_num_threads(THREADS)
     # The teacher truncates where it was trained to (its edgekd-model.json), as the student's bundle does.
     max_length = json.loads((Path(teacher_dir) / "edgekd-model.json").read_text())["max_length"]
     pipe = pipeline("text-classification", model=str(teacher_dir), device=-1, truncation=True, max_length=max_length)
-    options = {"spin": spin} if backend == "onnx" and spin is not None else {}
-    clf = edgekd.load(bundle, backend=backend, precision="int8", threads=THREADS, **options)
+    clf = _load(bundle, backend, "int8", spin)
     text = _texts_cycle(texts)
     single = {"teacher_transformers_pipeline": lambda i: pipe(text(i)),
               "edgekd_int8_student": lambda i: clf.predict(text(i))}
@@ -113,7 +105,6 @@ def optimum_vs_edgekd(student_dir: Path, bundle: Path, texts: list[str]) -> dict
     from optimum.onnxruntime import ORTModelForSequenceClassification
     from transformers import AutoTokenizer, pipeline
 
-
     tmp = Path(tempfile.mkdtemp(prefix="edgekd-optimum-"))
     try:
         for f in Path(student_dir).iterdir():
@@ -123,7 +114,7 @@ def optimum_vs_edgekd(student_dir: Path, bundle: Path, texts: list[str]) -> dict
         so = ort.SessionOptions()
         so.intra_op_num_threads = THREADS
         so.inter_op_num_threads = 1
-        _no_spin(so)
+        set_spinning(so, False)
         model = ORTModelForSequenceClassification.from_pretrained(tmp, session_options=so, use_io_binding=False)
         tok = AutoTokenizer.from_pretrained(tmp)
         max_length = json.loads((Path(bundle) / "edgekd.json").read_text())["tokenizer"]["max_length"]
@@ -170,15 +161,15 @@ def bare_vs_edgekd(bundle: Path, texts: list[str], backend: str, precision: str)
     return out
 
 
-def _bare_engine(path: Path, backend: str, spin: bool = True):
+def _bare_engine(path: Path, backend: str, spin: bool | None = None):
     if backend == "onnx":
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = THREADS
         so.inter_op_num_threads = 1
-        if not spin:
-            _no_spin(so)
+        if spin is not None:
+            set_spinning(so, spin)
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         return lambda feed: sess.run(None, feed)[0]
     import openvino as ov
@@ -191,7 +182,6 @@ def _bare_engine(path: Path, backend: str, spin: bool = True):
 
 def fp32_vs_int8(bundle: Path, texts: list[str], backend: str) -> dict[str, Any]:
     """Batch-1 latency and batch-32 throughput of the fp32 and int8 artifacts of one backend."""
-
     fp32, int8 = _load(bundle, backend, "fp32"), _load(bundle, backend, "int8")
     text = _texts_cycle(texts)
     out = compare({"fp32": lambda i: fp32.predict(text(i)), "int8": lambda i: int8.predict(text(i))},

@@ -99,4 +99,3 @@ def run(args: argparse.Namespace) -> int:
     Console().print(f"report: {paths['json']}  ({paths['md'].name}, {paths['html'].name})")
     parity.raise_on_failures(report["gates"])
     return 0
-

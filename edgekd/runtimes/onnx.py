@@ -11,6 +11,17 @@ from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest, check_embedded_contr
 from edgekd.errors import require
 
 
+def set_spinning(so: Any, spin: bool) -> Any:
+    """Whether the pool threads of an `onnxruntime.SessionOptions` busy-wait after each run
+    (allow_spinning, ORT's default): lowest latency for back-to-back calls, but it burns the cores
+    other work (and a phone's battery) needs. Returns `so`."""
+    if not isinstance(spin, bool):
+        raise ValueError(f"spin must be True or False, got {spin!r}")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+    return so
+
+
 class OnnxSession:
     """One InferenceSession, created once; `InferenceSession.run` is thread-safe."""
 
@@ -22,14 +33,8 @@ class OnnxSession:
         # threads: 0 lets ORT use one thread per physical core; callers pin it for latency runs.
         so.intra_op_num_threads = int(options.get("threads", 0))
         so.inter_op_num_threads = 1
-        spin = options.get("spin")
-        if spin is not None:
-            if not isinstance(spin, bool):
-                raise ValueError(f"spin must be True or False, got {spin!r}")
-            # ORT's pool threads busy-wait after each run (allow_spinning, on by default): lowest latency
-            # for back-to-back calls, but it burns the cores other work (and a phone's battery) needs.
-            so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
-            so.add_session_config_entry("session.inter_op.allow_spinning", "1" if spin else "0")
+        if options.get("spin") is not None:
+            set_spinning(so, options["spin"])
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
         providers = options.get("providers") or ["CPUExecutionProvider"]
