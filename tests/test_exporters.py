@@ -142,13 +142,15 @@ def test_failed_check_fails_export(tiny_bert: Path, tmp_path: Path, monkeypatch:
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_cli_export_with_data_then_info(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_export_with_data_then_info(tiny_bert: Path, shared_data: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "bundle"
-    code = cli_main(["export", str(tiny_bert), "--target", "onnx", "--data", "/work/shared/data/ag_news",
+    ag_news = str(shared_data / "ag_news")
+    code = cli_main(["export", str(tiny_bert), "--target", "onnx", "--data", ag_news,
                      "--max-train-samples", "200", "--out", str(out)])
     assert code == 0
     manifest = bundle_mod.read_manifest(out)
-    assert manifest.provenance["data_source"] == "/work/shared/data/ag_news"
+    assert manifest.provenance["data_source"] == ag_news
     assert len(manifest.provenance["dataset_fingerprint"]) == 64
     assert manifest.parity["onnx-fp32"]["n"] == 3 * 64 and manifest.parity["onnx-fp32"]["status"] == "passed"
     assert "onnx-fp32" in capsys.readouterr().out
