@@ -10,6 +10,7 @@ from conftest import AG_LABELS, read_texts
 from edgekd.calibration import length_bin_edges, sample_calibration
 from edgekd.calibration.accuracy import Int8Candidate, accuracy, select_int8
 from edgekd.errors import DataError
+from edgekd.verify.parity import DEFAULT_GATES, GateSet
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +63,43 @@ def _candidate(name: str, logits: np.ndarray, built: list[str]) -> Int8Candidate
     return Int8Candidate(name, {"mode": name}, build)
 
 
-def test_select_int8_takes_first_within_budget_and_agreement() -> None:
+def _gates(drop: float = 0.005, agreement: float = 0.99) -> GateSet:
+    gates = GateSet()
+    gates.override("int8", "accuracy_drop", drop)
+    gates.override("int8", "agreement", agreement)
+    return gates
+
+
+def test_select_int8_takes_first_that_passes_the_int8_gates() -> None:
     labels = np.array([0, 1, 2, 3] * 50)
     ref = np.eye(4)[labels] * 5.0  # 100% accurate float model
     worse = ref.copy()
     worse[:2] = np.eye(4)[(labels[:2] + 1) % 4] * 5.0  # 2 of 200 wrong: drop 0.01, agreement 0.99
     built: list[str] = []
     decision = select_int8(ref, labels, [_candidate("aggressive", worse, built), _candidate("safe", ref, built),
-                                         _candidate("never-built", ref, built)], max_drop=0.005)
+                                         _candidate("never-built", ref, built)], _gates())
     assert decision.chosen.name == "safe" and built == ["aggressive", "safe"]
     rec = decision.record()
-    assert rec["tried"][0]["accepted"] is False and rec["tried"][0]["drop"] == pytest.approx(0.01)
-    assert rec["tried"][1]["agreement_with_float"] == 1.0
-    # A generous budget accepts the aggressive one, but flips beyond the agreement bar still reject it.
-    assert select_int8(ref, labels, [_candidate("a", worse, [])], max_drop=0.05, min_agreement=0.99).chosen.name == "a"
-    assert select_int8(ref, labels, [_candidate("a", worse, [])], max_drop=0.05).chosen is None  # default 0.995
+    assert rec["tried"][0]["accepted"] is False and rec["tried"][0]["accuracy_drop"] == pytest.approx(0.01)
+    assert "accuracy_drop 0.01 (needs <= 0.005)" in rec["tried"][0]["failed"]
+    assert rec["tried"][0]["flips"] == 2 and rec["tried"][0]["n"] == 200
+    lo, hi = rec["tried"][0]["agreement_ci"]
+    assert lo < 0.99 < hi and hi < 1.0  # the Wilson interval around 198/200
+    assert rec["tried"][1]["agreement"] == 1.0
+    assert [g["metric"] for g in rec["gates"]] == ["agreement", "accuracy_drop"]
+    # A generous budget accepts the aggressive one, but flips beyond the agreement gate still reject it.
+    assert select_int8(ref, labels, [_candidate("a", worse, [])], _gates(0.05, 0.99)).chosen.name == "a"
+    assert select_int8(ref, labels, [_candidate("a", worse, [])], _gates(0.05, 0.995)).chosen is None
+
+
+def test_select_int8_reads_the_default_gate_table() -> None:
+    labels = np.array([0, 1] * 100)
+    ref = np.eye(2)[labels] * 3.0
+    cand = ref.copy()
+    cand[:3] = np.eye(2)[1 - labels[:3]] * 3.0  # 3 flips of 200: agreement 0.985 < the table's 0.99
+    decision = select_int8(ref, labels, [_candidate("c", cand, [])])
+    assert decision.chosen is None
+    assert {"metric": "agreement", "op": ">=", "threshold": DEFAULT_GATES["int8"][0].threshold} in decision.gates
 
 
 def test_select_int8_counts_agreement_on_extra_unlabelled_rows() -> None:
@@ -84,10 +107,22 @@ def test_select_int8_counts_agreement_on_extra_unlabelled_rows() -> None:
     ref = np.eye(2)[np.concatenate([labels, np.zeros(300, dtype=int)])] * 3.0  # ... then 300 unlabelled
     cand = ref.copy()
     cand[100:110] = np.eye(2)[np.ones(10, dtype=int)] * 3.0  # 10 flips, all on the unlabelled rows
-    decision = select_int8(ref, labels, [_candidate("c", cand, [])], max_drop=0.005)
+    decision = select_int8(ref, labels, [_candidate("c", cand, [])], _gates())
     tried = decision.record()["tried"][0]
-    assert tried["drop"] == 0.0 and tried["n_agreement"] == 400
-    assert tried["agreement_with_float"] == pytest.approx(390 / 400) and decision.chosen is None
+    assert tried["accuracy_drop"] == 0.0 and tried["n"] == 400 and tried["n_accuracy"] == 100
+    assert tried["agreement"] == pytest.approx(390 / 400) and decision.chosen is None
+
+
+def test_a_candidate_that_raises_is_rejected_and_the_next_tried() -> None:
+    labels = np.array([0, 1] * 50)
+    ref = np.eye(2)[labels] * 3.0
+
+    def broken() -> np.ndarray:
+        raise RuntimeError("quantizer exploded\nsecond line")
+
+    decision = select_int8(ref, labels, [Int8Candidate("broken", {}, broken), _candidate("ok", ref, [])], _gates())
+    assert decision.chosen.name == "ok"
+    assert decision.tried[0] == {"name": "broken", "accepted": False, "error": "RuntimeError: quantizer exploded"}
 
 
 def test_accuracy() -> None:

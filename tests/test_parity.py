@@ -119,7 +119,32 @@ def test_raise_on_failures_lists_every_failure() -> None:
                                         r"onnx-int8 accuracy_drop=0.02 \(needs <= 0.005\)") as info:
         raise_on_failures(rows)
     assert info.value.exit_code == 1
-    raise_on_failures(evaluate_gates("x", "fp16", {"agreement": 1.0}, GateSet()))
+    raise_on_failures(evaluate_gates("x", "fp16", {"agreement": 1.0, "max_abs_logit": 0.01}, GateSet()))
+    # fp16 is gated on logits too: a metric the row lacks fails its gate, never passes
+    rows = evaluate_gates("x", "fp16", {"agreement": 1.0}, GateSet())
+    assert [(r["metric"], r["passed"]) for r in rows] == [("agreement", True), ("max_abs_logit", False)]
+
+
+def test_a_precision_without_gates_is_an_error_not_a_pass() -> None:
+    gates = GateSet()
+    with pytest.raises(GateError, match=r"no gate is defined for precision 'bf16'.*--gate-bf16-agreement"):
+        evaluate_gates("onnx-bf16", "bf16", {"agreement": 1.0}, gates)
+    gates.gates["fp16"] = []
+    with pytest.raises(GateError, match="no gate is defined for precision 'fp16'"):
+        evaluate_gates("openvino-fp16", "fp16", {"agreement": 1.0}, gates)
+
+
+@pytest.mark.parametrize(("k", "n"), [(198, 200), (192, 192), (0, 10), (600, 1000)])
+def test_wilson_interval_solves_the_score_equation(k: int, n: int) -> None:
+    """Recomputed another way: the Wilson bounds are the roots p of (k/n - p)^2 = z^2 p (1 - p) / n."""
+    from edgekd.verify.parity import wilson_interval
+
+    z, phat = 1.96, k / n
+    a, b, c = 1 + z * z / n, -(2 * phat + z * z / n), phat * phat  # the quadratic in p
+    roots = sorted(np.roots([a, b, c]).real)
+    lo, hi = wilson_interval(k, n)
+    assert lo == pytest.approx(max(0.0, roots[0]), abs=1e-9) and hi == pytest.approx(min(1.0, roots[1]), abs=1e-9)
+    assert lo <= phat <= hi
 
 
 def test_parity_module_imports_no_torch() -> None:

@@ -1,8 +1,12 @@
 """Accuracy control for int8: try quantization settings from the most aggressive to the most
-conservative and keep the first whose validation accuracy drop stays within the budget.
+conservative and keep the first that passes the int8 gates of THE gate table
+(`edgekd.verify.parity.DEFAULT_GATES`: top-1 agreement with the PyTorch source and accuracy drop),
+measured on the whole validation split (plus held-out train texts for agreement when it is small).
 
-Backends describe their candidates as data (name, settings, ops kept float) plus a `build`
-callable; this module owns the loop and the record, so every backend decides the same way.
+This is the one int8 decision per artifact: the post-export check records the kept artifact's
+parity but does not decide again on its smaller sample, and `edgekd verify` gates on the same table.
+Backends describe their candidates as data (name, settings) plus a `build` callable; this module
+owns the loop and the record, so every backend decides the same way.
 """
 
 from __future__ import annotations
@@ -13,10 +17,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_MAX_DROP = 0.005
-# The int8 post-export gate is 0.99 top-1 agreement on a small held-out check set; accuracy control
-# asks for more on its larger set, so a setting it keeps does not fail the gate by sampling noise.
-MIN_AGREEMENT = 0.995
+from edgekd.verify.parity import GateSet, conversion_parity, describe_agreement, evaluate_gates
 
 
 def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
@@ -29,8 +30,8 @@ def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
 
 @dataclass
 class Int8Candidate:
-    """One int8 setting to try. `build()` writes the artifact and returns its validation logits
-    [n, num_labels]."""
+    """One int8 setting to try. `build()` writes the artifact and returns its logits [n, num_labels]
+    on the decision texts (validation rows first, then the extra agreement rows)."""
 
     name: str
     settings: dict[str, Any]
@@ -41,43 +42,85 @@ class Int8Candidate:
 
 @dataclass
 class Int8Decision:
+    """What accuracy control decided for one backend, with the numbers behind it."""
+
     chosen: Int8Candidate | None
     reference_accuracy: float
-    max_drop: float
+    gates: list[dict[str, Any]]  # the int8 gates in force: [{metric, op, threshold}]
     tried: list[dict[str, Any]]
+    n_validation: int = 0
+    n_agreement: int = 0
+
+    @property
+    def chosen_row(self) -> dict[str, Any] | None:
+        return next((t for t in self.tried if t["accepted"]), None)
+
+    def reason(self) -> str:
+        """One line: why no candidate was kept (or which was)."""
+        if self.chosen is not None:
+            return f"kept {self.chosen.name}"
+        parts = [f"{t['name']}: {t.get('error') or t['failed']}" for t in self.tried]
+        return "no int8 setting passed the int8 gates (" + "; ".join(parts) + ")"
 
     def record(self) -> dict[str, Any]:
         return {
             "chosen": self.chosen.name if self.chosen else None,
+            "reference": "PyTorch source model (fp32), the same reference verify uses",
             "reference_accuracy": self.reference_accuracy,
-            "max_accuracy_drop": self.max_drop,
+            "gates": self.gates,
+            "n_validation": self.n_validation,
+            "n_agreement": self.n_agreement,
             "tried": self.tried,
         }
 
 
-def select_int8(reference_logits: np.ndarray, labels: Sequence[int], candidates: Sequence[Int8Candidate],
-                max_drop: float = DEFAULT_MAX_DROP, min_agreement: float = MIN_AGREEMENT,
-                log: Callable[[str], None] | None = None) -> Int8Decision:
-    """Build candidates in order; stop at the first whose validation accuracy drop <= max_drop
-    and whose top-1 agreement with the float model >= min_agreement.
+def measure(logits: np.ndarray, reference_logits: np.ndarray, labels: Sequence[int]) -> dict[str, Any]:
+    """The int8 gate metrics of candidate logits vs the reference on the decision texts: agreement
+    (with flips, Wilson interval, n) on every row, accuracy and accuracy_drop on the labelled rows."""
+    n = len(labels)
+    logits, reference_logits = np.asarray(logits), np.asarray(reference_logits)
+    par = conversion_parity(logits, reference_logits, max_examples=0)
+    del par["flipped"]
+    acc, ref_acc = accuracy(logits[:n], labels), accuracy(reference_logits[:n], labels)
+    return {**par, "accuracy": acc, "reference_accuracy": ref_acc, "accuracy_drop": ref_acc - acc,
+            "n_accuracy": n}
 
-    Logits rows: the labelled validation texts first (len(labels) rows, for accuracy), then any
-    extra unlabelled texts (agreement needs no labels). Returns `chosen=None` when no candidate
-    meets both (the caller keeps the float artifact only and the record says why)."""
+
+def select_int8(reference_logits: np.ndarray, labels: Sequence[int], candidates: Sequence[Int8Candidate],
+                gates: GateSet | None = None, log: Callable[[str], None] | None = None) -> Int8Decision:
+    """Build candidates in order; keep the first whose metrics pass every int8 gate of `gates`.
+
+    reference_logits: the PyTorch source's logits on the decision texts, [n, num_labels]; rows are
+    the labelled validation texts first (len(labels) rows, for accuracy), then extra unlabelled texts
+    (agreement needs no labels). A candidate whose build raises is recorded as rejected with the
+    error and the next one is tried. Returns `chosen=None` when none passes (the caller drops int8
+    for that backend and records why)."""
+    gates = gates or GateSet()
     n = len(labels)
     reference_accuracy = accuracy(np.asarray(reference_logits)[:n], labels)
-    ref_top1 = np.asarray(reference_logits).argmax(1)
-    tried = []
+    tried: list[dict[str, Any]] = []
+    chosen = None
     for cand in candidates:
-        logits = np.asarray(cand.build())
-        acc = accuracy(logits[:n], labels)
-        agreement = float((logits.argmax(1) == ref_top1).mean())
-        ok = bool(reference_accuracy - acc <= max_drop + 1e-12 and agreement >= min_agreement)
-        tried.append({"name": cand.name, "accuracy": acc, "drop": reference_accuracy - acc,
-                      "agreement_with_float": agreement, "n_agreement": int(len(logits)), "accepted": ok})
+        try:
+            logits = np.asarray(cand.build())
+        except Exception as exc:  # a third-party quantizer failing is a rejected setting, not a crash
+            tried.append({"name": cand.name, "accepted": False,
+                          "error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"})
+            if log is not None:
+                log(f"int8 {cand.name}: failed to build ({tried[-1]['error']}) -> rejected")
+            continue
+        metrics = measure(logits, reference_logits, labels)
+        rows = evaluate_gates(f"int8 {cand.name}", "int8", metrics, gates)
+        failed = [f"{r['metric']} {r['value']:.4g} (needs {r['op']} {r['threshold']:g})" for r in rows
+                  if not r["passed"]]
+        ok = not failed
+        tried.append({"name": cand.name, **metrics, "accepted": ok, "failed": "; ".join(failed)})
         if log is not None:
-            log(f"int8 {cand.name}: accuracy {acc:.4f} (float {reference_accuracy:.4f}), agreement "
-                f"{agreement:.4f} on {len(logits)} texts -> {'kept' if ok else 'rejected'}")
+            log(f"int8 {cand.name}: accuracy {metrics['accuracy']:.4f} (source {reference_accuracy:.4f}) on {n}, "
+                f"agreement {describe_agreement(metrics)} -> {'kept' if ok else 'rejected'}")
         if ok:
-            return Int8Decision(cand, reference_accuracy, max_drop, tried)
-    return Int8Decision(None, reference_accuracy, max_drop, tried)
+            chosen = cand
+            break
+    gate_rows = [{"metric": g.metric, "op": g.op, "threshold": g.threshold} for g in gates.gates["int8"]]
+    return Int8Decision(chosen, reference_accuracy, gate_rows, tried, n_validation=n,
+                        n_agreement=int(len(reference_logits)))

@@ -1,8 +1,10 @@
-"""Argument helpers shared by the commands that read a dataset (train, distill, baseline, evaluate)."""
+"""Argument helpers shared by the commands: the dataset flags (train, distill, baseline, evaluate,
+export) and the gate flags (export and verify read the same gate table)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from edgekd.data import DataSpec
 from edgekd.errors import DataError
@@ -47,3 +49,29 @@ def data_spec_from_args(args: argparse.Namespace) -> DataSpec:
         max_train_samples=args.max_train_samples,
         seed=args.seed,
     )
+
+
+def add_gate_arguments(parser: argparse.ArgumentParser) -> None:
+    """--gate-<precision>-<metric> X for every precision of the gate table and every gate metric."""
+    from edgekd.verify.parity import DEFAULT_GATES, GATE_METRICS
+
+    for p in DEFAULT_GATES:
+        for m in GATE_METRICS:
+            parser.add_argument(f"--gate-{p}-{m.replace('_', '-')}", type=float, default=None, metavar="X",
+                                dest=f"gate_{p}_{m}", help=argparse.SUPPRESS)
+    parser.epilog = (f"gates: --gate-<{'|'.join(DEFAULT_GATES)}>-<{'|'.join(m.replace('_', '-') for m in GATE_METRICS)}> X "
+                     "overrides a threshold of the one gate table that export and verify share "
+                     "(agreement and accuracy-drop are fractions: 0.99, 0.005)")
+
+
+def gates_from_args(args: argparse.Namespace, base: Any = None) -> Any:
+    """The default (or `base`) GateSet with the --gate-* flags applied."""
+    from edgekd.verify.parity import DEFAULT_GATES, GATE_METRICS, GateSet
+
+    gates = base or GateSet()
+    for p in DEFAULT_GATES:
+        for m in GATE_METRICS:
+            value = getattr(args, f"gate_{p}_{m}", None)
+            if value is not None:
+                gates.override(p, m, value)
+    return gates

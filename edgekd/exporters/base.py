@@ -1,10 +1,18 @@
 """The thin base every exporter derives from: `export()` validates, calls the backend's
-`_export()`, records hashes, then ALWAYS runs the post-export check. A backend cannot skip it."""
+`_export()` (float artifacts) and, with --int8, `_export_int8()`, records hashes, then ALWAYS runs
+the post-export check. A backend cannot skip it, nor the drop rule:
+
+- an fp32 artifact that fails its check fails the export (a converter bug);
+- an fp16 artifact that fails its check is dropped, with its numbers and the reason recorded;
+- int8 is decided once, by accuracy control on the validation split (`decide_int8`); a rejected
+  setting, or an int8 conversion that raises, drops int8 for that backend with the reason recorded.
+Dropping never throws away the artifacts that passed."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,10 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bundle import Artifact, Manifest, TokenizerSettings, finalize_artifact
+from edgekd.bundle import Artifact, Manifest, TokenizerSettings, artifact_files, finalize_artifact
 from edgekd.calibration import CalibrationSet
+from edgekd.calibration.accuracy import Int8Candidate, Int8Decision, select_int8
 from edgekd.errors import EdgekdError, ExportError, require
 from edgekd.exporters import check
+from edgekd.verify.parity import GateSet, wilson_interval
 
 
 @dataclass
@@ -34,10 +44,13 @@ class ExportJob:
     check_sets: dict[str, list[str]]  # length class -> held-out texts
     reference: dict[str, np.ndarray]  # length class -> PyTorch logits [n, num_labels]
     int8: bool = False
-    max_accuracy_drop: float = 0.005
+    gates: GateSet = field(default_factory=GateSet)  # THE gate table in force (check and accuracy control)
     calibration: CalibrationSet | None = None
     validation: tuple[list[str], list[int]] | None = None  # texts, label ids (accuracy control)
     agreement_texts: list[str] = field(default_factory=list)  # extra unlabelled texts (int8 agreement)
+    # PyTorch logits on int8_eval_texts() [n, num_labels]: the reference every int8 decision uses
+    int8_reference: np.ndarray | None = None
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # artifacts left out, with why
     options: dict[str, Any] = field(default_factory=dict)  # coreml_precision, compute_units, ...
     shared: dict[str, Any] = field(default_factory=dict)  # cross-target cache (e.g. the raw ONNX file)
     records: dict[str, Any] = field(default_factory=dict)  # per-target notes for the manifest
@@ -56,6 +69,21 @@ class ExportJob:
         validation labels (for the first rows)."""
         texts, labels = self.validation
         return list(texts) + list(self.agreement_texts), list(labels)
+
+    def decide_int8(self, backend: str, candidates: list[Int8Candidate]) -> Int8Decision:
+        """Accuracy control for one backend against the PyTorch reference, gated by the int8 rows
+        of the gate table; the decision (with every candidate's numbers) goes into the manifest."""
+        _, labels = self.int8_eval_texts()
+        decision = select_int8(self.int8_reference, labels, candidates, self.gates, log=self.log)
+        self.records.setdefault("accuracy_control", {})[backend] = decision.record()
+        return decision
+
+    def drop(self, name: str, stage: str, reason: str, numbers: Any = None) -> None:
+        """Record an artifact left out of the bundle (the manifest's `dropped`) and say so in one line."""
+        backend, _, precision = name.partition("-")
+        self.dropped.append({"artifact": name, "backend": backend, "precision": precision, "stage": stage,
+                             "reason": reason, "numbers": numbers})
+        self.log(f"dropped {name} ({stage}): {reason}")
 
     def encode(self, texts: list[str], dtype: type = np.int64) -> dict[str, np.ndarray]:
         """Model inputs for texts, padded to their own longest sequence: name -> [batch, seq]."""
@@ -77,21 +105,64 @@ class Exporter:
             require(module, self.extra, f"--target {self.name}")
 
     def export(self, job: ExportJob) -> list[Artifact]:
-        """Write this target's artifacts into `job.bundle`, hash them and check each one.
-
-        Raises ExportError when the backend fails or an artifact fails its gate."""
+        """Write this target's artifacts into `job.bundle`, hash and check each one; returns the
+        artifacts kept. Raises ExportError when the float conversion fails or an fp32 artifact fails
+        its gate; a failed fp16 or int8 artifact is dropped and recorded in `job.dropped`."""
         self.check_dependencies()
         t0 = time.perf_counter()
         with _as_export_error(f"--target {self.name} failed"):
             artifacts = self._export(job)
+        if job.int8:
+            artifacts += self._int8_or_drop(job)
+        kept = []
         for artifact in artifacts:
             finalize_artifact(job.bundle, artifact)
             artifact.extra.setdefault("export_seconds", round(time.perf_counter() - t0, 2))
             with _as_export_error(f"the post-export check of {artifact.name} could not run"):
-                job.records.setdefault("parity", {})[artifact.name] = self.check(job, artifact)
-        return artifacts
+                result = self.check(job, artifact)
+            job.records.setdefault("parity", {})[artifact.name] = result
+            if result["status"] != "failed":
+                kept.append(artifact)
+                continue
+            reason = f"failed on {result['n']} held-out texts: {'; '.join(result['failed'])}"
+            if artifact.precision == "fp32":
+                raise ExportError(f"post-export check failed for {artifact.name} ({artifact.path}) {reason}; the bundle "
+                                  f"was not written (an fp32 conversion must reproduce PyTorch: report it, or drop "
+                                  f"--target {self.name})")
+            job.drop(artifact.name, "post-export check", reason, {k: result[k] for k in _DROP_KEYS if k in result})
+            _remove(job.bundle, artifact)
+        return kept
+
+    def _int8_or_drop(self, job: ExportJob) -> list[Artifact]:
+        """The backend's int8 artifact when accuracy control kept one; else [] with the drop recorded.
+        An int8 conversion that raises drops int8 for this backend: the float artifacts stay."""
+        name = f"{self.name}-int8"
+        try:
+            artifact = self._export_int8(job)
+        except EdgekdError:
+            raise
+        except Exception as exc:  # third-party quantizers raise anything; int8 is optional
+            first = (str(exc).strip().splitlines() or [""])[0]
+            job.drop(name, "int8 conversion", f"{type(exc).__name__}: {first} (rerun with --debug for details)")
+            return []
+        if artifact is not None:
+            return [artifact]
+        record = job.records.get("accuracy_control", {}).get(self.name)
+        if record is None:
+            raise ExportError(f"--target {self.name} returned no int8 artifact and no accuracy-control record")
+        reason = (f"accuracy control on {record['n_validation']} validation + "
+                  f"{record['n_agreement'] - record['n_validation']} agreement texts: no int8 setting passed the "
+                  "int8 gates (" + "; ".join(f"{t['name']}: {t.get('error') or t['failed']}" for t in record["tried"]) + ")")
+        job.drop(name, "accuracy control", reason, record["tried"])
+        return []
 
     def _export(self, job: ExportJob) -> list[Artifact]:
+        """Write the float artifacts (fp32 and/or fp16) into job.bundle."""
+        raise NotImplementedError
+
+    def _export_int8(self, job: ExportJob) -> Artifact | None:
+        """Build int8 candidates, decide with `job.decide_int8`, write the chosen one; None when
+        none passed. Called after `_export` only with --int8."""
         raise NotImplementedError
 
     def check_backend(self) -> str | None:
@@ -101,8 +172,20 @@ class Exporter:
     def skip_reason(self) -> str:
         return f"no runtime for {self.name} on this machine"
 
+    def session_logits(self, job: ExportJob, artifact: Artifact, texts: list[str]) -> np.ndarray:
+        """logits [len(texts), num_labels] of an artifact written under job.bundle, run by the runtime
+        backend that `check_backend()` names (the one `edgekd.load` would use here)."""
+        backend = self.check_backend()
+        if backend is None:
+            raise ExportError(f"{artifact.name} cannot be run here: {self.skip_reason()}")
+        runtime = importlib.import_module(_runtime_module(backend))
+        session = runtime.open_session(job.bundle / artifact.path, artifact, job.manifest(), {})
+        return check.run_session(session, job.tokenizer, texts, job.max_length)
+
     def check(self, job: ExportJob, artifact: Artifact) -> dict[str, Any]:
-        """Run the artifact on every check set, compare with PyTorch and enforce the gate."""
+        """Run the artifact on every check set and compare with PyTorch. fp32/fp16 are gated here;
+        int8 was decided by accuracy control on the validation split, so its numbers are recorded
+        but not decided again on this smaller sample."""
         backend = self.check_backend()
         if backend is None:
             return {"status": "skipped", "reason": self.skip_reason()}
@@ -115,14 +198,29 @@ class Exporter:
             logits = check.run_session(session, job.tokenizer, texts, job.max_length)
             by_length[length_class] = check.compare(job.reference[length_class], logits)
         total = _pool(by_length)
-        failed = check.gate_failures(artifact.precision, total)
-        result = {"status": "failed" if failed else "passed", "engine": session.engine,
-                  "gate": check.gates(artifact.precision), **total, "by_length": by_length}
-        if failed:
-            raise ExportError(f"post-export check failed for {artifact.name} ({artifact.path}) on {total['n']} "
-                              f"held-out texts: {'; '.join(failed)}; the bundle was not written "
-                              f"(drop this target or precision, or re-export the model)")
-        return result
+        result = {"engine": session.engine, **total, "by_length": by_length}
+        if artifact.precision == "int8":
+            decision = job.records.get("accuracy_control", {}).get(self.name, {})
+            chosen = next((t for t in decision.get("tried", []) if t.get("accepted")), {})
+            return {"status": "passed", "decided_by": "accuracy control", "gate": decision.get("gates"),
+                    "decision": {k: chosen.get(k) for k in ("name", "n", "agreement", "agreement_ci", "flips",
+                                                            "accuracy_drop", "n_accuracy")}, **result}
+        failed = check.gate_failures(artifact.precision, total, job.gates)
+        return {"status": "failed" if failed else "passed", "gate": check.gates(artifact.precision, job.gates),
+                "failed": failed, **result}
+
+
+# What a drop record keeps of a failed check (the per-length detail stays in the parity record).
+_DROP_KEYS = ("n", "agreement", "agreement_ci", "flips", "max_abs_logit", "max_abs_prob", "engine")
+
+
+def _remove(bundle: Path, artifact: Artifact) -> None:
+    """Delete an artifact's files (and sidecars) from the staging bundle."""
+    for path in artifact_files(Path(bundle) / artifact.path):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 @contextlib.contextmanager
@@ -151,5 +249,6 @@ def _pool(by_length: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "max_abs_logit": max(m["max_abs_logit"] for m in by_length.values()),
         "max_abs_prob": max(m["max_abs_prob"] for m in by_length.values()),
         "agreement": (n - flips) / n if n else 1.0,
+        "agreement_ci": list(wilson_interval(n - flips, n)),
         "flips": flips,
     }

@@ -1,6 +1,7 @@
 """The post-export check: every artifact against the PyTorch model it came from, on real held-out
-texts at several lengths. The gates are verify's (`verify.parity.DEFAULT_GATES`); a failed gate is an
-`ExportError`, never a warning."""
+texts at several lengths. The gates are the one gate table's (`verify.parity.DEFAULT_GATES`). A failed
+fp32 gate is an `ExportError` (a converter bug); a failed fp16 gate drops that artifact with the
+reason recorded; int8 is decided by accuracy control on the validation split, not again here."""
 
 from __future__ import annotations
 
@@ -23,23 +24,30 @@ def compare(reference: np.ndarray, logits: np.ndarray) -> dict[str, Any]:
     return conversion_parity(logits, reference)
 
 
-def gates(precision: str) -> list[dict[str, Any]]:
-    """The gates the post-export check enforces for `precision`: `verify.parity.DEFAULT_GATES`
-    limited to the metrics a check measures (no labels here, so no accuracy_drop)."""
-    from edgekd.verify.parity import DEFAULT_GATES
+def gates(precision: str, gate_set: Any = None) -> list[dict[str, Any]]:
+    """The gates the post-export check enforces for `precision`: the gate table's rows for the
+    metrics a check measures (no labels here, so no accuracy_drop)."""
+    from edgekd.verify.parity import GateSet
 
+    gate_set = gate_set or GateSet()
     return [{"metric": g.metric, "op": g.op, "threshold": g.threshold}
-            for g in DEFAULT_GATES[precision] if g.metric in CHECK_METRICS]
+            for g in gate_set.gates.get(precision, []) if g.metric in CHECK_METRICS]
 
 
-def gate_failures(precision: str, metrics: dict[str, Any]) -> list[str]:
-    """Human-readable list of the gates `metrics` fails for `precision` (empty when it passes)."""
-    from edgekd.verify.parity import GateSet, evaluate_gates
+def gate_failures(precision: str, metrics: dict[str, Any], gate_set: Any = None) -> list[str]:
+    """Human-readable list of the gates `metrics` fails for `precision` (empty when it passes).
+    A precision with no gate the check can measure is an error (GateError), never a pass."""
+    from edgekd.errors import GateError
+    from edgekd.verify.parity import GateSet, describe_agreement, evaluate_gates
 
-    rows = [r for r in evaluate_gates("", precision, metrics, GateSet()) if r["metric"] in CHECK_METRICS]
+    rows = [r for r in evaluate_gates("", precision, metrics, gate_set or GateSet()) if r["metric"] in CHECK_METRICS]
+    if not rows:
+        raise GateError(f"no post-export gate for precision {precision!r} (it needs one of {', '.join(CHECK_METRICS)}); "
+                        f"add one with --gate-{precision}-agreement X")
     names = {"max_abs_logit": "max |dlogit|", "agreement": "top-1 agreement"}
-    return [f"{names[r['metric']]} {r['value']:.4g} (needs {r['op']} {r['threshold']:g}"
-            + (f"; {metrics['flips']} flips of {metrics['n']})" if r["metric"] == "agreement" else ")")
+    return [f"{names.get(r['metric'], r['metric'])} "
+            + (describe_agreement(metrics) if r["metric"] == "agreement" else f"{r['value']:.4g}")
+            + f" (needs {r['op']} {r['threshold']:g})"
             for r in rows if not r["passed"]]
 
 

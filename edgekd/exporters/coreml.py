@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from typing import Any
 
 import numpy as np
 
 from edgekd.bundle import CONTRACT_KEY, Artifact
+from edgekd.calibration.accuracy import Int8Candidate
 from edgekd.exporters.base import Exporter, ExportJob
 from edgekd.exporters.check import token_lengths
 
@@ -74,8 +76,6 @@ class CoreMLExporter(Exporter):
     modules = ("coremltools",)
 
     def _export(self, job: ExportJob) -> list[Artifact]:
-        import coremltools as ct
-
         units = job.options.get("compute_units", "ALL")
         if units not in COMPUTE_UNITS:
             raise ValueError(f"compute units {units!r} not in {COMPUTE_UNITS}")
@@ -90,20 +90,39 @@ class CoreMLExporter(Exporter):
                  "inputs": INPUTS, "input_dtype": "int32", "mask_fill": MASK_FILL,
                  "attention_mask": "derived in-graph: input_ids != pad_id",
                  "minimum_deployment_target": "iOS16/macOS13", "bucket_quantiles": list(BUCKET_QUANTILES)}
-        artifacts = [Artifact("coreml", precision, "coreml/model.mlpackage", extra=extra)]
-        if job.int8:
+        self._float = (mlmodel, extra, precision)  # int8 quantizes the weights of this program
+        return [Artifact("coreml", precision, "coreml/model.mlpackage", extra=extra)]
+
+    def _export_int8(self, job: ExportJob) -> Artifact | None:
+        """int8 weights (activations stay at the float program's precision), kept only when the
+        program, run by the engine that checks Core ML here (Core ML on macOS, else the MIL
+        reference evaluator), passes the int8 gates on the decision texts."""
+        import coremltools as ct
+
+        mlmodel, extra, precision = self._float
+        artifact = Artifact(
+            "coreml", "int8", "coreml/model.int8.mlpackage", extra=dict(extra),
+            quantization={"mode": "weights-only", "tool": "coremltools.optimize.coreml.linear_quantize_weights",
+                          "scheme": "linear_symmetric", "weight_threshold": INT8_WEIGHT_THRESHOLD,
+                          "activations": precision},
+            float_ops=[f"weights under {INT8_WEIGHT_THRESHOLD} elements", f"all activations ({precision})"])
+
+        def build() -> np.ndarray:
             config = ct.optimize.coreml.OptimizationConfig(global_config=ct.optimize.coreml.OpLinearQuantizerConfig(
                 mode="linear_symmetric", weight_threshold=INT8_WEIGHT_THRESHOLD))
             int8 = ct.optimize.coreml.linear_quantize_weights(mlmodel, config=config)
             self._metadata(int8, job)
-            int8.save(str(job.bundle / "coreml" / "model.int8.mlpackage"))
-            artifacts.append(Artifact(
-                "coreml", "int8", "coreml/model.int8.mlpackage", extra=dict(extra),
-                quantization={"mode": "weights-only", "tool": "coremltools.optimize.coreml.linear_quantize_weights",
-                              "scheme": "linear_symmetric", "weight_threshold": INT8_WEIGHT_THRESHOLD,
-                              "activations": precision},
-                float_ops=[f"weights under {INT8_WEIGHT_THRESHOLD} elements", f"all activations ({precision})"]))
-        return artifacts
+            int8.save(str(job.bundle / artifact.path))
+            return self.session_logits(job, artifact, job.int8_eval_texts()[0])
+
+        decision = job.decide_int8("coreml", [Int8Candidate("weights-linear-symmetric", artifact.quantization, build)])
+        if decision.chosen is None:
+            shutil.rmtree(job.bundle / artifact.path, ignore_errors=True)
+            return None
+        artifact.quantization = dict(artifact.quantization, variant=decision.chosen.name,
+                                     validation_accuracy=decision.chosen_row["accuracy"],
+                                     source_validation_accuracy=decision.reference_accuracy)
+        return artifact
 
     def _convert(self, job: ExportJob, buckets: list[int], precision: str) -> Any:
         import coremltools as ct

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekd.bundle import Artifact
-from edgekd.calibration.accuracy import Int8Candidate, accuracy, select_int8
+from edgekd.calibration.accuracy import Int8Candidate, accuracy
 from edgekd.exporters.base import Exporter, ExportJob
 from edgekd.exporters.onnx import raw_onnx
 
@@ -29,18 +29,18 @@ class OpenVinoExporter(Exporter):
         ov.save_model(model, str(job.bundle / "openvino" / "model.xml"), compress_to_fp16=False)
         ov.save_model(model, str(job.bundle / "openvino" / "model.fp16.xml"), compress_to_fp16=True)
         extra = {"converted_from": "onnx (optimum export)", "device": "CPU"}
-        artifacts = [Artifact("openvino", "fp32", "openvino/model.xml", extra=dict(extra)),
-                     Artifact("openvino", "fp16", "openvino/model.fp16.xml",
-                              extra=dict(extra, weights="fp16-compressed"))]
-        if job.int8:
-            int8 = self._int8(job, model)
-            if int8 is not None:
-                artifacts.append(int8)
-        return artifacts
+        self._model = model  # the converted float model; int8 quantizes a clone of it
+        return [Artifact("openvino", "fp32", "openvino/model.xml", extra=dict(extra)),
+                Artifact("openvino", "fp16", "openvino/model.fp16.xml", extra=dict(extra, weights="fp16-compressed"))]
 
-    def _int8(self, job: ExportJob, model: Any) -> Artifact | None:
+    def _export_int8(self, job: ExportJob) -> Artifact | None:
+        """NNCF's TRANSFORMER preset, then NNCF's own accuracy control (sensitive ops back to float);
+        the first that passes the int8 gates is kept."""
         import nncf
         import openvino as ov
+
+        model = self._model
+        max_drop = job.gates.threshold("int8", "accuracy_drop")
 
         calib = nncf.Dataset([job.encode([t]) for t in job.calibration.texts])
         texts, labels = job.validation
@@ -50,7 +50,6 @@ class OpenVinoExporter(Exporter):
         extra = job.agreement_texts
         eval_batches = batches + [(job.encode(extra[i : i + VALIDATION_BATCH]), [])
                                   for i in range(0, len(extra), VALIDATION_BATCH)]
-        ref_logits = _logits(ov.Core().compile_model(model, "CPU", _F32), eval_batches)
         common = {"model_type": nncf.ModelType.TRANSFORMER, "subset_size": len(job.calibration.texts)}
         result: dict[str, Any] = {}
 
@@ -60,25 +59,25 @@ class OpenVinoExporter(Exporter):
 
         def controlled() -> Any:
             result["model"] = nncf.quantize_with_accuracy_control(
-                model.clone(), calib, nncf.Dataset(batches), _validate, max_drop=job.max_accuracy_drop,
+                model.clone(), calib, nncf.Dataset(batches), _validate, max_drop=max_drop,
                 drop_type=nncf.DropType.ABSOLUTE, **common)
             return _logits(ov.Core().compile_model(result["model"], "CPU", _F32), eval_batches)
 
         preset = {"mode": "static", "tool": "nncf.quantize", "model_type": "TRANSFORMER",
                   "subset_size": common["subset_size"]}
-        decision = select_int8(ref_logits, labels, [
+        decision = job.decide_int8("openvino", [
             Int8Candidate("nncf-transformer", preset, plain),
             Int8Candidate("nncf-accuracy-control", dict(preset, tool="nncf.quantize_with_accuracy_control",
-                                                        max_drop=job.max_accuracy_drop), controlled),
-        ], job.max_accuracy_drop, log=job.log)
-        job.records.setdefault("accuracy_control", {})["openvino"] = decision.record()
+                                                        max_drop=max_drop), controlled),
+        ])
         if decision.chosen is None:
             return None
         quantized = result["model"]
         quantized.set_rt_info(job.contract, RT_INFO_PATH)
         ov.save_model(quantized, str(job.bundle / "openvino" / "model.int8.xml"), compress_to_fp16=False)
-        settings = dict(decision.chosen.settings, variant=decision.chosen.name, fp32_validation_accuracy=decision.reference_accuracy,
-                        validation_accuracy=decision.tried[-1]["accuracy"])
+        settings = dict(decision.chosen.settings, variant=decision.chosen.name,
+                        source_validation_accuracy=decision.reference_accuracy,
+                        validation_accuracy=decision.chosen_row["accuracy"])
         return Artifact("openvino", "int8", "openvino/model.int8.xml", quantization=settings,
                         float_ops=_float_matmuls(quantized), extra={"device": "CPU"})
 

@@ -25,16 +25,39 @@ def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval (95% for z=1.96) of a proportion successes/n: honest near 0 and 1,
+    where the normal approximation gives bounds past 1 (agreement 1.0 on 192 texts is [0.980, 1])."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # at k = 0 or k = n a bound is exactly 0 or 1 (rounding would leave 1 - 1e-16)
+    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
+    hi = 1.0 if successes >= n else min(1.0, centre + half)
+    return float(lo), float(hi)
+
+
+def describe_agreement(metrics: dict[str, Any]) -> str:
+    """'0.9951 (3 flips of 618; 95% CI 0.9859-0.9983)': an agreement figure with how sure it is."""
+    n, flips = int(metrics.get("n", 0)), int(metrics.get("flips", 0))
+    lo, hi = metrics.get("agreement_ci") or wilson_interval(n - flips, n)
+    return f"{metrics['agreement']:.4f} ({flips} flips of {n}; 95% CI {lo:.4f}-{hi:.4f})"
+
+
 def conversion_parity(artifact_logits: np.ndarray, source_logits: np.ndarray, max_examples: int = 10) -> dict[str, Any]:
     """Artifact vs the PyTorch model it came from, both logits [n, num_labels] on the same texts.
 
     Returns max_abs_logit, mean_abs_logit, max_abs_prob (softmax float64), agreement (top-1, 0..1),
-    flips (count) and flipped (up to `max_examples` row indices whose top-1 label differs)."""
+    agreement_ci (Wilson 95% interval), flips (count) and flipped (up to `max_examples` row indices
+    whose top-1 label differs)."""
     a, s = _check_pair(artifact_logits, source_logits)
     n = a.shape[0]
     if n == 0:
         return {"n": 0, "max_abs_logit": 0.0, "mean_abs_logit": 0.0, "max_abs_prob": 0.0,
-                "agreement": 1.0, "flips": 0, "flipped": []}
+                "agreement": 1.0, "agreement_ci": [0.0, 1.0], "flips": 0, "flipped": []}
     diff = np.abs(a.astype(np.float64) - s.astype(np.float64))
     flipped = np.flatnonzero(a.argmax(axis=1) != s.argmax(axis=1))
     return {
@@ -43,6 +66,7 @@ def conversion_parity(artifact_logits: np.ndarray, source_logits: np.ndarray, ma
         "mean_abs_logit": float(diff.mean()),
         "max_abs_prob": float(np.abs(softmax(a) - softmax(s)).max()),
         "agreement": float(1.0 - len(flipped) / n),
+        "agreement_ci": list(wilson_interval(n - len(flipped), n)),
         "flips": int(len(flipped)),
         "flipped": [int(i) for i in flipped[:max_examples]],
     }
@@ -106,6 +130,8 @@ def distillation_gap(model_logits: np.ndarray, teacher_logits: np.ndarray, label
         "teacher_f1_macro": theirs["f1_macro"],
         "accuracy_gap": theirs["accuracy"] - mine["accuracy"],
         "agreement": float(1.0 - flips / n) if n else 1.0,
+        "agreement_ci": list(wilson_interval(n - flips, n)),
+        "n": int(n),
         "flips": flips,
     }
 
@@ -126,16 +152,26 @@ class Gate:
         return value >= self.threshold if self.op == ">=" else value <= self.threshold
 
 
-# Defaults per precision; a recipe or `--gate-<precision>-<metric>` flags override the thresholds.
+# The int8 accuracy budget: the one place it is written (accuracy control, the post-export record,
+# verify, the recipe default and the CLI default all read it from here).
+INT8_MAX_ACCURACY_DROP = 0.005
+
+# THE gate table. Accuracy control (int8 decision on the validation split), the post-export check
+# (fp32/fp16 vs PyTorch on held-out texts) and `edgekd verify` (every artifact on the test split)
+# all read their thresholds from here; a recipe or `--gate-<precision>-<metric>` flags override them.
 DEFAULT_GATES: dict[str, tuple[Gate, ...]] = {
     "fp32": (
         Gate("agreement", ">=", 1.0, "an fp32 conversion must not change any prediction"),
         Gate("max_abs_logit", "<=", 1e-3, "fp32 kernels differ only by summation order"),
     ),
-    "fp16": (Gate("agreement", ">=", 0.995, "half precision may flip near-ties only"),),
+    "fp16": (
+        Gate("agreement", ">=", 0.995, "half precision may flip near-ties only"),
+        Gate("max_abs_logit", "<=", 0.05, "fp16 keeps ~3 significant digits: a sound conversion of logits "
+                                          "|x| < 20 drifts < 0.05; a broken op (overflowed mask) by whole units"),
+    ),
     "int8": (
         Gate("agreement", ">=", 0.99, "calibrated int8 may flip at most 1% of predictions"),
-        Gate("accuracy_drop", "<=", 0.005, "int8 may cost at most 0.5 accuracy point vs its source"),
+        Gate("accuracy_drop", "<=", INT8_MAX_ACCURACY_DROP, "int8 may cost at most 0.5 accuracy point vs its source"),
     ),
 }
 GATE_METRICS = ("agreement", "max_abs_logit", "max_abs_prob", "accuracy_drop")
@@ -161,15 +197,27 @@ class GateSet:
         op = ">=" if metric == "agreement" else "<="
         rows.append(Gate(metric, op, float(threshold), "added"))
 
+    def threshold(self, precision: str, metric: str) -> float:
+        """The threshold of `metric` for `precision` (RecipeError naming the fix when none is set)."""
+        for g in self.gates.get(precision, []):
+            if g.metric == metric:
+                return g.threshold
+        raise RecipeError(f"no {precision} gate on {metric}; set one with --gate-{precision}-{metric.replace('_', '-')} X")
+
     def to_dict(self) -> dict[str, list[dict[str, Any]]]:
         return {p: [asdict(g) for g in gs] for p, gs in self.gates.items()}
 
 
 def evaluate_gates(artifact: str, precision: str, parity: dict[str, Any], gates: GateSet) -> list[dict[str, Any]]:
     """One pass/fail row per gate of `precision`: {artifact, precision, metric, op, threshold, value, passed}.
-    `parity` holds the metrics (conversion_parity output plus `accuracy_drop`)."""
+    `parity` holds the metrics (conversion_parity output plus `accuracy_drop`). A precision with no
+    gate is an error, never a pass (a metric the parity row lacks fails its gate)."""
+    if not gates.gates.get(precision):
+        raise GateError(f"no gate is defined for precision {precision!r} of {artifact or 'this artifact'} "
+                        f"(gated precisions: {', '.join(p for p, g in gates.gates.items() if g)}); "
+                        f"add one with --gate-{precision}-agreement X, or in the recipe's gates")
     rows = []
-    for g in gates.gates.get(precision, []):
+    for g in gates.gates[precision]:
         value = parity.get(g.metric)
         passed = value is not None and g.passes(float(value))
         rows.append({"artifact": artifact, "precision": precision, "metric": g.metric, "op": g.op,
