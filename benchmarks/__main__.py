@@ -32,6 +32,8 @@ from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_j
 
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
+# Parts with their own results file and RESULTS.md section, run only when named (not by `all`).
+SEPARATE = ["firstrun"]
 
 
 def log(msg: str) -> None:
@@ -180,18 +182,37 @@ def speed_part(results: dict[str, Any]) -> None:
     results["speed"] = out
 
 
+def first_run(device: dict[str, Any]) -> None:
+    """The first-run matrix: results/first-run-<device-id>.json and its section of RESULTS.md."""
+    from benchmarks import firstrun
+
+    started = time.perf_counter()
+    result = {"device": device, **firstrun.study(log), "wall_time_s": round(time.perf_counter() - started, 1)}
+    path = RESULTS / f"first-run-{device['device_id']}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    md = ROOT / "benchmarks" / "RESULTS.md"
+    md.write_text(firstrun.splice(md.read_text() if md.is_file() else "", firstrun.markdown(result, device["device_id"])))
+    log(f"wrote {path.relative_to(ROOT)} and the first-run section of benchmarks/RESULTS.md")
+
+
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted") if k in m} | {"n": m.get("n")}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    p.add_argument("parts", nargs="*", default=["all"], help=f"any of {PARTS} or all (default)")
+    p.add_argument("parts", nargs="*", default=["all"], help=f"any of {PARTS + SEPARATE} or all (default: {PARTS})")
     args = p.parse_args(argv)
     parts = PARTS if "all" in args.parts else args.parts
     from edgekd.verify.device import fingerprint
 
     device = fingerprint()
+    if "firstrun" in parts:
+        first_run(device)
+        parts = [x for x in parts if x != "firstrun"]
+        if not parts:
+            return 0
     path = RESULTS / f"{device['device_id']}.json"
     results: dict[str, Any] = read_json(path) if path.is_file() else {}
     results["device"] = device

@@ -227,7 +227,14 @@ def write_results_md(r: dict[str, Any], path: Path, plots_dir: Path) -> None:
     lines += _commands(r)
     lines += _artifact_table(r)
     lines += _speed_tables(r, plots_dir)
-    path.write_text("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    # The first-run matrix is its own part (python -m benchmarks firstrun): keep its section.
+    from benchmarks.firstrun import SECTION, splice
+
+    old = path.read_text() if path.is_file() else ""
+    if SECTION[0] in old and SECTION[1] in old:
+        text = splice(text, old[old.index(SECTION[0]): old.index(SECTION[1]) + len(SECTION[1])].splitlines())
+    path.write_text(text)
 
 
 def _device_line(d: dict[str, Any]) -> str:
