@@ -150,6 +150,32 @@ def _hash_file_into(h: Any, path: Path) -> None:
             h.update(chunk)
 
 
+# A checkpoint's weights: safetensors when it has them (what save_pretrained writes, shards
+# included), else the older pytorch_model*.bin files (hashed as bytes, never unpickled).
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+
+
+def checkpoint_weight_files(model_dir: Path) -> list[Path]:
+    """The weight files of a Hugging Face checkpoint directory, sorted by name ([] when none)."""
+    for pattern in WEIGHT_PATTERNS:
+        found = sorted(p for p in Path(model_dir).glob(pattern) if p.is_file())
+        if found:
+            return found
+    return []
+
+
+def checkpoint_weights_sha256(model_dir: Path) -> str | None:
+    """sha256 over a checkpoint's weight files' contents in sorted name order (None: no weight files).
+    The manifest records it as `provenance.student_weights_sha256`; verify compares it."""
+    files = checkpoint_weight_files(model_dir)
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for p in files:
+        _hash_file_into(h, p)
+    return h.hexdigest()
+
+
 def path_bytes(path: Path) -> int:
     path = Path(path)
     if path.is_dir():

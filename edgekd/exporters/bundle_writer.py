@@ -196,6 +196,8 @@ def _provenance(model_dir: Path, card: dict[str, Any], data: ExportData, options
         "model_dir": str(model_dir.resolve()),
         "model_card": card,
         (card.get("role") or "model"): str(model_dir.resolve()),
+        # verify refuses a PyTorch student whose weights differ from the ones exported here
+        "student_weights_sha256": bundle_mod.checkpoint_weights_sha256(model_dir),
         "dataset_fingerprint": data.fingerprint or card.get("dataset_fingerprint", ""),
         "data_source": data.source,
         "export_options": dict(asdict(options), targets=targets),
