@@ -15,7 +15,15 @@ from edgekd.errors import EdgekdError
 from edgekd.verify.device import fingerprint
 from edgekd.verify.merge import merge_reports, merged_markdown, write_merged
 from edgekd.verify.parity import GateSet, evaluate_gates
-from edgekd.verify.report import load_schema, read_report, to_markdown, validate, write_report
+from edgekd.verify.report import (
+    load_schema,
+    read_report,
+    report_path,
+    to_html,
+    to_markdown,
+    validate,
+    write_report,
+)
 
 
 def _model(name: str, kind: str, acc: float, p50: float, size: int | None, parity: dict | None = None) -> dict:
@@ -75,6 +83,23 @@ def test_write_report_json_md_html(tmp_path: Path) -> None:
         assert base64.b64decode(chunk.split('"', 1)[0]).startswith(b"\x89PNG")
     assert "Stocks &lt;b&gt;rally&lt;/b&gt;" in html and "<b>rally" not in html  # texts are escaped
     assert "http" not in html.replace("https://", "").split("<style>")[0]  # no external resources
+
+
+def test_partial_report_lists_skipped_artifacts(tmp_path: Path) -> None:
+    report = make_report()
+    assert "Not verified" not in to_markdown(report)  # a complete report has no such section
+    reason = "backend openvino is not installed here (pip install 'edgekd[openvino]')"
+    report["skipped"] = [{"artifact": "openvino-int8", "backend": "openvino", "reason": reason}]
+    jsonschema.validate(report, load_schema())
+    md = to_markdown(report)
+    assert "all gates passed · **partial: 1 artifact(s) not verified**" in md
+    assert f"## Not verified on this device\n\n| artifact | not verified because |\n|---|---|\n| openvino-int8 | {reason} |" in md
+    html = to_html(report)
+    assert "verdict bad'>All gates passed · partial: 1 artifact(s) not verified" in html
+    assert "<td>openvino-int8</td><td>backend openvino is not installed here (pip install &#x27;edgekd[openvino]&#x27;)" in html
+    with pytest.raises(EdgekdError, match="skipped/0"):
+        validate({**report, "skipped": [{"artifact": "openvino-int8"}]})  # a skip names its reason
+    assert write_report(report, tmp_path)["json"] == report_path(tmp_path)  # this device's file
 
 
 def test_failed_report_says_so() -> None:

@@ -59,12 +59,22 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def report_path(out_dir: str | Path, device_id: str | None = None) -> Path:
+    """`out_dir/<device-id>.json`: where `write_report` puts the report of `device_id` (default: this
+    device), so a reader picks this device's report, not whichever file sorts last."""
+    if device_id is None:
+        from edgekd.verify.device import fingerprint
+
+        device_id = fingerprint()["device_id"]
+    return Path(out_dir) / f"{device_id}.json"
+
+
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write `<device-id>.json`, `.md` and `.html` into `out_dir`; returns their paths."""
     validate(report)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    stem = out / report["device"]["device_id"]
+    stem = report_path(out, report["device"]["device_id"]).with_suffix("")
     paths = {"json": stem.with_suffix(".json"), "md": stem.with_suffix(".md"), "html": stem.with_suffix(".html")}
     _atomic_write(paths["json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     _atomic_write(paths["md"], to_markdown(report))
@@ -116,6 +126,14 @@ def gate_rows(report: dict[str, Any]) -> list[list[str]]:
              "PASS" if g["passed"] else "FAIL"] for g in report["gates"]]
 
 
+SKIPPED_HEADER = ["artifact", "not verified because"]
+
+
+def skipped_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The artifacts of the bundle this report did not verify, with the reason (empty: none)."""
+    return [[s["artifact"], s["reason"]] for s in report.get("skipped", [])]
+
+
 def device_line(device: dict[str, Any]) -> str:
     """One line describing the device: OS, CPU, cores, ISA, memory, accelerators."""
     isa = ", ".join(k for k, v in device.get("isa", {}).items() if v) or "none detected"
@@ -140,11 +158,16 @@ def to_markdown(report: dict[str, Any]) -> str:
     dev = report["device"]
     libs = ", ".join(f"{k} {v}" for k, v in dev["libraries"].items() if v)
     verdict = "all gates passed" if report["passed"] else "**GATES FAILED**"
+    skipped = skipped_rows(report)
+    if skipped:
+        verdict += f" · **partial: {len(skipped)} artifact(s) not verified**"
     out = [f"# edgekd verification: {dev['device_id']}", "",
            f"{report['created']} · bundle `{report['bundle']['path']}` · {report['data']['n']} texts from "
            f"`{report['data']['path']}` · {verdict}", "", f"Device: {device_line(dev)}", "", f"Libraries: {libs}", "",
            "## Models", "", _md_table(MODEL_HEADER, model_rows(report)), "", "## Gates", "",
            _md_table(GATE_HEADER, gate_rows(report)) if report["gates"] else "(no artifacts gated)", ""]
+    if skipped:
+        out += ["## Not verified on this device", "", _md_table(SKIPPED_HEADER, skipped), ""]
     by_length = [[m["name"], group, str(p["n"]), _num(p["max_abs_logit"], "{:.2e}"), _pct(p["agreement"])]
                  for m in report["models"] for group, p in ((m.get("parity") or {}).get("by_length") or {}).items()]
     if by_length:
@@ -197,6 +220,8 @@ def to_html(report: dict[str, Any]) -> str:
 
     dev, models = report["device"], report["models"]
     ok = report["passed"]
+    skipped = skipped_rows(report)
+    partial = f" · partial: {len(skipped)} artifact(s) not verified" if skipped else ""
     charts = [_img(plots.accuracy_chart(models), "accuracy per model"), _img(plots.size_chart(models), "size"),
               _img(plots.latency_chart(models), "latency per model"),
               _img(plots.latency_distribution(models), "latency distribution")]
@@ -204,13 +229,15 @@ def to_html(report: dict[str, Any]) -> str:
                     f"{html.escape(f['artifact'])}: <q>{html.escape(f['text'][:200])}</q></li>"
                     for m in models for f in m.get("flipped_examples", []))
     body = (f"<h1>edgekd verification · {html.escape(dev['device_id'])}</h1>"
-            f"<div class='verdict {'ok' if ok else 'bad'}'>{'All gates passed' if ok else 'Gates FAILED'}</div>"
+            f"<div class='verdict {'ok' if ok and not skipped else 'bad'}'>"
+            f"{'All gates passed' if ok else 'Gates FAILED'}{partial}</div>"
             f"<p class='meta'>{html.escape(report['created'])} · bundle <code>{html.escape(report['bundle']['path'])}"
             f"</code> · {report['data']['n']} test texts from <code>{html.escape(report['data']['path'])}</code></p>"
             f"<p class='meta'>{html.escape(device_line(dev))}</p>"
             f"<h2>Charts</h2><div class='charts'>{''.join(charts)}</div>"
             f"<h2>Models</h2>{_html_table(MODEL_HEADER, model_rows(report))}"
             f"<h2>Gates</h2>{_html_table(GATE_HEADER, gate_rows(report))}"
+            + (f"<h2>Not verified on this device</h2>{_html_table(SKIPPED_HEADER, skipped)}" if skipped else "")
             + (f"<h2>Flipped predictions</h2><ul>{flips}</ul>" if flips else "")
             + "".join(f"<p class='meta'>{html.escape(n)}</p>" for n in report.get("notes", [])))
     return _page(f"edgekd report {dev['device_id']}", body)
