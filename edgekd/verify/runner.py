@@ -1,6 +1,11 @@
 """`edgekd verify`: run every artifact of a bundle this machine can run, plus the PyTorch student
 (the checkpoint the bundle came from) and the teacher, on held-out labelled text; measure parity,
 accuracy and latency; gate; write `bundle/reports/<device-id>.json` (+ .md, .html).
+
+Before any model loads, verify checks that its references fit the bundle: the student's weights
+are the ones the bundle was exported from (sha256 in the manifest), teacher and student carry the
+bundle's label set (their logit columns are put in the bundle's label order by name), and every
+artifact will be verified here (else it fails unless `allow_partial`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.errors import DataError, EdgekdError
+from edgekd.errors import DataError, EdgekdError, ModelError
 from edgekd.verify import parity
 from edgekd.verify.latency import LatencySettings, batch1_latency, cold_start, throughput
 
@@ -42,6 +47,7 @@ class VerifyConfig:
     latency: LatencySettings = field(default_factory=LatencySettings)
     out_dir: Path | None = None  # default: bundle/reports
     max_flip_examples: int = 5
+    allow_partial: bool = False  # pass although some artifacts are not verified here (report: `skipped`)
 
 
 @dataclass
@@ -109,6 +115,61 @@ def resolve_checkpoints(config: VerifyConfig, provenance: dict[str, Any]) -> tup
     return Path(student), (Path(teacher) if teacher else None)
 
 
+def check_student_weights(bundle: Path, provenance: dict[str, Any], student: Path) -> list[str]:
+    """EdgekdError when `student` is not the checkpoint the bundle was exported from (its weights'
+    sha256 differs from the manifest's `student_weights_sha256`); a note when the manifest records
+    none (a bundle from an older export)."""
+    from edgekd.bundle import checkpoint_weights_sha256
+
+    recorded = provenance.get("student_weights_sha256")
+    if not recorded:
+        return [f"the manifest records no student_weights_sha256 (an older export): the PyTorch student {student} "
+                "was not checked to be the checkpoint the bundle was exported from"]
+    actual = checkpoint_weights_sha256(student)
+    if actual != recorded:
+        raise EdgekdError(f"the student {student} is not the one bundle {bundle} was exported from (weights sha256 "
+                          f"{(actual or 'none: no weight files')[:12]}... vs {recorded[:12]}... in the manifest); "
+                          "pass --student with the checkpoint the bundle came from")
+    return []
+
+
+def label_order(id2label: dict[Any, Any], where: str) -> list[str]:
+    """Label names in logit column order from an `id2label` mapping whose keys are ids as int or str
+    (config.json stores "0", transformers' config holds 0)."""
+    try:
+        names = {int(k): str(v) for k, v in id2label.items()}
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: id2label keys must be label ids, got {sorted(map(str, id2label))}") from exc
+    if not names or sorted(names) != list(range(len(names))):
+        raise ModelError(f"{where}: id2label must map ids 0..n-1 to label names, got ids {sorted(names)}; "
+                         "re-save the checkpoint with its labels (edgekd train / distill do)")
+    return [names[i] for i in range(len(names))]
+
+
+def checkpoint_labels(ckpt: Path) -> list[str]:
+    """A checkpoint's label names in its logit column order (config.json `id2label`)."""
+    path = Path(ckpt) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{ckpt} is not a Hugging Face checkpoint (no config.json)") from exc
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc})") from exc
+    return label_order(config.get("id2label") or {}, str(path))
+
+
+def label_columns(labels: list[str], bundle_labels: list[str], who: str, ckpt: Path, flag: str) -> list[int]:
+    """Column indices that put a checkpoint's logits in the bundle's label order, matched by name:
+    `logits[:, cols]` is [n, len(bundle_labels)] in bundle order. EdgekdError when the label sets differ."""
+    missing = [n for n in bundle_labels if n not in labels]
+    extra = [n for n in labels if n not in bundle_labels]
+    if missing or extra or len(labels) != len(bundle_labels):
+        raise EdgekdError(f"the {who} {ckpt} has other labels than the bundle (missing {missing}, extra {extra}; "
+                          f"{who}: {labels}, bundle: {bundle_labels}); pass {flag} with a checkpoint trained on "
+                          "the bundle's labels")
+    return [labels.index(n) for n in bundle_labels]
+
+
 @dataclass
 class Run:
     """One artifact on one runtime backend (and, for Core ML on macOS, one compute-unit setting)."""
@@ -128,40 +189,64 @@ class Run:
 COREML_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
 
 
-def plan_runs(manifest: Any, wanted: list[str] | None) -> tuple[list[Run], list[str]]:
-    """The runs to do here, and notes on what is skipped or substituted and why."""
-    from edgekd.runtimes.classifier import available_backends
+def plan_runs(manifest: Any, wanted: list[str] | None) -> tuple[list[Run], list[str], list[dict[str, str]]]:
+    """The runs to do here; notes on what is substituted or skipped and why; and the artifacts not
+    verified here as {artifact, backend, reason} (the report's `skipped`). Core ML off macOS runs
+    on the MIL reference evaluator (`coreml-reference`) and counts as verified."""
+    from edgekd.runtimes.classifier import NEEDS, available_backends
 
     here = set(available_backends(manifest))
-    runs, notes = [], []
+    runs, notes, skipped = [], [], []
     for art in manifest.artifacts:
         backend = art.backend
         if backend == "coreml" and not (sys.platform == "darwin" and "coreml" in here):
             backend = "coreml-reference"
-            notes.append(f"{art.name}: Core ML needs macOS; ran the numpy MIL reference evaluator instead "
-                         "(engine 'mil-reference': parity is checked, latency is not Core ML's)")
         if wanted is not None and backend not in wanted and art.backend not in wanted:
-            continue
-        if backend not in here:
-            notes.append(f"{art.name}: skipped, backend {backend} is not installed here")
-            continue
-        if backend == "coreml":
-            runs += [Run(backend, art, {"compute_units": u}) for u in COREML_UNITS]
+            reason = f"filtered out: not among the requested backends ({', '.join(wanted)})"
+        elif backend not in here:
+            extra = NEEDS.get(backend, (backend, backend))[1]
+            reason = f"backend {backend} is not installed here (pip install 'edgekd[{extra}]')"
         else:
-            runs.append(Run(backend, art))
-    return runs, notes
+            if backend == "coreml-reference":
+                notes.append(f"{art.name}: Core ML needs macOS; ran the numpy MIL reference evaluator instead "
+                             "(engine 'mil-reference': parity is checked, latency is not Core ML's)")
+            units = COREML_UNITS if backend == "coreml" else (None,)
+            runs += [Run(backend, art, {"compute_units": u} if u else {}) for u in units]
+            continue
+        skipped.append({"artifact": art.name, "backend": backend, "reason": reason})
+        notes.append(f"{art.name}: not verified, {reason}")
+    return runs, notes, skipped
 
 
-def _torch_model(name: str, kind: str, ckpt: Path, max_length: int, tests: TestSet,
+def require_complete(bundle: Path, skipped: list[dict[str, str]], allow_partial: bool) -> None:
+    """EdgekdError when an artifact of the bundle would go unverified here and `allow_partial` is off.
+
+    Checked before any model loads, not after the run: which artifacts are skipped follows from the
+    manifest, the installed backends and the requested backends alone, so nothing a run measures
+    can change the outcome, and a run certain to fail should not first spend minutes loading and
+    timing models (STYLE: validate early). With `allow_partial` the run goes on and its report
+    lists the skipped artifacts under `skipped` (and in its notes)."""
+    if not skipped or allow_partial:
+        return
+    what = "; ".join(f"{s['artifact']}: {s['reason']}" for s in skipped)
+    raise EdgekdError(f"{len(skipped)} artifact(s) of {bundle} would not be verified here ({what}); verify the "
+                      "whole bundle (install the extra, or drop/widen --backends) or pass --allow-partial "
+                      "(recipe: verify.allow_partial: true) to accept a partial verification")
+
+
+def _torch_model(name: str, kind: str, ckpt: Path, max_length: int, cols: list[int], tests: TestSet,
                  config: VerifyConfig) -> tuple[dict[str, Any], np.ndarray]:
+    """A PyTorch checkpoint's row and logits [n, num_labels], columns put in the bundle's label
+    order by `cols` (see `label_columns`)."""
     import torch
 
+    from edgekd.bundle import checkpoint_weight_files
     from edgekd.train.infer import load_checkpoint, torch_logits
 
     model, tok = load_checkpoint(ckpt)
-    logits = torch_logits(model, tok, tests.texts, max_length)
-    predict = lambda batch: torch_logits(model, tok, batch, max_length, batch_size=len(batch))  # noqa: E731
-    size = sum(p.stat().st_size for p in Path(ckpt).glob("*.safetensors")) or None
+    logits = torch_logits(model, tok, tests.texts, max_length)[:, cols]
+    predict = lambda batch: torch_logits(model, tok, batch, max_length, batch_size=len(batch))[:, cols]  # noqa: E731
+    size = sum(p.stat().st_size for p in checkpoint_weight_files(ckpt)) or None
     row = {"name": name, "kind": kind, "backend": "torch", "precision": "fp32",
            "engine": f"torch {torch.__version__.split('+')[0]} CPU ({torch.get_num_threads()} threads)",
            "bytes": size, "path": str(ckpt), "accuracy": parity.accuracy_metrics(logits, tests.labels),
@@ -221,18 +306,53 @@ def _artifact_model(run: Run, tests: TestSet, student: dict[str, Any], student_l
             "latency": _latency(lambda b: clf.logits(b, batch_size=len(b)), tests, config, run)}
 
 
+@dataclass
+class Preflight:
+    """What verify will run, decided before any model loads."""
+
+    student: Path
+    teacher: Path | None
+    student_cols: list[int]  # logit columns in the bundle's label order (see label_columns)
+    teacher_cols: list[int] | None
+    runs: list[Run]
+    notes: list[str]
+    skipped: list[dict[str, str]]
+
+
+def preflight(config: VerifyConfig, manifest: Any) -> Preflight:
+    """Every check that needs no model: the checkpoints exist, the student's weights are the ones the
+    bundle was exported from, teacher and student carry the bundle's labels, and every artifact
+    will be verified here (or `allow_partial`)."""
+    student, teacher = resolve_checkpoints(config, manifest.provenance)
+    runs, notes, skipped = plan_runs(manifest, config.backends)
+    if not runs:
+        raise EdgekdError(f"no artifact of {config.bundle} can run here ({'; '.join(notes) or 'bundle is empty'}); "
+                          "install the runtime extra, e.g. pip install 'edgekd[onnx]'")
+    require_complete(config.bundle, skipped, config.allow_partial)
+    notes += check_student_weights(config.bundle, manifest.provenance, student)
+    student_cols = label_columns(checkpoint_labels(student), manifest.labels, "student", student, "--student")
+    teacher_cols = None if teacher is None else \
+        label_columns(checkpoint_labels(teacher), manifest.labels, "teacher", teacher, "--reference")
+    return Preflight(student, teacher, student_cols, teacher_cols, runs, notes, skipped)
+
+
+def _max_length(ckpt: Path, default: int) -> int:
+    """The max_length a checkpoint was trained with (its edgekd-model.json), else `default`."""
+    card = Path(ckpt) / "edgekd-model.json"
+    return int(json.loads(card.read_text()).get("max_length", default)) if card.is_file() else default
+
+
 def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Run the verification and return the report (not yet written; see `write`)."""
+    """Run the verification and return the report (not yet written; see `write`). Fails before any
+    model loads when a reference does not fit the bundle or an artifact would go unverified
+    (see `preflight` and `require_complete`)."""
     from edgekd.bundle import open_bundle, read_manifest
     from edgekd.verify.device import fingerprint
 
     config.bundle = open_bundle(config.bundle)
     manifest = read_manifest(config.bundle)
-    student_dir, teacher_dir = resolve_checkpoints(config, manifest.provenance)
-    runs, notes = plan_runs(manifest, config.backends)  # validate before loading any model
-    if not runs:
-        raise EdgekdError(f"no artifact of {config.bundle} can run here ({'; '.join(notes) or 'bundle is empty'}); "
-                          "install the runtime extra, e.g. pip install 'edgekd[onnx]'")
+    pre = preflight(config, manifest)
+    runs, notes = pre.runs, pre.notes
     tests = load_test_set(config.data, manifest.labels, config.text_columns, config.label_column, config.max_samples,
                           label_map=config.label_map)
     max_length = manifest.tokenizer.max_length
@@ -240,16 +360,16 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
     if config.baseline is not None:
         progress(f"baseline {config.baseline}")
         models.append(_baseline_model(config.baseline, manifest.labels, tests, config))
-    if teacher_dir is not None:
-        progress(f"teacher {teacher_dir}")
-        teacher_max = json.loads((teacher_dir / "edgekd-model.json").read_text()).get("max_length", max_length) \
-            if (teacher_dir / "edgekd-model.json").is_file() else max_length
-        teacher, teacher_logits = _torch_model("teacher", "teacher", teacher_dir, teacher_max, tests, config)
+    if pre.teacher is not None:
+        progress(f"teacher {pre.teacher}")
+        teacher, teacher_logits = _torch_model("teacher", "teacher", pre.teacher, _max_length(pre.teacher, max_length),
+                                               pre.teacher_cols, tests, config)
         models.append(teacher)
     else:
         notes.append("no teacher found (pass --reference TEACHER_DIR): distillation gap not measured")
-    progress(f"PyTorch student {student_dir}")
-    student, student_logits = _torch_model("student-torch", "student", student_dir, max_length, tests, config)
+    progress(f"PyTorch student {pre.student}")
+    student, student_logits = _torch_model("student-torch", "student", pre.student, max_length, pre.student_cols,
+                                           tests, config)
     if teacher_logits is not None:
         student["gap"] = parity.distillation_gap(student_logits, teacher_logits, tests.labels)
     models.append(student)
@@ -267,7 +387,8 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
             "bundle": {"path": str(config.bundle), "contract": manifest.contract, "labels": manifest.labels,
                        "provenance": manifest.provenance},
             "data": {"path": tests.source, "n": len(tests.texts)}, "models": models, "gates": gates,
-            "gate_thresholds": config.gates.to_dict(), "passed": all(g["passed"] for g in gates), "notes": notes}
+            "gate_thresholds": config.gates.to_dict(), "passed": all(g["passed"] for g in gates),
+            "skipped": pre.skipped, "notes": notes}
 
 
 def write(report: dict[str, Any], config: VerifyConfig) -> dict[str, Path]:
