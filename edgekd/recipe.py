@@ -85,12 +85,15 @@ class ExportConfig:
 
 @dataclass
 class VerifySettings:
-    """`edgekd verify` settings; `gates: {precision: {metric: threshold}}` override the defaults."""
+    """`edgekd verify` settings; `gates: {precision: {metric: threshold}}` override the defaults.
+    `allow_partial`: pass although some artifacts are not verified here (backend not installed, or
+    left out by `backends`); off, the verify step fails before loading any model."""
 
     max_samples: int = 500
     backends: list[str] | None = None
     runs: int = 50
     cold_start: bool = True
+    allow_partial: bool = False
     gates: dict[str, dict[str, float]] = field(default_factory=dict)
 
 

@@ -4,12 +4,13 @@ of a change), and combining per-student reports."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 
 from edgekd import pipeline
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, GateError
 from edgekd.recipe import load_recipe, parse_recipe
 from tests.test_report import make_report
 
@@ -107,6 +108,72 @@ def test_combine_reports_of_two_students() -> None:
     validate(combined)
     single = pipeline.combine_reports([("layers-3", one)])
     assert [m["name"] for m in single["models"]] == ["teacher", "student-torch", "onnx-int8"]
+
+
+# Another device whose report file sorts after this device's (linux-..., darwin-..., windows-...).
+OTHER_DEVICE = "zzzz-arm64-other-device-0123abcd"
+
+
+def _other_device_report(folder: Path, passes: bool) -> None:
+    """Another device's report in `folder`, which sorts after this device's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    other = make_report(int8_agreement=0.995 if passes else 0.9)
+    other["device"]["device_id"] = OTHER_DEVICE
+    (folder / f"{OTHER_DEVICE}.json").write_text(json.dumps(other))
+    assert sorted(folder.glob("*.json"))[-1].name == f"{OTHER_DEVICE}.json"
+
+
+@pytest.mark.parametrize("this_passes", [True, False])
+def test_run_gates_on_this_devices_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, this_passes: bool) -> None:
+    recipe = parse_recipe({"out": str(tmp_path), "data": {"path": "d"}})
+    paths = {"bundle:layers-1": tmp_path / "bundles" / "layers-1", "report": tmp_path / "report"}
+    mine = make_report(int8_agreement=0.995 if this_passes else 0.9)
+    mine["skipped"] = [{"artifact": "openvino-int8", "backend": "openvino", "reason": "filtered out"}]
+    reports = paths["bundle:layers-1"] / "reports"
+    reports.mkdir(parents=True)
+    (reports / f"{mine['device']['device_id']}.json").write_text(json.dumps(mine))
+    _other_device_report(reports, passes=not this_passes)
+    step = pipeline.Step("report", lambda: pipeline._report_step(recipe, paths, ["layers-1"]), [paths["report"]],
+                         {"students": ["layers-1"]})
+    monkeypatch.setattr(pipeline, "plan", lambda r: ([step], paths))
+    for status in ("ran", "skipped"):  # the report step, then a re-run that loads the report it stamped
+        results, final = pipeline.execute(recipe)
+        assert [r.status for r in results] == [status]
+        assert final["device"]["device_id"] == mine["device"]["device_id"] and final["passed"] is this_passes
+        assert final["skipped"] == mine["skipped"]
+        if this_passes:
+            pipeline.raise_on_gates(final)
+        else:
+            with pytest.raises(GateError, match="onnx-int8 agreement=0.9"):
+                pipeline.raise_on_gates(final)
+        _other_device_report(paths["report"], passes=not this_passes)  # beside the run report just written
+
+
+def test_report_step_needs_this_devices_report(tmp_path: Path) -> None:
+    recipe = parse_recipe({"out": str(tmp_path), "data": {"path": "d"}})
+    _other_device_report(tmp_path / "bundles" / "layers-1" / "reports", passes=True)
+    paths = {"bundle:layers-1": tmp_path / "bundles" / "layers-1", "report": tmp_path / "report"}
+    with pytest.raises(EdgekdError, match=r"no verification report of this device .* rm .*verify_layers-1\.json"):
+        pipeline._report_step(recipe, paths, ["layers-1"])
+
+
+def test_verify_step_passes_allow_partial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.verify import runner
+
+    assert parse_recipe({"data": {"path": "d"}}).verify.allow_partial is False
+    recipe = parse_recipe({"out": str(tmp_path), "data": {"path": "d"},
+                           "verify": {"allow_partial": True, "backends": ["onnx"]}})
+    seen = {}
+
+    def fake_verify(config: runner.VerifyConfig, progress: object = None) -> dict:
+        seen["config"] = config
+        raise EdgekdError("stop before any model loads")
+
+    monkeypatch.setattr(runner, "verify", fake_verify)
+    paths = {"data": tmp_path / "data", "teacher": tmp_path / "teacher", "baseline": tmp_path / "baseline"}
+    with pytest.raises(EdgekdError, match="stop"):
+        pipeline._verify_step(recipe, tmp_path / "bundle", tmp_path / "student", paths)()
+    assert seen["config"].allow_partial is True and seen["config"].backends == ["onnx"]
 
 
 @pytest.fixture(scope="module")
