@@ -3,9 +3,8 @@ then int8 chosen by accuracy control among static QDQ (calibrated) and dynamic q
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,10 @@ KEPT_FLOAT_BY_DESIGN = ["LayerNormalization", "SkipLayerNormalization", "Gelu", 
                         "Softmax", "Add"]
 COMPUTE_OPS = {"MatMul", "Gemm", "Gather", "Attention"}
 CALIBRATION_BATCH = 8
+# optimum's export is not thread-safe: torch.onnx.export keeps process-wide state
+# (GLOBALS.in_onnx_export) and transformers' from_pretrained swaps torch.nn functions for the
+# process while it builds the model. Exports in two threads of one process take turns here.
+_TORCH_EXPORT_LOCK = threading.Lock()
 
 
 def embed_contract(path: Path, contract: str) -> None:
@@ -48,8 +51,9 @@ def raw_onnx(job: ExportJob) -> Path:
         from optimum.exporters.onnx import main_export
 
         out = job.workdir / "onnx-raw"
-        main_export(str(job.model_dir), out, task="text-classification", opset=OPSET, do_validation=False,
-                    library_name="transformers", local_files_only=True)
+        with _TORCH_EXPORT_LOCK:
+            main_export(str(job.model_dir), out, task="text-classification", opset=OPSET, do_validation=False,
+                        library_name="transformers", local_files_only=True)
         job.shared["onnx_raw"] = out / "model.onnx"
     return job.shared["onnx_raw"]
 
@@ -96,8 +100,7 @@ class OnnxExporter(Exporter):
         work.mkdir(exist_ok=True)
         # Static QDQ works on optimum's unfused graph (shape inference cannot see through the fused
         # com.microsoft ops); dynamic quantization understands the fused Attention, so it uses fp32.
-        with _cwd(work):
-            source = _preprocess(raw_onnx(job), work / "preprocessed.onnx")
+        source = _preprocess(raw_onnx(job), work / "preprocessed.onnx")
         sensitive = _sensitive_nodes(source)
         not_weights = _activation_only_ops(source)
 
@@ -116,10 +119,7 @@ class OnnxExporter(Exporter):
             Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True},
                           build("dynamic", _dynamic, fp32)),
         ]
-        # ORT's quantizers write scratch files (external-data `<uuid>.data`, shape-inference temps)
-        # into the current directory: keep them inside the export's work directory.
-        with _cwd(work):
-            decision = select_int8(ref_logits, labels, candidates, job.max_accuracy_drop, log=job.log)
+        decision = select_int8(ref_logits, labels, candidates, job.max_accuracy_drop, log=job.log)
         job.records.setdefault("accuracy_control", {})["onnx"] = decision.record()
         if decision.chosen is None:
             return None
@@ -134,14 +134,14 @@ class OnnxExporter(Exporter):
         return Artifact("onnx", "int8", "onnx/model.int8.onnx", quantization=settings, float_ops=float_ops)
 
 
-@contextlib.contextmanager
-def _cwd(path: Path) -> Iterator[None]:
-    previous = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
+# Where ORT's quantizers write scratch files (read in onnxruntime 1.32's source and traced: nothing
+# goes to the current directory unless a model path is a bare file name, and nothing chdirs):
+# - `<model stem>-inferred.onnx` next to the model they read (quant_utils.load_model_with_shape_infer):
+#   both quantizers read a model inside the export's work dir, so it lands there;
+# - the calibration's augmented model, and a ModelProto's `<uuid>.data` external data, in a
+#   `tempfile.TemporaryDirectory` (system temp dir; only TMPDIR, process-wide, would move it);
+# - quant_pre_process: its temps in a TemporaryDirectory too; external data only when
+#   `save_as_external_data` (models over 2 GB, not a student), at `external_data_location`.
 
 
 def _static(job: ExportJob, exclude: list[str]) -> Any:
@@ -160,9 +160,14 @@ def _dynamic(src: Path, dst: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # ORT writes `<stem>-inferred.onnx` beside the model it reads: read a copy in the work dir
+    # (dst's folder), not the fp32 model in the bundle's staging directory.
+    staged = dst.with_name(f"{dst.stem}-input.onnx")
+    shutil.copyfile(src, staged)
     # Fused com.microsoft ops hide tensor types from ONNX shape inference; they are all float.
-    quantize_dynamic(str(src), str(dst), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
+    quantize_dynamic(str(staged), str(dst), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
                      weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    staged.unlink()
 
 
 class _Reader:

@@ -6,12 +6,19 @@ torch and transformers are imported inside functions; no other runtime module im
 
 The checkpoint is `options["checkpoint"]` when given, else the first of the manifest's provenance
 keys `model_dir`, `student`, `checkpoint`, `source` (a path, or a dict with a `path`) that exists.
+
+`threads`: torch has no per-model thread setting, only the process-wide intra-op count. A session
+given `threads` sets it for the length of each of its own forward passes and puts the previous
+value back (under one lock all torch sessions share), so the host process is left as it was
+found; torch code running in other threads meanwhile sees that count for that long.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +28,8 @@ from edgekd.bundle import Artifact, Manifest
 from edgekd.errors import BundleError, ModelError, require
 
 PROVENANCE_KEYS = ("model_dir", "student", "checkpoint", "source")
+# Held while a session runs with its own intra-op thread count (a process-wide torch setting).
+_THREADS_LOCK = threading.Lock()
 
 
 class TorchSession:
@@ -31,8 +40,7 @@ class TorchSession:
     def __init__(self, checkpoint: Path, manifest: Manifest, threads: int | None) -> None:
         torch = require("torch", "train", "the torch reference backend")
         transformers = require("transformers", "train", "the torch reference backend")
-        if threads:
-            torch.set_num_threads(int(threads))
+        self._threads = int(threads) if threads else None
         try:
             model = transformers.AutoModelForSequenceClassification.from_pretrained(str(checkpoint))
         except (OSError, ValueError) as exc:
@@ -59,8 +67,23 @@ class TorchSession:
         torch = self._torch
         # A copy: input arrays may be read-only views, which torch.from_numpy warns about.
         feed = {k: torch.from_numpy(np.array(v, dtype=np.int64)) for k, v in inputs.items()}
-        with self._lock, torch.inference_mode():
+        with self._lock, _intra_op_threads(torch, self._threads), torch.inference_mode():
             return self._model(**feed).logits.float().numpy()
+
+
+@contextlib.contextmanager
+def _intra_op_threads(torch: Any, threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `threads` inside the block, restored after it."""
+    if threads is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
 
 
 def checkpoint_of(manifest: Manifest, options: dict[str, Any]) -> Path:
