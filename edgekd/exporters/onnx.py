@@ -25,6 +25,12 @@ DYNAMIC_OPS = ["MatMul", "Gemm", "Gather", "Attention"]
 KEPT_FLOAT_BY_DESIGN = ["LayerNormalization", "SkipLayerNormalization", "Gelu", "BiasGelu", "FastGelu",
                         "Softmax", "Add"]
 COMPUTE_OPS = {"MatMul", "Gemm", "Gather", "Attention"}
+# FFN down-projection pattern (static int8 "ffn-float"): GELU's own op or, decomposed (opset < 20),
+# its Erf; Tanh is left out because the pooler's Tanh sits between the pooler and classifier Gemms.
+GELU_OPS = {"Erf", "Gelu", "BiasGelu", "FastGelu", "QuickGelu"}
+# Ops allowed between an FFN up-projection's MatMul and its down-projection: the bias Add and GELU.
+FFN_ELEMENTWISE_OPS = GELU_OPS | {"Add", "Mul", "Div", "Sub", "Pow", "Cast"}
+FFN_MAX_HOPS = 8  # elementwise ops walked back from a down-projection (opset-17 Erf GELU + bias Add: 6)
 CALIBRATION_BATCH = 8
 # optimum's export is not thread-safe: torch.onnx.export keeps process-wide state
 # (GLOBALS.in_onnx_export) and transformers' from_pretrained swaps torch.nn functions for the
@@ -103,6 +109,7 @@ class OnnxExporter(Exporter):
         source = _preprocess(raw_onnx(job), work / "preprocessed.onnx")
         sensitive = _sensitive_nodes(source)
         not_weights = _activation_only_ops(source)
+        ffn_float = sensitive + not_weights  # passed to the quantizer and recorded: one list
 
         def build(name: str, quantize: Any, src: Path = source) -> Any:
             def _build() -> Any:
@@ -112,10 +119,11 @@ class OnnxExporter(Exporter):
 
         candidates = [
             Int8Candidate("static-qdq", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS, "per_channel": True,
-                                         "calibrate_method": "MinMax"}, build("static-qdq", _static(job, not_weights))),
+                                         "calibrate_method": "MinMax", "nodes_excluded": not_weights},
+                          build("static-qdq", _static(job, not_weights))),
             Int8Candidate("static-qdq-ffn-float", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS,
-                                                   "per_channel": True, "nodes_excluded": sensitive},
-                          build("static-qdq-ffn-float", _static(job, sensitive + not_weights))),
+                                                   "per_channel": True, "nodes_excluded": ffn_float},
+                          build("static-qdq-ffn-float", _static(job, ffn_float))),
             Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True},
                           build("dynamic", _dynamic, fp32)),
         ]
@@ -145,12 +153,14 @@ class OnnxExporter(Exporter):
 
 
 def _static(job: ExportJob, exclude: list[str]) -> Any:
+    """A quantize(src, dst) for static QDQ int8 that keeps exactly the nodes `exclude` float."""
     def quantize(src: Path, dst: Path) -> None:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+        # A copy of the list: the caller records `exclude` as is, whatever ORT does to its argument.
         quantize_static(str(src), str(dst), _Reader(job), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=STATIC_OPS, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     return quantize
@@ -216,8 +226,7 @@ def _activation_only_ops(path: Path) -> list[str]:
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    weights = {i.name for i in graph.initializer}
-    weights |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    weights = _weight_names(graph)
     out = []
     for n in graph.node:
         if n.op_type == "Gather" and n.input[0] not in weights:
@@ -228,22 +237,45 @@ def _activation_only_ops(path: Path) -> list[str]:
 
 
 def _sensitive_nodes(path: Path) -> list[str]:
-    """MatMuls fed by a GELU (FFN down-projection: large-outlier inputs) and the classifier head."""
+    """The FFN down-projections (their input is GELU's output: large outliers) and the classifier
+    head (its output is the logits themselves), in graph order: what the ffn-float candidate
+    keeps float besides the activation-only ops."""
     import onnx
 
     graph = onnx.load(str(path), load_external_data=False).graph
-    producer = {o: n for n in graph.node for o in n.output}
-    names = []
-    for node in graph.node:
-        if node.op_type not in ("MatMul", "Gemm"):
-            continue
-        src = producer.get(node.input[0])
-        if src is not None and "gelu" in src.op_type.lower():
-            names.append(node.name)
+    names = _ffn_down_projections(graph)
     matmuls = [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm")]
     if matmuls and matmuls[-1] not in names:
-        names.append(matmuls[-1])  # the classifier: its output is the logits themselves
+        names.append(matmuls[-1])  # the classifier
     return names
+
+
+def _ffn_down_projections(graph: Any) -> list[str]:
+    """Weight MatMuls/Gemms whose activation input comes from another weight MatMul (the FFN
+    up-projection) through elementwise ops only, a GELU among them: optimum's opset-17 graph spells
+    GELU as Div, Erf, Add, Mul, Mul; ORT's fusions as Gelu/BiasGelu/FastGelu. LayerNorm, Softmax and
+    Reshape end the walk, so attention and residual paths never match."""
+    producer = {o: n for n in graph.node for o in n.output}
+    weights = _weight_names(graph)
+
+    def up_projection_behind(tensor: str, hops: int, gelu_seen: bool) -> bool:
+        node = producer.get(tensor)
+        if node is None:
+            return False
+        if node.op_type in ("MatMul", "Gemm"):
+            return gelu_seen and any(i in weights for i in node.input)
+        if node.op_type not in FFN_ELEMENTWISE_OPS or hops == FFN_MAX_HOPS:
+            return False
+        gelu_seen = gelu_seen or node.op_type in GELU_OPS
+        return any(up_projection_behind(i, hops + 1, gelu_seen) for i in node.input if i not in weights)
+
+    return [n.name for n in graph.node if n.op_type in ("MatMul", "Gemm") and any(i in weights for i in n.input)
+            and any(up_projection_behind(i, 0, False) for i in n.input if i not in weights)]
+
+
+def _weight_names(graph: Any) -> set[str]:
+    """Tensors that are constants of the graph: initializers and Constant node outputs."""
+    return {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
 
 
 def _float_compute_nodes(path: Path) -> list[str]:
