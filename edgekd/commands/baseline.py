@@ -15,13 +15,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from edgekd.console import make_console
     from edgekd.metrics import print_metrics
     from edgekd.train.baseline import train_baseline
 
     spec = data_spec_from_args(args)
-    console = Console()
+    console = make_console()
     with console.status("fitting TF-IDF + logistic regression"):
         metrics = train_baseline(spec, args.out, console=console)
     print_metrics(metrics, title="baseline, test split", console=console)

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if not teacher_dir.is_dir():
         raise ModelError(f"--teacher '{args.teacher}' is not a local checkpoint directory; run 'edgekd train' first")
 
+    from edgekd.console import make_console
     from edgekd.data import load_splits, print_data_report
     from edgekd.train.distill import DistillConfig, distill_many, teacher_settings
 
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                            use_teacher=not args.no_teacher)
     data_spec = data_spec_from_args(args)
     splits = load_splits(data_spec, labels=meta["labels"])
-    print_data_report(splits)
+    print_data_report(splits, make_console(stderr=True))
     rows = distill_many(teacher_dir, splits, specs, args.out, config, cache_dir=args.cache_dir,
                         compare_no_teacher=args.compare_no_teacher, data_spec=data_spec)
     if rows:  # empty on the other ranks under torchrun
@@ -86,14 +87,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_rows(rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
+    from edgekd.console import make_console, print_table
     from edgekd.train.students import COMPARISON_COLUMNS, format_cell
 
-    table = Table(title="distillation (test split)")
-    for key, title in COMPARISON_COLUMNS:
-        table.add_column(title, justify="left" if key == "model" else "right")
-    for row in rows:
-        table.add_row(*(format_cell(row.get(k), k) for k, _ in COMPARISON_COLUMNS))
-    Console().print(table)
+    print_table(make_console(), "distillation (test split)", [title for _, title in COMPARISON_COLUMNS],
+                [[format_cell(row.get(k), k) for k, _ in COMPARISON_COLUMNS] for row in rows],
+                justify=["left" if key == "model" else "right" for key, _ in COMPARISON_COLUMNS])

@@ -23,8 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from edgekd.console import make_console
     from edgekd.data import load_splits, print_data_report
     from edgekd.metrics import evaluate_logits, print_metrics, split_counts, write_metrics
     from edgekd.train.baseline import is_baseline_dir
@@ -41,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     spec = _spec(args, model_dir)
     labels = _model_labels(model_dir, baseline)
     splits = load_splits(spec, labels=labels)  # label ids follow the model's label order
-    console = Console()
+    console = make_console()
     print_data_report(splits, console)
     logits = _baseline_logits(model_dir, splits.test.texts) if baseline else _checkpoint_logits(
         model_dir, splits.test.texts, args.batch_size, console)

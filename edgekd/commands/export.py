@@ -85,26 +85,24 @@ def _checkpoint_labels(model_dir: Path) -> list[str]:
 
 
 def _log(message: str) -> None:
-    from rich.console import Console
+    from edgekd.console import make_console
 
-    Console(stderr=True).print(f"[bold]export[/bold] {message}")
+    make_console(stderr=True).print(f"[bold]export[/bold] {message}")
 
 
 def _print_summary(manifest: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
+    from edgekd.console import make_console, print_table
 
-    table = Table(title="post-export check (vs PyTorch)")
-    for col in ("artifact", "size", "status", "n", "max |dlogit|", "agreement", "flips", "engine"):
-        table.add_column(col)
+    rows = []
     for a in manifest.artifacts:
         p = manifest.parity.get(a.name, {})
-        table.add_row(a.name, f"{a.bytes / 1e6:.1f} MB", p.get("status", "-"), str(p.get("n", "-")),
-                      f"{p['max_abs_logit']:.2e}" if "max_abs_logit" in p else "-",
-                      f"{p['agreement']:.4f}" if "agreement" in p else "-", str(p.get("flips", "-")),
-                      p.get("engine", p.get("reason", "")))
-    console = Console()
-    console.print(table)
+        rows.append([a.name, f"{a.bytes / 1e6:.1f} MB", p.get("status", "-"), str(p.get("n", "-")),
+                     f"{p['max_abs_logit']:.2e}" if "max_abs_logit" in p else "-",
+                     f"{p['agreement']:.4f}" if "agreement" in p else "-", str(p.get("flips", "-")),
+                     p.get("engine", p.get("reason", ""))])
+    console = make_console()
+    print_table(console, "post-export check (vs PyTorch)",
+                ("artifact", "size", "status", "n", "max |dlogit|", "agreement", "flips", "engine"), rows)
     for backend, rec in ((manifest.calibration or {}).get("accuracy_control") or {}).items():
         if rec.get("chosen") is None:
             console.print(f"[yellow]{backend}: no int8 setting met the accuracy budget; kept float only "

@@ -17,44 +17,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read the manifest (checking its contract) and print it."""
-    from rich.console import Console
-
     from edgekd.bundle import open_bundle, read_manifest
+    from edgekd.console import make_console
 
     manifest = read_manifest(open_bundle(args.bundle))
-    console = Console()
     if args.json:
         print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
         return 0
-    console.print(_artifacts_table(manifest))
-    console.print(_settings_table(manifest))
-    console.print(_parity_table(manifest))
+    console = make_console()
+    _print_artifacts(console, manifest)
+    _print_settings(console, manifest)
+    _print_parity(console, manifest)
     return 0
 
 
-def _artifacts_table(manifest: Any) -> Any:
-    from rich.table import Table
+def _print_artifacts(console: Any, manifest: Any) -> None:
+    from edgekd.console import print_table
 
-    table = Table(title=f"artifacts ({len(manifest.artifacts)})")
-    for col in ("backend", "precision", "path", "size", "sha256", "quantization", "float ops"):
-        table.add_column(col)
+    rows = []
     for a in manifest.artifacts:
         q = a.quantization or {}
         quant = ", ".join(str(q[k]) for k in ("variant", "mode", "tool") if k in q) or "-"
-        table.add_row(a.backend, a.precision, a.path, _size(a.bytes), a.sha256[:12], quant,
-                      str(len(a.float_ops)) if a.quantization else "-")
-    return table
+        rows.append([a.backend, a.precision, a.path, _size(a.bytes), a.sha256[:12], quant,
+                     str(len(a.float_ops)) if a.quantization else "-"])
+    print_table(console, f"artifacts ({len(manifest.artifacts)})",
+                ("backend", "precision", "path", "size", "sha256", "quantization", "float ops"), rows)
 
 
-def _settings_table(manifest: Any) -> Any:
-    from rich.table import Table
+def _print_settings(console: Any, manifest: Any) -> None:
+    from rich.text import Text
+
+    from edgekd.console import print_table
 
     t = manifest.tokenizer
     prov = manifest.provenance
     cal = manifest.calibration or {}
-    table = Table(title="bundle", show_header=False)
-    table.add_column("key", style="bold")
-    table.add_column("value")
     rows = [
         ("labels", ", ".join(manifest.labels)),
         ("tokenizer", f"max_length={t.max_length}, inputs={','.join(t.inputs)}, pad_id={t.pad_id}, "
@@ -68,22 +65,21 @@ def _settings_table(manifest: Any) -> Any:
     if cal:
         rows.append(("calibration", f"{cal.get('size')} texts, seed {cal.get('seed')}, "
                                     f"labels {cal.get('label_counts')}"))
-    for key, value in rows:
-        table.add_row(key, value)
-    return table
+    print_table(console, "bundle", ("key", "value"), [[Text(key, style="bold"), value] for key, value in rows],
+                show_header=False)
 
 
-def _parity_table(manifest: Any) -> Any:
-    from rich.table import Table
+def _print_parity(console: Any, manifest: Any) -> None:
+    from edgekd.console import print_table
 
-    table = Table(title="export-time parity (artifact vs PyTorch)")
-    for col in ("artifact", "status", "n", "max |dlogit|", "max |dprob|", "agreement", "flips", "engine / reason"):
-        table.add_column(col)
+    rows = []
     for name, p in manifest.parity.items():
         cells = [_cell(p, k, f) for k, f in (("n", "{}"), ("max_abs_logit", "{:.2e}"), ("max_abs_prob", "{:.2e}"),
                                             ("agreement", "{:.4f}"), ("flips", "{}"))]
-        table.add_row(name, p.get("status", "-"), *cells, p.get("engine") or p.get("reason", ""))
-    return table
+        rows.append([name, p.get("status", "-"), *cells, p.get("engine") or p.get("reason", "")])
+    print_table(console, "export-time parity (artifact vs PyTorch)",
+                ("artifact", "status", "n", "max |dlogit|", "max |dprob|", "agreement", "flips", "engine / reason"),
+                rows)
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:

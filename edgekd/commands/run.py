@@ -31,13 +31,14 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
 
 def print_summary(results: list[Any], report: dict[str, Any] | None, console: Any) -> None:
     """The steps (ran/skipped, seconds) and the models of the final report."""
-    from rich.table import Table
+    from rich.text import Text
 
-    steps = Table("step", "status", "seconds", title="pipeline", title_justify="left")
-    for r in results:
-        style = {"ran": "green", "skipped": "dim", "failed": "bold red"}[r.status]
-        steps.add_row(r.name, f"[{style}]{r.status}[/]", f"{r.seconds:.1f}")
-    console.print(steps)
+    from edgekd.console import print_table
+
+    styles = {"ran": "green", "skipped": "dim", "failed": "bold red"}
+    print_table(console, "pipeline", ("step", "status", "seconds"),
+                [[r.name, Text(r.status, style=styles[r.status]), f"{r.seconds:.1f}"] for r in results],
+                justify=("left", "left", "right"))
     if report is None:
         return
     from edgekd.commands.verify import print_gate_table
@@ -48,13 +49,12 @@ def print_summary(results: list[Any], report: dict[str, Any] | None, console: An
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from rich.console import Console
-
     from edgekd import pipeline
+    from edgekd.console import make_console
     from edgekd.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, overrides_from_args(args))
-    console = Console()
+    console = make_console()
     if args.dry_run:
         steps, _ = pipeline.plan(recipe)
         digests: dict[str, str] = {}

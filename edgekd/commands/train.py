@@ -52,18 +52,19 @@ def train_config_from_args(args: argparse.Namespace, max_length: int = 128) -> T
 
 def run(args: argparse.Namespace) -> int:
     """Load and report the data, fine-tune, print the test metrics."""
+    from edgekd.console import make_console
     from edgekd.data import load_splits, print_data_report
 
     spec = data_spec_from_args(args)
     config = train_config_from_args(args)
     splits = load_splits(spec)
-    print_data_report(splits)
+    print_data_report(splits, make_console(stderr=True))
 
     from edgekd.metrics import print_metrics
     from edgekd.train.teacher import train_teacher
 
     metrics = train_teacher(splits, spec, args.model, args.out, config)
     if metrics:  # empty on the other ranks under torchrun: rank 0 evaluates and reports
-        print_metrics(metrics, title=f"teacher {args.out} test")
+        print_metrics(metrics, title=f"teacher {args.out} test", console=make_console())
         print(f"teacher checkpoint: {args.out}")
     return 0

@@ -1,7 +1,6 @@
-"""`edgekd verify BUNDLE --data D`: parity, accuracy and latency of every artifact of the bundle,
-against the PyTorch student and the teacher; writes bundle/reports/<device-id>.json/.md/.html and
-exits 1 when a gate fails. An artifact this machine cannot verify (or that --backends leaves out)
-fails the command before any model loads, unless --allow-partial."""
+"""`edgekd verify BUNDLE --data D`: parity, accuracy and latency of every artifact this machine can
+run, against the PyTorch student and the teacher; writes bundle/reports/<device-id>.json/.md/.html
+and exits 1 when a gate fails."""
 
 from __future__ import annotations
 
@@ -26,8 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a TF-IDF baseline directory (edgekd baseline) to compare on the same texts")
     parser.add_argument("--backends", default=None,
-                        help="comma list, e.g. onnx,openvino,coreml-reference: verify only these (default: every "
-                             "artifact; any left out needs --allow-partial)")
+                        help="comma list, e.g. onnx,openvino,coreml-reference (default: all this machine can run)")
     parser.add_argument("--max-samples", type=int, default=500,
                         help="test texts to use, a fixed-seed sample (default 500; 0 = the whole test split)")
     parser.add_argument("--text-column", action="append", default=None, help="text column(s) (default: text)")
@@ -36,10 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="batch size for the throughput measure")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process cold start measure")
     parser.add_argument("--out", type=Path, default=None, help="report directory (default: BUNDLE/reports)")
-    parser.add_argument("--allow-partial", action="store_true",
-                        help="pass although some artifacts cannot be verified here (backend not installed, or "
-                             "left out by --backends); the report lists them under 'skipped'. Without it, "
-                             "verify fails before loading any model")
     for p in GATE_PRECISIONS:
         for m in GATE_METRICS:
             parser.add_argument(f"--gate-{p}-{m.replace('_', '-')}", type=float, default=None, metavar="X",
@@ -62,33 +56,27 @@ def gates_from_args(args: argparse.Namespace, base: Any = None) -> Any:
 
 
 def print_gate_table(report: dict[str, Any], console: Any = None) -> None:
-    """The per-check table (rich), then the report's notes."""
-    from rich.console import Console
-    from rich.table import Table
+    """The models table and the per-check table, then the report's notes."""
+    from rich.text import Text
 
+    from edgekd.console import make_console, print_table
     from edgekd.verify.report import GATE_HEADER, MODEL_HEADER, gate_rows, model_rows
 
-    console = console or Console()
-    models = Table(*MODEL_HEADER, title=f"models on {report['device']['device_id']}", title_justify="left")
-    for row in model_rows(report):
-        models.add_row(*row)
-    console.print(models)
-    checks = Table(*GATE_HEADER, title="gates", title_justify="left")
-    for row in gate_rows(report):
-        style = "green" if row[-1] == "PASS" else "bold red"
-        checks.add_row(*row[:-1], f"[{style}]{row[-1]}[/]")
-    console.print(checks)
+    console = console or make_console()
+    print_table(console, f"models on {report['device']['device_id']}", MODEL_HEADER, model_rows(report))
+    checks = [[*row[:-1], Text(row[-1], style="green" if row[-1] == "PASS" else "bold red")]
+              for row in gate_rows(report)]
+    print_table(console, "gates", GATE_HEADER, checks)
     for note in report.get("notes", []):
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", markup=False, highlight=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
+    from edgekd.console import make_console
     from edgekd.verify import parity, runner
     from edgekd.verify.latency import LatencySettings
 
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     config = runner.VerifyConfig(
         bundle=Path(args.bundle), data=args.data, teacher=args.reference, student=args.student,
         baseline=args.baseline,
@@ -96,12 +84,13 @@ def run(args: argparse.Namespace) -> int:
         max_samples=args.max_samples, text_columns=args.text_column or ["text"], label_column=args.label_column,
         gates=gates_from_args(args),
         latency=LatencySettings(runs=args.runs, batch_size=args.batch_size, cold_start=not args.no_cold_start),
-        out_dir=args.out, allow_partial=args.allow_partial,
+        out_dir=args.out,
     )
     with console.status("verifying") as status:
         report = runner.verify(config, progress=lambda msg: status.update(f"verifying: {msg}"))
     paths = runner.write(report, config)
-    print_gate_table(report, Console())
-    Console().print(f"report: {paths['json']}  ({paths['md'].name}, {paths['html'].name})")
+    out = make_console()
+    print_gate_table(report, out)
+    out.print(f"report: {paths['json']}  ({paths['md'].name}, {paths['html'].name})")
     parity.raise_on_failures(report["gates"])
     return 0
