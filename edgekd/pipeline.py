@@ -162,7 +162,7 @@ def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, P
         config = runner.VerifyConfig(
             bundle=bundle, data=str(paths["data"]), teacher=paths["teacher"], student=student,
             baseline=paths["baseline"] if recipe.baseline.enabled else None, backends=v.backends,
-            max_samples=v.max_samples, gates=gates,
+            max_samples=v.max_samples, gates=gates, allow_partial=v.allow_partial,
             latency=LatencySettings(runs=v.runs, cold_start=v.cold_start))
         report = runner.verify(config, progress=lambda msg: print(f"verify: {msg}", flush=True))
         runner.write(report, config)
@@ -171,16 +171,23 @@ def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, P
 
 
 def _report_step(recipe: Recipe, paths: dict[str, Path], names: list[str]) -> dict[str, Any]:
-    """One report for the whole run: every student's models side by side (teacher and baseline once)."""
-    from edgekd.verify.report import read_report, write_report
+    """One report for the whole run: every student's models side by side (teacher and baseline once),
+    from THIS device's report of each bundle (`reports/<device-id>.json`), whatever else is there."""
+    from edgekd.verify.device import fingerprint
+    from edgekd.verify.report import read_report, report_path, write_report
 
+    device = fingerprint()["device_id"]
     reports = []
     for name in names:
-        found = sorted((paths[f"bundle:{name}"] / "reports").glob("*.json"))
-        if not found:
-            raise EdgekdError(f"no verification report for student {name}; re-run: edgekd run {recipe.source}")
-        reports.append((name, read_report(found[-1])))
+        path = report_path(paths[f"bundle:{name}"] / "reports", device)
+        if not path.is_file():
+            stamp = Path(recipe.out) / STAMP_DIR / f"{_slug(f'verify {name}')}.json"
+            raise EdgekdError(f"no verification report of this device ({device}) for student {name} at {path}; "
+                              f"re-run its verify step: rm {stamp} && edgekd run {recipe.source}")
+        reports.append((name, read_report(path)))
     combined = combine_reports(reports)
+    combined["skipped"] = [{**s, "artifact": (f"{name}/" if len(reports) > 1 else "") + s["artifact"]}
+                           for name, report in reports for s in report.get("skipped", [])]
     if paths["report"].exists():
         shutil.rmtree(paths["report"])
     write_report(combined, paths["report"])
@@ -291,13 +298,20 @@ def execute(recipe: Recipe, console: Any = None, force: bool = False,
 
 
 def _load_report(step: Step) -> dict[str, Any] | None:
-    """The report a skipped verify/report step wrote earlier (for the summary and the gates)."""
+    """THIS device's report that a skipped verify/report step wrote earlier (for the summary and the
+    gates); another device's report in the same folder is never used."""
     if not (step.name.startswith("verify") or step.name == "report"):
         return None
-    from edgekd.verify.report import read_report
+    from edgekd.verify.report import read_report, report_path
 
-    found = sorted(step.outputs[0].glob("*.json"))
-    return read_report(found[-1]) if found else None
+    path = report_path(step.outputs[0])
+    if path.is_file():
+        return read_report(path)
+    if step.name == "report":  # stamped by a run on another device (a copied or shared out folder)
+        raise EdgekdError(f"{step.outputs[0]} holds no report of this device ({path.stem}); re-run the verify "
+                          f"and report steps here: rm {step.outputs[0].parent / STAMP_DIR}/verify*.json "
+                          f"{step.outputs[0].parent / STAMP_DIR}/report.json and run again")
+    return None
 
 
 def raise_on_gates(report: dict[str, Any] | None) -> None:

@@ -1,6 +1,7 @@
-"""`edgekd verify BUNDLE --data D`: parity, accuracy and latency of every artifact this machine can
-run, against the PyTorch student and the teacher; writes bundle/reports/<device-id>.json/.md/.html
-and exits 1 when a gate fails."""
+"""`edgekd verify BUNDLE --data D`: parity, accuracy and latency of every artifact of the bundle,
+against the PyTorch student and the teacher; writes bundle/reports/<device-id>.json/.md/.html and
+exits 1 when a gate fails. An artifact this machine cannot verify (or that --backends leaves out)
+fails the command before any model loads, unless --allow-partial."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="a TF-IDF baseline directory (edgekd baseline) to compare on the same texts")
     parser.add_argument("--backends", default=None,
-                        help="comma list, e.g. onnx,openvino,coreml-reference (default: all this machine can run)")
+                        help="comma list, e.g. onnx,openvino,coreml-reference: verify only these (default: every "
+                             "artifact; any left out needs --allow-partial)")
     parser.add_argument("--max-samples", type=int, default=500,
                         help="test texts to use, a fixed-seed sample (default 500; 0 = the whole test split)")
     parser.add_argument("--text-column", action="append", default=None, help="text column(s) (default: text)")
@@ -34,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="batch size for the throughput measure")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process cold start measure")
     parser.add_argument("--out", type=Path, default=None, help="report directory (default: BUNDLE/reports)")
+    parser.add_argument("--allow-partial", action="store_true",
+                        help="pass although some artifacts cannot be verified here (backend not installed, or "
+                             "left out by --backends); the report lists them under 'skipped'. Without it, "
+                             "verify fails before loading any model")
     for p in GATE_PRECISIONS:
         for m in GATE_METRICS:
             parser.add_argument(f"--gate-{p}-{m.replace('_', '-')}", type=float, default=None, metavar="X",
@@ -84,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         max_samples=args.max_samples, text_columns=args.text_column or ["text"], label_column=args.label_column,
         gates=gates_from_args(args),
         latency=LatencySettings(runs=args.runs, batch_size=args.batch_size, cold_start=not args.no_cold_start),
-        out_dir=args.out,
+        out_dir=args.out, allow_partial=args.allow_partial,
     )
     with console.status("verifying") as status:
         report = runner.verify(config, progress=lambda msg: status.update(f"verifying: {msg}"))
