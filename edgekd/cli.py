@@ -5,8 +5,12 @@ level, so `edgekd --help` and `edgekd predict` never load torch."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
 import sys
+import warnings
+from collections.abc import Iterator
 
 from edgekd.errors import EdgekdError
 
@@ -23,6 +27,11 @@ COMMANDS: dict[str, str] = {
     "predict": "edgekd.commands.predict",
     "info": "edgekd.commands.info",
 }
+# Flags of `edgekd` itself, accepted before the verb; --verbose after it too.
+GLOBAL_FLAGS = ("--debug", "--verbose")
+# One entry per main() running in this process: `edgekd run` calls main() again for each step,
+# and a step inherits --verbose from the run.
+_verbose_stack: list[bool] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,31 +44,73 @@ def _build() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser
         description="Distill, export and verify small text classifiers for edge devices.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' own warnings, log lines and progress bars (hidden by default)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     verbs = {}
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.set_defaults(_run=module.run, command=name)
         verbs[name] = p
     return parser, verbs
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Parse `edgekd [--debug] VERB ...`; a verb's options may come after its positional
-    arguments too (`edgekd predict bundle/ "a" --json "b"`)."""
+    """Parse `edgekd [--debug] [--verbose] VERB ...`; a verb's options may come after its positional
+    arguments too (`edgekd predict bundle/ "a" --json "b"`), and so may --verbose."""
     parser, verbs = _build()
     at = next((i for i, a in enumerate(argv) if a in verbs), None)
-    if at is None or any(a not in ("--debug",) for a in argv[:at]):
+    if at is None or any(a not in GLOBAL_FLAGS for a in argv[:at]):
         return parser.parse_args(argv)  # prints usage / --help / the error
     args = verbs[argv[at]].parse_intermixed_args(argv[at + 1 :])
     args.debug = "--debug" in argv[:at]
+    args.verbose = getattr(args, "verbose", False) or "--verbose" in argv[:at]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(list(sys.argv[1:] if argv is None else argv))
+    verbose = args.verbose or any(_verbose_stack)
+    _verbose_stack.append(verbose)
+    try:
+        with contextlib.nullcontext() if verbose else _libraries_quiet():
+            return _run(args)
+    finally:
+        _verbose_stack.pop()
+
+
+@contextlib.contextmanager
+def _libraries_quiet() -> Iterator[None]:
+    """Hide the libraries' noise for one command, then put things back (tests and `edgekd run`
+    call main() in-process): their log records below ERROR (coremltools' `Failed to load
+    _MLModelProxy` and version notices, transformers, optimum, NNCF and onnxruntime warnings),
+    their Python warnings (torch.jit TracerWarning, numpy RuntimeWarning) and NNCF's progress bars.
+
+    Done here, at the entry point, because it is process-wide: a library embedded in someone's
+    app leaves logging and warnings as it found them. Logger levels would not hold: NNCF sets its
+    logger's level when imported, transformers and optimum on first use, and onnxruntime logs on
+    the root logger, so `logging.disable` is the one switch they do not reset. edgekd itself
+    prints (rich) and neither logs nor warns, so nothing of ours is hidden; errors still show."""
+    from rich import get_console
+
+    progress = get_console()  # NNCF's progress bars draw on rich's global console; ours do not
+    was_disabled, was_quiet = logging.root.manager.disable, progress.quiet
+    logging.disable(logging.WARNING)
+    progress.quiet = True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.filterwarnings("default", module=r"edgekd(\.|$)")
+            yield
+    finally:
+        logging.disable(was_disabled)
+        progress.quiet = was_quiet
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args._run(args) or 0)
     except EdgekdError as exc:

@@ -1,12 +1,17 @@
-"""edgekd.console: tables whole in logs and CI, folded on a terminal."""
+"""edgekd.console (tables whole in logs and CI, folded on a terminal) and the CLI's quiet default
+(library warnings, log lines and progress bars hidden unless --verbose)."""
 
 from __future__ import annotations
 
 import io
+import logging
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
-from conftest import read_texts
+from conftest import SHARED_DATA, read_texts
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -16,6 +21,7 @@ from edgekd.console import make_console, print_table
 
 LONG_PATH = "/runs/ag_news/students/layers-3-hidden-384/bundle/openvino/model-a.xml"  # 70 characters
 ROWS = [["openvino-int8", LONG_PATH, Text("PASS", style="green")], ["onnx-fp32", "onnx/model.onnx", "FAIL"]]
+NOISE = ("MLModelProxy", "has not been tested", "TracerWarning")
 
 
 def test_table_in_a_log_keeps_every_cell_whole() -> None:
@@ -87,3 +93,93 @@ def test_info_in_80_columns_prints_whole_cells(bundle: Path, capsys: pytest.Capt
     for whole in ("onnx-fp32", "onnx/model.onnx", engine, manifest.contract, ", ".join(manifest.labels)):
         assert whole in out, whole
     assert "…" not in out
+
+
+def test_verbose_is_accepted_before_and_after_the_verb() -> None:
+    assert cli.parse(["--verbose", "info", "b"]).verbose
+    assert cli.parse(["info", "b", "--verbose"]).verbose
+    assert cli.parse(["--debug", "--verbose", "info", "b"]).debug
+    args = cli.parse(["info", "b"])
+    assert not args.verbose and not args.debug
+
+
+def _noisy_verb(monkeypatch: pytest.MonkeyPatch, seen: list[dict]) -> None:
+    """`edgekd info X` replaced by a verb that logs and draws a progress bar as the libraries do;
+    `info outer` runs `info inner` in-process, as `edgekd run` runs its steps."""
+    from rich.progress import track
+
+    def run(args: object) -> int:
+        bundle = args.bundle  # type: ignore[attr-defined]
+        logging.getLogger("coremltools").warning("Failed to load _MLModelProxy: (test)")
+        list(track(range(3), description="Statistics collection"))  # NNCF's progress bar: rich's global console
+        seen.append({"bundle": bundle, "log_disabled": logging.root.manager.disable})
+        if bundle == "outer":
+            cli.main(["info", "inner"])
+        return 0
+
+    monkeypatch.setattr("edgekd.commands.info.run", run)
+
+
+def test_library_noise_hidden_by_default_and_state_restored(monkeypatch: pytest.MonkeyPatch,
+                                                            caplog: pytest.LogCaptureFixture,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from rich import get_console
+
+    seen: list[dict] = []
+    _noisy_verb(monkeypatch, seen)
+    before = (logging.root.manager.disable, list(warnings.filters), get_console().quiet)
+    caplog.set_level(logging.INFO)
+    assert cli.main(["info", "outer"]) == 0
+    assert [s["bundle"] for s in seen] == ["outer", "inner"]
+    assert all(s["log_disabled"] == logging.WARNING for s in seen)
+    assert "MLModelProxy" not in caplog.text
+    assert "Statistics collection" not in capsys.readouterr().out
+    assert (logging.root.manager.disable, list(warnings.filters), get_console().quiet) == before
+
+
+def test_verbose_shows_library_noise_in_nested_steps_too(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[dict] = []
+    _noisy_verb(monkeypatch, seen)
+    caplog.set_level(logging.INFO)
+    assert cli.main(["--verbose", "info", "outer"]) == 0
+    assert [s["log_disabled"] for s in seen] == [logging.NOTSET, logging.NOTSET]  # the inner step inherits
+    assert caplog.text.count("Failed to load _MLModelProxy") == 2
+    assert capsys.readouterr().out.count("Statistics collection") == 2
+
+
+def test_warnings_hidden_unless_verbose(monkeypatch: pytest.MonkeyPatch) -> None:
+    def run(args: object) -> int:
+        warnings.warn("TracerWarning-like library warning", UserWarning, stacklevel=1)
+        return 0
+
+    monkeypatch.setattr("edgekd.commands.info.run", run)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cli.main(["info", "b"])
+        assert caught == []
+        cli.main(["info", "b", "--verbose"])
+        assert [str(w.message) for w in caught] == ["TracerWarning-like library warning"]
+
+
+def _export(tiny_bert: Path, out: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    # A fresh process: coremltools' notices come once per process, when it is first imported.
+    argv = [sys.executable, "-m", "edgekd", *flags, "export", str(tiny_bert), "--target", "onnx,coreml",
+            "--data", str(SHARED_DATA / "ag_news"), "--max-train-samples", "100", "--out", str(out)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_export_is_quiet_by_default_and_verbose_shows_the_libraries(tiny_bert: Path, tmp_path: Path) -> None:
+    quiet = _export(tiny_bert, tmp_path / "quiet")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "onnx-fp32" in quiet.stdout and "coreml-fp16" in quiet.stdout
+    for noise in NOISE:
+        assert noise not in quiet.stdout + quiet.stderr, noise
+    assert "export wrote" in quiet.stderr  # our own progress lines still show
+
+    verbose = _export(tiny_bert, tmp_path / "verbose", "--verbose")
+    assert verbose.returncode == 0, verbose.stderr
+    assert verbose.stderr.count("Failed to load _MLModelProxy") >= 1
+    for noise in NOISE:
+        assert noise in verbose.stderr, noise
