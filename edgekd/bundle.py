@@ -82,6 +82,8 @@ class Manifest:
     calibration: dict[str, Any] | None = None
     # Export-time parity summary, keyed by artifact name.
     parity: dict[str, Any] = field(default_factory=dict)
+    # Artifacts asked for but left out, each {artifact, backend, precision, stage, reason, numbers}.
+    dropped: list[dict[str, Any]] = field(default_factory=list)
 
     def artifact(self, backend: str, precision: str) -> Artifact:
         for a in self.artifacts:
@@ -111,6 +113,7 @@ class Manifest:
                 provenance=data.get("provenance", {}),
                 calibration=data.get("calibration"),
                 parity=data.get("parity", {}),
+                dropped=list(data.get("dropped", [])),
             )
         except (KeyError, TypeError) as exc:
             raise BundleError(f"the bundle manifest is malformed ({exc}); re-export the bundle") from exc

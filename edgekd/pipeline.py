@@ -56,6 +56,14 @@ def data_flags(recipe: Recipe, prepared: Path) -> list[str]:
     return ["--data", str(prepared), "--seed", str(recipe.data.seed)]
 
 
+def gate_flags(recipe: Recipe) -> list[str]:
+    """The recipe's gate overrides (`verify.gates`) as --gate-* flags: export's post-export check and
+    int8 accuracy control read the same gate table as verify."""
+    return [arg for precision, metrics in sorted(recipe.verify.gates.items())
+            for metric, threshold in sorted(metrics.items())
+            for arg in (f"--gate-{precision}-{metric.replace('_', '-')}", str(threshold))]
+
+
 def prepare_data(recipe: Recipe, out: Path) -> dict[str, Any]:
     """Load the recipe's dataset once (text columns, label map, carving, train sampling), sample the
     test split to `max_test_samples` (stratified, fixed seed) and write `out/{train,validation,test}.csv.gz`
@@ -135,8 +143,10 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         steps.append(Step(f"distill {name}", _cli(argv), [student / "edgekd-model.json"], {"argv": argv},
                           after=teacher_after, rmtree_before=[student]))
         argv = ["export", str(student), "--target", ",".join(e.targets), "--out", str(bundle), "--force",
-                *data, "--calibration-size", str(e.calibration_samples), "--max-accuracy-drop",
-                str(e.max_accuracy_drop), "--coreml-precision", e.coreml_precision, *(["--int8"] if e.int8 else [])]
+                *data, "--calibration-size", str(e.calibration_samples), "--coreml-precision", e.coreml_precision,
+                *(["--int8"] if e.int8 else []), *(["--require-int8"] if e.require_int8 else []),
+                *([] if e.max_accuracy_drop is None else ["--max-accuracy-drop", str(e.max_accuracy_drop)]),
+                *gate_flags(recipe)]
         steps.append(Step(f"export {name}", _cli(argv), [bundle / "edgekd.json"], {"argv": argv},
                           after=[f"distill {name}"]))
         steps.append(Step(f"verify {name}", _verify_step(recipe, bundle, student, paths), [bundle / "reports"],

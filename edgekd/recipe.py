@@ -78,8 +78,12 @@ class ExportConfig:
 
     targets: list[str] = field(default_factory=lambda: ["onnx", "openvino", "coreml"])
     int8: bool = True
+    # fail the export (bundle not written) when a target ends without int8, instead of dropping it
+    require_int8: bool = False
     calibration_samples: int = 300
-    max_accuracy_drop: float = 0.005  # int8 accuracy control budget on the validation split
+    # int8 accuracy budget on the validation split; None = the gate table's int8 accuracy_drop gate
+    # (the recipe's verify.gates.int8.accuracy_drop when set: export and verify share one gate table)
+    max_accuracy_drop: float | None = None
     coreml_precision: str = "fp16"  # Core ML compute precision: fp16 (ANE-friendly) or fp32
 
 

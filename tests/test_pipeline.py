@@ -217,8 +217,19 @@ verify: {{max_samples: 30, runs: 3, cold_start: false}}
     out = capsys.readouterr().out
     assert out.count("up to date, skipped") == 6
 
+    # One gate table: a recipe gate reaches the export's post-export check too. An fp32 gate no
+    # conversion meets fails the export (non-zero exit; the previous bundle and report stay as they were).
+    bundle = tmp_path / "run" / "bundles" / "layers-1" / "edgekd.json"
+    before = bundle.read_bytes()
     code = main(["run", str(recipe), "--set", "verify.gates.fp32.max_abs_logit=0"])
     captured = capsys.readouterr()
-    assert code == 1 and "onnx-fp32 max_abs_logit=" in captured.err
-    assert captured.out.count("up to date, skipped") == 4  # data, baseline, distill, export
+    assert code == 2 and "post-export check failed for onnx-fp32" in captured.err
+    assert captured.out.count("up to date, skipped") == 3  # data, baseline, distill
+    assert bundle.read_bytes() == before and json.loads(report_path.read_text())["passed"] is True
+
+    # A gate only verify measures (accuracy needs labels): export passes, verify fails, exit 1, report written.
+    code = main(["run", str(recipe), "--set", "verify.gates.fp32.accuracy_drop=-0.5"])
+    captured = capsys.readouterr()
+    assert code == 1 and "onnx-fp32 accuracy_drop=" in captured.err
+    assert captured.out.count("up to date, skipped") == 3  # data, baseline, distill (export reads the gates)
     assert json.loads(report_path.read_text())["passed"] is False

@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from edgekd.commands._common import add_gate_arguments, gates_from_args
 from edgekd.errors import DataError, ModelError
+from edgekd.verify.parity import INT8_MAX_ACCURACY_DROP
 
 HELP = "export a checkpoint to ONNX / OpenVINO / Core ML into a checked bundle"
 # Held-out texts the post-export check draws its length classes from.
@@ -27,10 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="checkpoint directory (output of edgekd train / distill)")
     parser.add_argument("--target", default="onnx", help="onnx, openvino, coreml, comma list, or all (default onnx)")
     parser.add_argument("--out", required=True, help="bundle directory to write")
-    parser.add_argument("--int8", action="store_true", help="also export calibrated int8 artifacts")
+    parser.add_argument("--int8", action="store_true",
+                        help="also export calibrated int8 artifacts (a target whose int8 fails the int8 gates "
+                             "keeps its float artifacts; the manifest records why int8 was dropped)")
+    parser.add_argument("--require-int8", action="store_true",
+                        help="fail (non-zero exit, bundle not written) when a target ends without int8")
     parser.add_argument("--calibration-size", type=int, default=300, help="calibration texts (default 300)")
-    parser.add_argument("--max-accuracy-drop", type=float, default=0.005,
-                        help="keep int8 only within this validation accuracy drop (default 0.005)")
+    parser.add_argument("--max-accuracy-drop", type=float, default=None,
+                        help="int8 accuracy budget on the validation split (default: the int8 accuracy-drop "
+                             f"gate, {INT8_MAX_ACCURACY_DROP})")
     parser.add_argument("--coreml-precision", choices=["fp16", "fp32"], default="fp16",
                         help="Core ML compute precision (default fp16)")
     parser.add_argument("--compute-units", default="ALL", choices=["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"],
@@ -38,13 +45,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")
     add_data_arguments(parser, required=False)
     parser.add_argument("--calibration-data", dest="data", metavar="SPEC", help="same as --data")
+    add_gate_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate everything cheap, load the data, export, print the per-artifact check table."""
     from edgekd.exporters.bundle_writer import ExportOptions, export_bundle, validate
 
-    options = ExportOptions(targets=args.target, int8=args.int8, calibration_size=args.calibration_size,
+    options = ExportOptions(targets=args.target, int8=args.int8, require_int8=args.require_int8,
+                            calibration_size=args.calibration_size, gates=gates_from_args(args),
                             max_accuracy_drop=args.max_accuracy_drop, coreml_precision=args.coreml_precision,
                             compute_units=args.compute_units, force=args.force)
     model_dir, out = Path(args.model), Path(args.out)
@@ -91,19 +100,22 @@ def _log(message: str) -> None:
 
 
 def _print_summary(manifest: Any) -> None:
+    """The per-artifact check table, then one line per dropped artifact with its reason."""
     from edgekd.console import make_console, print_table
+    from edgekd.verify.parity import describe_agreement
 
     rows = []
     for a in manifest.artifacts:
         p = manifest.parity.get(a.name, {})
-        rows.append([a.name, f"{a.bytes / 1e6:.1f} MB", p.get("status", "-"), str(p.get("n", "-")),
+        decided = p.get("decision") if p.get("decided_by") else None  # int8: the validation-split decision
+        shown = decided if decided and decided.get("n") else p
+        rows.append([a.name, f"{a.bytes / 1e6:.1f} MB", p.get("status", "-") + (" (acc. control)" if decided else ""),
                      f"{p['max_abs_logit']:.2e}" if "max_abs_logit" in p else "-",
-                     f"{p['agreement']:.4f}" if "agreement" in p else "-", str(p.get("flips", "-")),
+                     describe_agreement(shown) if "agreement" in shown else "-",
                      p.get("engine", p.get("reason", ""))])
     console = make_console()
-    print_table(console, "post-export check (vs PyTorch)",
-                ("artifact", "size", "status", "n", "max |dlogit|", "agreement", "flips", "engine"), rows)
-    for backend, rec in ((manifest.calibration or {}).get("accuracy_control") or {}).items():
-        if rec.get("chosen") is None:
-            console.print(f"[yellow]{backend}: no int8 setting met the accuracy budget; kept float only "
-                          f"(tried: {', '.join(t['name'] for t in rec['tried'])})[/yellow]")
+    print_table(console, "post-export check (vs PyTorch); int8: accuracy control's decision",
+                ("artifact", "size", "status", "max |dlogit|", "agreement (flips of n; 95% CI)", "engine"), rows)
+    for drop in manifest.dropped:
+        console.print(f"dropped {drop['artifact']} ({drop['stage']}): {drop['reason']}", style="yellow",
+                      highlight=False)

@@ -9,10 +9,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgekd.commands._common import add_gate_arguments, gates_from_args
+
 HELP = "check parity, accuracy and latency of a bundle on this device; exit 1 if a gate fails"
-# Gate flags, generated from the declared gates: --gate-fp32-agreement 0.999, --gate-int8-accuracy-drop 0.01 ...
-GATE_PRECISIONS = ("fp32", "fp16", "int8")
-GATE_METRICS = ("agreement", "max_abs_logit", "max_abs_prob", "accuracy_drop")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,25 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pass although some artifacts cannot be verified here (backend not installed, or "
                              "left out by --backends); the report lists them under 'skipped'. Without it, "
                              "verify fails before loading any model")
-    for p in GATE_PRECISIONS:
-        for m in GATE_METRICS:
-            parser.add_argument(f"--gate-{p}-{m.replace('_', '-')}", type=float, default=None, metavar="X",
-                                dest=f"gate_{p}_{m}", help=argparse.SUPPRESS)
-    parser.epilog = ("gates: --gate-<fp32|fp16|int8>-<agreement|max-abs-logit|max-abs-prob|accuracy-drop> X "
-                     "overrides a threshold (agreement and accuracy-drop are fractions: 0.99, 0.005)")
-
-
-def gates_from_args(args: argparse.Namespace, base: Any = None) -> Any:
-    """The default (or `base`) GateSet with the --gate-* flags applied."""
-    from edgekd.verify.parity import GateSet
-
-    gates = base or GateSet()
-    for p in GATE_PRECISIONS:
-        for m in GATE_METRICS:
-            value = getattr(args, f"gate_{p}_{m}", None)
-            if value is not None:
-                gates.override(p, m, value)
-    return gates
+    add_gate_arguments(parser)
 
 
 def print_gate_table(report: dict[str, Any], console: Any = None) -> None:

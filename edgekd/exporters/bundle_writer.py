@@ -19,17 +19,20 @@ import numpy as np
 from edgekd import bundle as bundle_mod
 from edgekd.bundle import Manifest, TokenizerSettings
 from edgekd.calibration import DEFAULT_SEED, DEFAULT_SIZE, sample_calibration
-from edgekd.errors import BundleError, DataError, ModelError, RecipeError
+from edgekd.errors import BundleError, DataError, ExportError, ModelError, RecipeError
 from edgekd.exporters import get_exporter, parse_targets
 from edgekd.exporters.base import ExportJob
 from edgekd.exporters.check import CHECK_PER_CLASS, check_texts, token_lengths
+from edgekd.verify.parity import GateSet
 
 DEFAULT_MAX_LENGTH = 128
-# Accuracy control compares fp32 and int8 on at most this many validation texts (seeded sample),
-# plus up to AGREEMENT_EXTRA train texts outside the calibration set for top-1 agreement, so a
-# small validation split still gives a stable int8 decision.
-VALIDATION_SIZE = 1000
-AGREEMENT_EXTRA = 500
+# Accuracy control decides int8 on the whole validation split (accuracy and agreement), plus
+# AGREEMENT_EXTRA train texts outside the calibration set in the check's three length classes
+# (agreement only; exercises truncated-long inputs), topped up so that the decision sees at least
+# MIN_DECISION_TEXTS texts when the data has them: 1,000 texts put a 99% agreement within about
+# +-0.6 points (Wilson 95%), where 192 texts would leave +-1.5.
+AGREEMENT_EXTRA = 300
+MIN_DECISION_TEXTS = 1000
 # Input order every backend uses; filtered by what the tokenizer produces.
 INPUT_ORDER = ["input_ids", "attention_mask", "token_type_ids"]
 VERSIONED = ["edgekd", "torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "openvino",
@@ -42,9 +45,15 @@ class ExportOptions:
 
     targets: list[str] = field(default_factory=lambda: ["onnx"])
     int8: bool = False
+    # A target left without int8 (accuracy control rejected it, or its conversion failed) fails the
+    # export instead of being dropped; the bundle is then not written (an existing one is untouched).
+    require_int8: bool = False
     calibration_size: int = DEFAULT_SIZE
     calibration_seed: int = DEFAULT_SEED
-    max_accuracy_drop: float = 0.005
+    # THE gate table (verify's): fp32/fp16 post-export gates and the int8 accuracy-control gates.
+    gates: GateSet = field(default_factory=GateSet)
+    # Shorthand for the int8 accuracy_drop gate (--max-accuracy-drop); None keeps the table's value.
+    max_accuracy_drop: float | None = None
     coreml_precision: str = "fp16"
     compute_units: str = "ALL"
     force: bool = False
@@ -74,8 +83,12 @@ def validate(model_dir: Path, out: Path, options: ExportOptions) -> list[str]:
         raise BundleError(f"{out} already exists; pass --force to replace it")
     if options.coreml_precision not in ("fp16", "fp32"):
         raise RecipeError(f"--coreml-precision must be fp16 or fp32, got {options.coreml_precision!r}")
-    if not 0 <= options.max_accuracy_drop < 1:
-        raise RecipeError(f"--max-accuracy-drop must be in [0, 1), got {options.max_accuracy_drop}")
+    if options.max_accuracy_drop is not None:
+        if not 0 <= options.max_accuracy_drop < 1:
+            raise RecipeError(f"--max-accuracy-drop must be in [0, 1), got {options.max_accuracy_drop}")
+        options.gates.override("int8", "accuracy_drop", options.max_accuracy_drop)
+    if options.require_int8 and not options.int8:
+        raise RecipeError("--require-int8 needs --int8 (recipe: export.int8: true)")
     for name in targets:
         get_exporter(name).check_dependencies()
     return targets
@@ -85,8 +98,9 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
                   log: Callable[[str], None] | None = None) -> Manifest:
     """Export a sequence-classification checkpoint to a checked bundle at `out`.
 
-    Raises ExportError when a target fails or an artifact fails its post-export check; then no
-    bundle is written (and an existing one is untouched)."""
+    Raises ExportError when a target's float conversion fails, an fp32 artifact fails its check, or
+    (with `require_int8`) a target ends without int8; then no bundle is written (an existing one is
+    untouched). A failed fp16 or int8 artifact is left out and listed in `manifest.dropped`."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     model_dir, out = Path(model_dir), Path(out)
     targets = validate(model_dir, out, options)
@@ -106,28 +120,47 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
     checks = check_texts(tokenizer, data.test_texts, settings.max_length, options.check_per_class)
     reference = {k: torch_logits(model, tokenizer, v, settings.max_length, batch_size=16) for k, v in checks.items()}
     calibration, validation, agreement = _int8_sets(tokenizer, data, options, labels, settings.max_length)
+    int8_reference = None
+    if calibration is not None:
+        log(f"int8 decision texts: {len(validation[0])} validation + {len(agreement)} agreement")
+        int8_reference = torch_logits(model, tokenizer, list(validation[0]) + agreement, settings.max_length)
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
             bundle_mod.staging(out, options.force) as tmp:
         (tmp / bundle_mod.TOKENIZER).write_bytes(tokenizer_json)
         job = ExportJob(model_dir=model_dir, model=model, tokenizer=tokenizer, labels=labels, settings=settings,
                         contract=contract, bundle=tmp, workdir=Path(work), check_sets=checks, reference=reference,
-                        int8=options.int8, max_accuracy_drop=options.max_accuracy_drop, calibration=calibration,
-                        validation=validation, agreement_texts=agreement, log=log,
+                        int8=options.int8, gates=options.gates, calibration=calibration,
+                        validation=validation, agreement_texts=agreement, int8_reference=int8_reference, log=log,
                         options={"coreml_precision": options.coreml_precision,
                                  "compute_units": options.compute_units})
         manifest = job.manifest()
         for name in targets:
             log(f"exporting {name}" + (" (fp32 + int8 with accuracy control)" if options.int8 else ""))
             manifest.artifacts.extend(get_exporter(name).export(job))
+        _require_int8(options, targets, manifest, job.dropped)
         manifest.parity = job.records.get("parity", {})
+        manifest.dropped = job.dropped
         manifest.provenance = _provenance(model_dir, model_card, data, options, targets)
         if calibration is not None:
             manifest.calibration = dict(calibration.record, validation_size=len(validation[0]),
                                         agreement_extra_size=len(agreement),
                                         accuracy_control=job.records.get("accuracy_control", {}))
         bundle_mod.write_manifest(tmp, manifest)
-    log(f"wrote {out} ({len(manifest.artifacts)} artifacts)")
+    log(f"wrote {out} ({len(manifest.artifacts)} artifacts" + (f", {len(manifest.dropped)} dropped)" if manifest.dropped else ")"))
     return manifest
+
+
+def _require_int8(options: ExportOptions, targets: list[str], manifest: Manifest, dropped: list[dict[str, Any]]) -> None:
+    """With require_int8, ExportError (nothing written) when a target ended without int8."""
+    if not options.require_int8:
+        return
+    have = {a.backend for a in manifest.artifacts if a.precision == "int8"}
+    missing = [t for t in targets if t not in have]
+    if missing:
+        why = "; ".join(f"{d['artifact']}: {d['reason']}" for d in dropped if d["precision"] == "int8")
+        raise ExportError(f"--require-int8: no int8 artifact for {', '.join(missing)} ({why or 'not produced'}); "
+                          "the bundle was not written: relax the int8 gates (--max-accuracy-drop, "
+                          "--gate-int8-agreement), use more calibration data, or drop --require-int8")
 
 
 def _tokenizer_settings(tokenizer: Any, model_card: dict[str, Any]) -> TokenizerSettings:
@@ -145,14 +178,15 @@ def _int8_sets(tokenizer: Any, data: ExportData, options: ExportOptions, labels:
     texts, ids = data.train
     calibration = sample_calibration(texts, ids, token_lengths(tokenizer, texts, max_length),
                                      options.calibration_size, options.calibration_seed, labels)
-    validation = _subsample(data.validation, VALIDATION_SIZE, options.calibration_seed)
+    validation = (list(data.validation[0]), [int(x) for x in data.validation[1]])
     used = set(calibration.texts)
     rest = [t for t in texts if t not in used]
-    rest = _subsample((rest, [0] * len(rest)), 4 * AGREEMENT_EXTRA, options.calibration_seed)[0]
+    extra = max(AGREEMENT_EXTRA, MIN_DECISION_TEXTS - len(validation[0]))
+    rest = _subsample((rest, [0] * len(rest)), 4 * extra, options.calibration_seed)[0]
     if not rest:  # the whole train split went into calibration
         return calibration, validation, []
     # the same length classes as the check (short / medium / truncated-long), from train texts
-    classes = check_texts(tokenizer, rest, max_length, AGREEMENT_EXTRA // 3)
+    classes = check_texts(tokenizer, rest, max_length, -(-extra // 3))
     return calibration, validation, [t for group in classes.values() for t in group]
 
 

@@ -4,13 +4,12 @@ then int8 chosen by accuracy control among static QDQ (calibrated) and dynamic q
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from edgekd.bundle import CONTRACT_KEY, Artifact
-from edgekd.calibration.accuracy import Int8Candidate, select_int8
+from edgekd.calibration.accuracy import Int8Candidate
 from edgekd.exporters.base import Exporter, ExportJob
 
 OPSET = 17
@@ -32,10 +31,6 @@ GELU_OPS = {"Erf", "Gelu", "BiasGelu", "FastGelu", "QuickGelu"}
 FFN_ELEMENTWISE_OPS = GELU_OPS | {"Add", "Mul", "Div", "Sub", "Pow", "Cast"}
 FFN_MAX_HOPS = 8  # elementwise ops walked back from a down-projection (opset-17 Erf GELU + bias Add: 6)
 CALIBRATION_BATCH = 8
-# optimum's export is not thread-safe: torch.onnx.export keeps process-wide state
-# (GLOBALS.in_onnx_export) and transformers' from_pretrained swaps torch.nn functions for the
-# process while it builds the model. Exports in two threads of one process take turns here.
-_TORCH_EXPORT_LOCK = threading.Lock()
 
 
 def embed_contract(path: Path, contract: str) -> None:
@@ -56,8 +51,11 @@ def raw_onnx(job: ExportJob) -> Path:
     if "onnx_raw" not in job.shared:
         from optimum.exporters.onnx import main_export
 
+        from edgekd.train.infer import MODEL_BUILD_LOCK
+
         out = job.workdir / "onnx-raw"
-        with _TORCH_EXPORT_LOCK:
+        # torch.onnx.export keeps process-wide state (GLOBALS.in_onnx_export): one export at a time
+        with MODEL_BUILD_LOCK:
             main_export(str(job.model_dir), out, task="text-classification", opset=OPSET, do_validation=False,
                         library_name="transformers", local_files_only=True)
         job.shared["onnx_raw"] = out / "model.onnx"
@@ -74,14 +72,12 @@ class OnnxExporter(Exporter):
         fp32 = job.bundle / "onnx" / "model.onnx"
         fused = self._optimize(job, raw_onnx(job), fp32)
         embed_contract(fp32, job.contract)
-        artifacts = [Artifact("onnx", "fp32", "onnx/model.onnx",
-                              extra={"opset": OPSET, "optimizer": "onnxruntime.transformers (python fusions)",
-                                     "fused_ops": fused})]
-        if job.int8:
-            int8 = self._int8(job, fp32)
-            if int8 is not None:
-                artifacts.append(int8)
-        return artifacts
+        return [Artifact("onnx", "fp32", "onnx/model.onnx",
+                         extra={"opset": OPSET, "optimizer": "onnxruntime.transformers (python fusions)",
+                                "fused_ops": fused})]
+
+    def _export_int8(self, job: ExportJob) -> Artifact | None:
+        return self._int8(job, job.bundle / "onnx" / "model.onnx")
 
     def _optimize(self, job: ExportJob, src: Path, dst: Path) -> dict[str, int]:
         from onnxruntime.transformers.fusion_options import FusionOptions
@@ -99,9 +95,8 @@ class OnnxExporter(Exporter):
 
     def _int8(self, job: ExportJob, fp32: Path) -> Artifact | None:
         """Try static QDQ, static QDQ with the FFN down-projections float, then dynamic; keep the
-        first within the accuracy budget, else keep fp32 only and record why."""
-        texts, labels = job.int8_eval_texts()
-        ref_logits = _ort_logits(fp32, job, texts)
+        first that passes the int8 gates (accuracy control), else None (the base records the drop)."""
+        texts, _ = job.int8_eval_texts()
         work = job.workdir / "onnx-int8"
         work.mkdir(exist_ok=True)
         # Static QDQ works on optimum's unfused graph (shape inference cannot see through the fused
@@ -127,8 +122,7 @@ class OnnxExporter(Exporter):
             Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True},
                           build("dynamic", _dynamic, fp32)),
         ]
-        decision = select_int8(ref_logits, labels, candidates, job.max_accuracy_drop, log=job.log)
-        job.records.setdefault("accuracy_control", {})["onnx"] = decision.record()
+        decision = job.decide_int8("onnx", candidates)
         if decision.chosen is None:
             return None
         out = job.bundle / "onnx" / "model.int8.onnx"
@@ -136,8 +130,8 @@ class OnnxExporter(Exporter):
         embed_contract(out, job.contract)
         settings = dict(decision.chosen.settings, variant=decision.chosen.name,
                         calibration_size=len(job.calibration.texts) if job.calibration else 0,
-                        validation_accuracy=decision.tried[-1]["accuracy"],
-                        fp32_validation_accuracy=decision.reference_accuracy)
+                        validation_accuracy=decision.chosen_row["accuracy"],
+                        source_validation_accuracy=decision.reference_accuracy)
         float_ops = [f"type:{t}" for t in KEPT_FLOAT_BY_DESIGN] + _float_compute_nodes(out)
         return Artifact("onnx", "int8", "onnx/model.int8.onnx", quantization=settings, float_ops=float_ops)
 

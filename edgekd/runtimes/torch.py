@@ -41,8 +41,11 @@ class TorchSession:
         torch = require("torch", "train", "the torch reference backend")
         transformers = require("transformers", "train", "the torch reference backend")
         self._threads = int(threads) if threads else None
+        from edgekd.train.infer import MODEL_BUILD_LOCK  # from_pretrained is not thread-safe
+
         try:
-            model = transformers.AutoModelForSequenceClassification.from_pretrained(str(checkpoint))
+            with MODEL_BUILD_LOCK:
+                model = transformers.AutoModelForSequenceClassification.from_pretrained(str(checkpoint))
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load the reference checkpoint {checkpoint} ({exc}); pass "
                              "checkpoint=PATH to the model directory the bundle was exported from") from exc

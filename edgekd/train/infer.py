@@ -7,18 +7,26 @@ max_length), batched in the given order, each batch padded to its own longest se
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+# Building a transformers model is not thread-safe: from_pretrained swaps torch.nn functions for the
+# whole process while it builds (meta-device init), and torch.onnx.export keeps process-wide state.
+# Every edgekd path that builds or exports a model (load_checkpoint, the ONNX export, the torch
+# reference runtime) takes this lock, so exports in two threads of one process take turns there.
+MODEL_BUILD_LOCK = threading.RLock()
 
 
 def load_checkpoint(model_dir: str | Path) -> tuple[Any, Any]:
     """(model in eval mode on CPU, tokenizer) of a Hugging Face checkpoint directory."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    with MODEL_BUILD_LOCK:
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
     model.eval()
     return model, tokenizer
 
