@@ -20,7 +20,9 @@ import pytest
 from conftest import AG_LABELS, read_texts
 from runtime_conformance import (
     build_exported_bundle,
+    build_int8_bundle,
     build_onnx_bundle,
+    build_trained_bert,
     conformance_table,
 )
 
@@ -39,6 +41,16 @@ def bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def exported(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     sample, _ = read_texts("ag_news", "test", 24)
     return build_exported_bundle(tiny_bert, tmp_path_factory.getbasetemp() / "exported_bundle", sample)
+
+
+@pytest.fixture(scope="session")
+def int8_bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    trained = build_trained_bert(tiny_bert, tmp_path_factory.getbasetemp())
+    return build_int8_bundle(trained, tmp_path_factory.getbasetemp() / "int8_bundle")
+
+
+# The fixture that holds each conformance source's bundle (BackendCase.source).
+SOURCE_FIXTURES = {"built": "bundle", "exported": "exported", "int8": "int8_bundle"}
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +275,7 @@ def test_conformance(case, request: pytest.FixtureRequest, texts: list[str]) -> 
     """Every backend: same labels, logits within the case's tolerance of onnx-fp32 on the same bundle."""
     if case.skip:
         pytest.skip(case.skip)
-    bundle = request.getfixturevalue("bundle" if case.source == "built" else "exported")
+    bundle = request.getfixturevalue(SOURCE_FIXTURES[case.source])
     reference = edgekd.load(bundle, backend="onnx", precision="fp32")
     other = edgekd.load(bundle, backend=case.backend, precision=case.precision)
     assert (other.backend, other.precision, other.labels) == (case.backend, case.precision, reference.labels)
