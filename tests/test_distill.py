@@ -1,5 +1,5 @@
 """Distillation: the KD loss against a hand computation, the intermediate losses, and a tiny
-end-to-end `edgekd distill` run (tiny_bert teacher) writing every output."""
+end-to-end `edgekd distill` run (the trained tiny BERT as teacher) writing every output."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import AG_LABELS, write_dataset
+from conftest import AG_LABELS, read_texts, write_dataset
+from runtime_conformance import build_trained_bert
 
 from edgekd.cli import main
 
@@ -57,17 +58,34 @@ def test_intermediate_losses_are_zero_on_identical_states_and_positive_otherwise
     assert float(attention_kl(attn, flipped, [0, 1], mask)) > 0.01
 
 
-def test_distill_cli_two_students_writes_all_outputs(tiny_bert: Path, tmp_path: Path) -> None:
+def _checkpoint_logits(model_dir: Path, texts: list[str], max_length: int) -> np.ndarray:
+    """logits [len(texts), num_labels] of a saved checkpoint, run with transformers directly (not
+    through edgekd's inference), all texts in one padded batch."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(model_dir)).eval()
+    with torch.no_grad():
+        enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        return model(**enc).logits.numpy()
+
+
+def test_distill_cli_two_students_writes_all_outputs(tiny_bert: Path, tmp_path: Path,
+                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+    # A trained teacher: the random tiny BERT predicts one class for every text, which would make
+    # any agreement figure 0 or 1 whatever rows it compared.
+    teacher = build_trained_bert(tiny_bert, tmp_path_factory.getbasetemp())
     data = write_dataset(tmp_path / "data", {"train": 96, "test": 48})
     out = tmp_path / "students"
     # A layer-copy student and a model-reference student (a checkpoint dir with the same tokenizer).
-    argv = ["distill", "--teacher", str(tiny_bert), "--data", str(data), "--student", "layers=1",
-            "--student", str(tiny_bert), "--out", str(out), "--epochs", "1", "--batch-size", "16",
+    argv = ["distill", "--teacher", str(teacher), "--data", str(data), "--student", "layers=1",
+            "--student", str(teacher), "--out", str(out), "--epochs", "1", "--batch-size", "16",
             "--max-length", "32", "--cache-dir", str(tmp_path / "cache"), "--no-progress",
             "--hidden-weight", "0.5", "--attention-weight", "0.5"]
     assert main(argv) == 0
     rows = json.loads((out / "comparison.json").read_text())["rows"]
-    assert [r["model"] for r in rows] == ["teacher", "layers-1", tiny_bert.name]
+    assert [r["model"] for r in rows] == ["teacher", "layers-1", teacher.name]
     assert rows[1]["params"] < rows[0]["params"] and rows[1]["compression"] > 1.0
     assert rows[2]["params"] == rows[0]["params"]  # the same architecture as the teacher: same size
     for name in ("comparison.md", "comparison.png"):
@@ -79,10 +97,23 @@ def test_distill_cli_two_students_writes_all_outputs(tiny_bert: Path, tmp_path: 
         dist = json.loads((student / "distillation.json").read_text())
         assert dist["spec"] == row["spec"] and dist["loss"]["alpha"] == 0.5 and dist["cache_hit"] is False
         meta = json.loads((student / "edgekd-model.json").read_text())
-        assert meta["role"] == "student" and meta["max_length"] == 32 and meta["teacher"] == str(tiny_bert)
+        assert meta["role"] == "student" and meta["max_length"] == 32 and meta["teacher"] == str(teacher)
         assert (student / "model.safetensors").is_file() and not (student / "checkpoints").exists()
         assert not (student / "training_args.bin").exists()
-    assert 0.0 <= rows[1]["agreement"] <= 1.0
+    # Agreement recomputed here: both checkpoints run again on the test split, top-1 vs top-1.
+    texts, _ = read_texts("ag_news", "test", 48)
+    teacher_logits = _checkpoint_logits(teacher, texts, 32)
+    cached = [np.load(p) for p in (tmp_path / "cache").rglob("*.npy")
+              if json.loads(p.with_suffix(".json").read_text())["split"] == "test"]
+    assert len(cached) == 1  # the teacher's test logits the agreement was computed against, in text order
+    np.testing.assert_allclose(cached[0], teacher_logits, rtol=0, atol=1e-5)
+    assert len(set(teacher_logits.argmax(1).tolist())) > 1  # a teacher that predicts more than one class
+    for row in rows[1:]:
+        student_top1 = _checkpoint_logits(Path(row["path"]), texts, 32).argmax(1)
+        agreement = float(np.mean(student_top1 == teacher_logits.argmax(1)))
+        dist = json.loads((Path(row["path"]) / "distillation.json").read_text())
+        assert row["agreement"] == pytest.approx(agreement, abs=1e-12), row["model"]
+        assert dist["agreement_with_teacher"] == row["agreement"]
     assert "layers-1" in (out / "comparison.md").read_text()
 
 
@@ -187,12 +218,15 @@ def test_train_and_distill_under_torchrun(tiny_bert: Path, tmp_path: Path) -> No
 
 
 def test_teacher_logits_reach_the_distillation_loss(tiny_bert: Path, tmp_path: Path) -> None:
-    """The soft targets must survive the Trainer's data pipeline: by default it drops every feature
-    key that is not a forward() argument, which would silently turn distillation into plain CE."""
+    """The soft targets must survive the Trainer's data pipeline (by default it drops every feature
+    key that is not a forward() argument, which would silently turn distillation into plain CE), and
+    each example must carry the teacher's logits for THAT example (the cache rows in example order)."""
     import torch
     import torch.nn.functional as F
+    from transformers import AutoModelForSequenceClassification
 
     from edgekd.data import DataSpec, load_splits
+    from edgekd.train.cache import LogitCache
     from edgekd.train.common import TrainConfig
     from edgekd.train.distill import DistillationTrainer, DistillConfig, kd_loss
     from edgekd.train.infer import load_checkpoint
@@ -200,19 +234,28 @@ def test_teacher_logits_reach_the_distillation_loss(tiny_bert: Path, tmp_path: P
 
     splits = load_splits(DataSpec(str(write_dataset(tmp_path / "data", {"train": 64, "test": 16}))), labels=list(AG_LABELS))
     model, tokenizer = load_checkpoint(tiny_bert)
-    soft = np.random.default_rng(0).normal(0, 3, (len(splits.train.texts), 4)).astype(np.float32)
     config = DistillConfig(train=TrainConfig(epochs=1, batch_size=8, max_length=32, progress=False), alpha=0.7)
+    cache = LogitCache(tiny_bert, tmp_path / "cache")
+    soft = {name: cache.logits(split.texts, splits.fingerprint, name, config.train.max_length)[0]
+            for name, split in splits.items()}
     trainer = build_trainer(model, tokenizer, splits, tmp_path / "out", config.train, trainer_cls=DistillationTrainer,
-                            train_logits=soft, validation_logits=soft[: len(splits.validation.texts)],
+                            train_logits=soft["train"], validation_logits=soft["validation"],
                             distill=config, teacher=None, layer_map=None)
-    batch = next(iter(trainer.get_train_dataloader()))
+    batch = next(iter(trainer.get_train_dataloader()))  # a shuffled batch: rows are not in file order
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "teacher_logits")}
+    # The teacher run again, outside the cache, on exactly the examples of this batch: [8, 4].
+    teacher = AutoModelForSequenceClassification.from_pretrained(str(tiny_bert)).eval()
+    with torch.no_grad():
+        own = teacher(**inputs).logits.numpy()
+    atol = 1e-6  # same model, same tokens; only the padding of the batch differs (masked)
     assert batch["teacher_logits"].shape == (8, 4)
-    rows = {tuple(r) for r in soft.tolist()}
-    assert all(tuple(r) in rows for r in batch["teacher_logits"].tolist())  # real rows of the cache
+    np.testing.assert_allclose(batch["teacher_logits"].numpy(), own, rtol=0, atol=atol)
+    # The check has power: any two examples of the batch differ by far more than its tolerance
+    # (~3.6e-4 here), so a row paired with the wrong example (a shuffled or shifted cache) fails it.
+    assert min(np.abs(own[i] - own[j]).max() for i in range(8) for j in range(i)) > 10 * atol
     model.eval()
     with torch.no_grad():
         loss = trainer.compute_loss(model, dict(batch))
-        inputs = {k: v for k, v in batch.items() if k not in ("labels", "teacher_logits")}
         logits = model(**inputs).logits
     expected = kd_loss(logits, batch["teacher_logits"], batch["labels"], config.temperature, config.alpha)
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
