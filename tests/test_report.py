@@ -41,7 +41,7 @@ def _model(name: str, kind: str, acc: float, p50: float, size: int | None, parit
 
 
 def make_report(int8_agreement: float = 0.995) -> dict[str, Any]:
-    par = {"n": 300, "max_abs_logit": 0.04, "mean_abs_logit": 0.01, "max_abs_prob": 0.02,
+    par = {"n": 200, "max_abs_logit": 0.04, "mean_abs_logit": 0.01, "max_abs_prob": 0.02,
            "agreement": int8_agreement, "flips": 1, "flipped": [7], "accuracy_drop": 0.002}
     int8 = _model("onnx-int8", "artifact", 0.88, 1.5, 6_000_000, par)
     int8["precision"] = "int8"
@@ -74,7 +74,8 @@ def test_write_report_json_md_html(tmp_path: Path) -> None:
     assert read_report(paths["json"]) == json.loads(json.dumps(report))
     md = paths["md"].read_text()
     assert "| onnx-int8 | onnx-int8 engine | 6.0 MB | 88.00% |" in md
-    assert "| onnx-int8 | agreement | 0.995 | >= 0.99 | PASS |" in md
+    # agreement with how sure it is: flips of n and the Wilson 95% interval of 199/200
+    assert "| onnx-int8 | agreement | 99.50% (1/200 flips; 95% CI 97.22-99.91%) | >= 0.99 | PASS |" in md
     assert "Business → World" in md and "all gates passed" in md
     html = paths["html"].read_text()
     pngs = html.split("data:image/png;base64,")[1:]
@@ -104,7 +105,8 @@ def test_partial_report_lists_skipped_artifacts(tmp_path: Path) -> None:
 
 def test_failed_report_says_so() -> None:
     md = to_markdown(make_report(int8_agreement=0.9))
-    assert "**GATES FAILED**" in md and "| onnx-int8 | agreement | 0.9 | >= 0.99 | FAIL |" in md
+    assert "**GATES FAILED**" in md and "| onnx-int8 | agreement | 90.00% (1/200 flips; 95% CI " in md
+    assert "| >= 0.99 | FAIL |" in md
 
 
 def test_merge_two_devices_keeps_both(tmp_path: Path) -> None:

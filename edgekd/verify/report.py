@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.verify.parity import wilson_interval
 
 SCHEMA_NAME = "edgekd.verify.report"
 SCHEMA_VERSION = 1
@@ -93,6 +94,16 @@ def _num(v: float | None, fmt: str = "{:.3g}") -> str:
     return "–" if v is None else fmt.format(v)
 
 
+def _agree(m: dict[str, Any]) -> str:
+    """An agreement cell with how sure it is: '99.50% (2/400 flips; 95% CI 98.20-99.86%)'."""
+    if m.get("agreement") is None:
+        return "–"
+    if not m.get("n") or m.get("flips") is None:
+        return _pct(m["agreement"])
+    lo, hi = m.get("agreement_ci") or wilson_interval(m["n"] - m["flips"], m["n"])
+    return f"{_pct(m['agreement'])} ({m['flips']}/{m['n']} flips; 95% CI {lo * 100:.2f}-{hi * 100:.2f}%)"
+
+
 def _mb(v: int | None) -> str:
     return "–" if not v else f"{v / 1e6:.1f} MB"
 
@@ -107,7 +118,7 @@ def model_rows(report: dict[str, Any]) -> list[list[str]]:
         rows.append([
             m["name"], m["engine"], _mb(m.get("bytes")), _pct(m["accuracy"]["accuracy"]),
             _num(m["accuracy"]["f1_macro"], "{:.3f}"),
-            _pct(gap.get("agreement")), _num(par.get("max_abs_logit"), "{:.2e}"), _pct(par.get("agreement")),
+            _agree(gap), _num(par.get("max_abs_logit"), "{:.2e}"), _agree(par),
             _num(b1.get("p50_ms"), "{:.2f}"), _num(b1.get("p90_ms"), "{:.2f}"), _num(b1.get("p99_ms"), "{:.2f}"),
             _num(tp.get("texts_per_s"), "{:.0f}"), _num(cold.get("total_s"), "{:.2f}"),
             _mb(cold.get("peak_rss_bytes")),
@@ -121,8 +132,11 @@ GATE_HEADER = ["artifact", "check", "value", "gate", "result"]
 
 
 def gate_rows(report: dict[str, Any]) -> list[list[str]]:
-    """The per-check table: one row per gate."""
-    return [[g["artifact"], g["metric"], _num(g["value"], "{:.6g}"), f"{g['op']} {g['threshold']:g}",
+    """The per-check table: one row per gate (an agreement value with its flips and 95% interval)."""
+    parity = {m["name"]: m.get("parity") or {} for m in report["models"]}
+    return [[g["artifact"], g["metric"],
+             _agree(parity[g["artifact"]]) if g["metric"] == "agreement" and parity.get(g["artifact"])
+             else _num(g["value"], "{:.6g}"), f"{g['op']} {g['threshold']:g}",
              "PASS" if g["passed"] else "FAIL"] for g in report["gates"]]
 
 
@@ -168,7 +182,7 @@ def to_markdown(report: dict[str, Any]) -> str:
            _md_table(GATE_HEADER, gate_rows(report)) if report["gates"] else "(no artifacts gated)", ""]
     if skipped:
         out += ["## Not verified on this device", "", _md_table(SKIPPED_HEADER, skipped), ""]
-    by_length = [[m["name"], group, str(p["n"]), _num(p["max_abs_logit"], "{:.2e}"), _pct(p["agreement"])]
+    by_length = [[m["name"], group, str(p["n"]), _num(p["max_abs_logit"], "{:.2e}"), _agree(p)]
                  for m in report["models"] for group, p in ((m.get("parity") or {}).get("by_length") or {}).items()]
     if by_length:
         out += ["## Conversion parity by input length", "",
