@@ -139,62 +139,6 @@ def conformance_table() -> list[BackendCase]:
     ]
 
 
-# The trained tiny BERT: AG News train rows [0, TRAINED_ROWS), TRAINED_MAX_LENGTH tokens. A random
-# tiny BERT predicts one class for every text with ~0.01 logit margins, below int8's rounding.
-TRAINED_ROWS = 512
-TRAINED_MAX_LENGTH = 64
-
-
-def build_trained_bert(model_dir: Path, root: Path) -> Path:
-    """`model_dir` (the random tiny BERT) trained for 4 epochs on the first TRAINED_ROWS AG News
-    train rows: predictions that vary with the text, large margins on the rows it was trained on.
-    Saved as a checkpoint with `edgekd-model.json` (max_length TRAINED_MAX_LENGTH) at
-    `root/trained_tiny_bert`; built once per root (pass the session's base temp directory)."""
-    out = Path(root) / "trained_tiny_bert"
-    with _LOCK:
-        if str(out) not in _BUILT:
-            _train(Path(model_dir), Path(out))
-            _BUILT[str(out)] = Path(out)
-        return Path(out)
-
-
-def _train(model_dir: Path, out: Path) -> None:
-    import torch
-    from conftest import AG_LABELS, read_texts
-
-    from edgekd.train.infer import load_checkpoint
-
-    texts, names = read_texts("ag_news", "train", TRAINED_ROWS)
-    labels = torch.tensor([AG_LABELS.index(n) for n in names])
-    model, tokenizer = load_checkpoint(model_dir)
-    generator = torch.Generator().manual_seed(0)
-    threads = torch.get_num_threads()
-    # Matrices this small gain nothing from threads; on a busy 2-core machine two threads made
-    # training ~10x slower than one. Restored below, like the torch RNG (dropout draws seeded here).
-    torch.set_num_threads(1)
-    try:
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
-            model.train()
-            for _ in range(4):
-                order = torch.randperm(len(texts), generator=generator).tolist()
-                for i in range(0, len(order), 32):
-                    rows = order[i : i + 32]
-                    enc = tokenizer([texts[j] for j in rows], truncation=True, max_length=TRAINED_MAX_LENGTH,
-                                    padding=True, return_tensors="pt")
-                    loss = model(**enc, labels=labels[rows]).loss
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-    finally:
-        torch.set_num_threads(threads)
-    model.eval()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / "edgekd-model.json").write_text(f'{{"max_length": {TRAINED_MAX_LENGTH}, "role": "test"}}\n')
-
-
 def build_exported_bundle(model_dir: Path, out: Path, texts: list[str]) -> Path:
     """A bundle written by the exporters (onnx fp32 + coreml fp16), cached per out."""
     from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
@@ -220,7 +164,7 @@ def build_int8_bundle(model_dir: Path, out: Path) -> Path:
 
 
 def _export_int8(model_dir: Path, out: Path) -> None:
-    from conftest import AG_LABELS, read_texts
+    from conftest import AG_LABELS, TRAINED_ROWS, read_texts
 
     from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import AG_LABELS, read_texts, write_dataset
-from runtime_conformance import build_trained_bert
 
 from edgekd.cli import main
 
@@ -71,11 +70,10 @@ def _checkpoint_logits(model_dir: Path, texts: list[str], max_length: int) -> np
         return model(**enc).logits.numpy()
 
 
-def test_distill_cli_two_students_writes_all_outputs(tiny_bert: Path, tmp_path: Path,
-                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_distill_cli_two_students_writes_all_outputs(trained_tiny_bert: Path, tmp_path: Path) -> None:
     # A trained teacher: the random tiny BERT predicts one class for every text, which would make
     # any agreement figure 0 or 1 whatever rows it compared.
-    teacher = build_trained_bert(tiny_bert, tmp_path_factory.getbasetemp())
+    teacher = trained_tiny_bert
     data = write_dataset(tmp_path / "data", {"train": 96, "test": 48})
     out = tmp_path / "students"
     # A layer-copy student and a model-reference student (a checkpoint dir with the same tokenizer).

@@ -174,24 +174,50 @@ def test_missing_dependency_names_the_extra(tiny_bert: Path, tmp_path: Path, mon
         validate(tiny_bert, tmp_path / "b", ExportOptions(targets=[target]))
 
 
-def test_int8_accuracy_control_is_recorded(tiny_bert: Path, tmp_path: Path) -> None:
-    train, train_labels = read_texts("ag_news", "train", 200)
-    val, val_labels = read_texts("ag_news", "test", 160)
-    data = ExportData(test_texts=val[100:], train=(train, _ids(train_labels)),
-                      validation=(val[:100], _ids(val_labels[:100])))
-    out = tmp_path / "bundle"
-    manifest = export_bundle(tiny_bert, out, data, ExportOptions(targets=["onnx"], int8=True, calibration_size=64,
-                                                                 check_per_class=8), log=lambda m: None)
+def test_int8_kept_by_accuracy_control_for_every_backend(trained_tiny_bert: Path, tmp_path: Path) -> None:
+    """On a trained model every backend's int8 passes the int8 gates, and the kept artifact is the
+    setting accuracy control chose, with the numbers of that decision (ONNX, NNCF, Core ML)."""
+    from conftest import TRAINED_ROWS
+
+    texts, names = read_texts("ag_news", "train", TRAINED_ROWS)
+    half = TRAINED_ROWS // 2  # rows it was trained on: large margins, so int8 keeps every prediction
+    data = ExportData(test_texts=texts[half:], train=(texts[:half], _ids(names[:half])),
+                      validation=(texts[half:], _ids(names[half:])))
+    manifest = export_bundle(trained_tiny_bert, tmp_path / "bundle", data,
+                             ExportOptions(targets=["all"], int8=True, calibration_size=64, check_per_class=8),
+                             log=lambda m: None)
     cal = manifest.calibration
     assert cal["size"] == 64 and cal["seed"] == 0 and sum(cal["label_counts"].values()) == 64
-    record = cal["accuracy_control"]["onnx"]
-    assert [t["name"] for t in record["tried"]][0] == "static-qdq"
-    int8 = [a for a in manifest.artifacts if a.precision == "int8"]
-    if record["chosen"] is None:  # a random model's near-tied logits flip under int8: kept fp32 only
-        assert not int8 and not any(t["accepted"] for t in record["tried"])
-    else:
-        assert manifest.parity["onnx-int8"]["status"] == "passed"
-        assert int8[0].quantization["variant"] == record["chosen"] and int8[0].float_ops
+    assert manifest.dropped == []
+    for backend, first in (("onnx", "static-qdq"), ("openvino", "nncf-transformer"),
+                           ("coreml", "weights-linear-symmetric")):
+        record = cal["accuracy_control"][backend]
+        assert record["tried"][0]["name"] == first and record["n_validation"] == TRAINED_ROWS - half
+        chosen = next(t for t in record["tried"] if t["accepted"])
+        assert chosen["agreement"] >= 0.99 and chosen["accuracy_drop"] <= 0.005 and chosen["failed"] == ""
+        art = manifest.artifact(backend, "int8")
+        assert art.quantization["variant"] == record["chosen"] == chosen["name"]
+        assert bundle_mod.check_artifact(tmp_path / "bundle", art).exists()
+        assert art.float_ops or backend == "openvino"  # NNCF may quantize every MatMul: nothing left float
+        assert manifest.parity[art.name]["decided_by"] == "accuracy control"
+        assert manifest.parity[art.name]["decision"]["n"] == record["n_agreement"]
+
+
+def test_failed_fp16_is_dropped_with_its_numbers(tiny_bert: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.verify import parity
+
+    # An fp16 gate no real conversion meets: the fp16 artifact goes, fp32 stays, the export succeeds.
+    monkeypatch.setitem(parity.DEFAULT_GATES, "fp16", (parity.Gate("max_abs_logit", "<=", 0.0),))
+    out = tmp_path / "bundle"
+    manifest = export_bundle(tiny_bert, out, _data(20), ExportOptions(targets=["openvino"], check_per_class=8),
+                             log=lambda m: None)
+    assert [a.name for a in manifest.artifacts] == ["openvino-fp32"]
+    assert not (out / "openvino" / "model.fp16.xml").exists() and not (out / "openvino" / "model.fp16.bin").exists()
+    (drop,) = manifest.dropped
+    assert drop["artifact"] == "openvino-fp16" and drop["stage"] == "post-export check"
+    assert "max |dlogit|" in drop["reason"] and drop["numbers"]["max_abs_logit"] > 0
+    assert bundle_mod.read_manifest(out).dropped == manifest.dropped  # written, and read back
 
 
 @pytest.mark.slow

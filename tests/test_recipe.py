@@ -24,7 +24,7 @@ def test_demo_is_small() -> None:
     demo = load_recipe(RECIPES / "demo.yaml")
     assert demo.data.max_train_samples == 1500 and demo.teacher.epochs == 1 and demo.teacher.max_length == 64
     assert demo.export.targets == ["onnx", "openvino", "coreml"] and demo.export.int8
-    assert demo.verify.max_samples == 300
+    assert demo.verify.max_samples == 0 and demo.data.max_test_samples == 1000  # verify: the whole test slice
 
 
 def test_typo_names_key_and_nearest() -> None:

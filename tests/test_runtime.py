@@ -22,7 +22,6 @@ from runtime_conformance import (
     build_exported_bundle,
     build_int8_bundle,
     build_onnx_bundle,
-    build_trained_bert,
     conformance_table,
 )
 
@@ -44,9 +43,8 @@ def exported(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def int8_bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    trained = build_trained_bert(tiny_bert, tmp_path_factory.getbasetemp())
-    return build_int8_bundle(trained, tmp_path_factory.getbasetemp() / "int8_bundle")
+def int8_bundle(trained_tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_int8_bundle(trained_tiny_bert, tmp_path_factory.getbasetemp() / "int8_bundle")
 
 
 # The fixture that holds each conformance source's bundle (BackendCase.source).
