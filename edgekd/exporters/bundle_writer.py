@@ -23,6 +23,7 @@ from edgekd.errors import BundleError, DataError, ExportError, ModelError, Recip
 from edgekd.exporters import get_exporter, parse_targets
 from edgekd.exporters.base import ExportJob
 from edgekd.exporters.check import CHECK_PER_CLASS, check_texts, token_lengths
+from edgekd.models import label_order
 from edgekd.verify.parity import GateSet
 
 DEFAULT_MAX_LENGTH = 128
@@ -113,7 +114,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
     log(f"loading {model_dir}")
     model, tokenizer = load_checkpoint(model_dir)
     model_card = _model_card(model_dir)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    labels = label_order(model.config.id2label, str(model_dir / "config.json"))
     settings = _tokenizer_settings(tokenizer, model_card)
     tokenizer_json = _tokenizer_json(model_dir, tokenizer)
     contract = bundle_mod.contract_hash(tokenizer_json, labels, settings)

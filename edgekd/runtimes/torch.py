@@ -26,6 +26,7 @@ import numpy as np
 
 from edgekd.bundle import Artifact, Manifest
 from edgekd.errors import BundleError, ModelError, require
+from edgekd.models import label_order
 
 PROVENANCE_KEYS = ("model_dir", "student", "checkpoint", "source")
 # Held while a session runs with its own intra-op thread count (a process-wide torch setting).
@@ -59,8 +60,7 @@ class TorchSession:
         self._lock = threading.Lock()
 
     def _check_labels(self, manifest: Manifest) -> None:
-        id2label = getattr(self._model.config, "id2label", None) or {}
-        labels = [id2label.get(i, id2label.get(str(i))) for i in range(len(id2label))]
+        labels = label_order(getattr(self._model.config, "id2label", None) or {}, "the reference checkpoint's config")
         if labels != list(manifest.labels):
             raise BundleError(f"the reference checkpoint's labels {labels} differ from the bundle's "
                               f"{manifest.labels}; pass checkpoint= the model the bundle was exported from")

@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.errors import DataError, EdgekdError, ModelError
+from edgekd.errors import DataError, EdgekdError
+from edgekd.models import checkpoint_labels
 from edgekd.verify import parity
 from edgekd.verify.latency import LatencySettings, batch1_latency, cold_start, throughput
 
@@ -133,29 +134,6 @@ def check_student_weights(bundle: Path, provenance: dict[str, Any], student: Pat
     return []
 
 
-def label_order(id2label: dict[Any, Any], where: str) -> list[str]:
-    """Label names in logit column order from an `id2label` mapping whose keys are ids as int or str
-    (config.json stores "0", transformers' config holds 0)."""
-    try:
-        names = {int(k): str(v) for k, v in id2label.items()}
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{where}: id2label keys must be label ids, got {sorted(map(str, id2label))}") from exc
-    if not names or sorted(names) != list(range(len(names))):
-        raise ModelError(f"{where}: id2label must map ids 0..n-1 to label names, got ids {sorted(names)}; "
-                         "re-save the checkpoint with its labels (edgekd train / distill do)")
-    return [names[i] for i in range(len(names))]
-
-
-def checkpoint_labels(ckpt: Path) -> list[str]:
-    """A checkpoint's label names in its logit column order (config.json `id2label`)."""
-    path = Path(ckpt) / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelError(f"{ckpt} is not a Hugging Face checkpoint (no config.json)") from exc
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc})") from exc
-    return label_order(config.get("id2label") or {}, str(path))
 
 
 def label_columns(labels: list[str], bundle_labels: list[str], who: str, ckpt: Path, flag: str) -> list[int]:
