@@ -55,13 +55,6 @@ class Int8Decision:
     def chosen_row(self) -> dict[str, Any] | None:
         return next((t for t in self.tried if t["accepted"]), None)
 
-    def reason(self) -> str:
-        """One line: why no candidate was kept (or which was)."""
-        if self.chosen is not None:
-            return f"kept {self.chosen.name}"
-        parts = [f"{t['name']}: {t.get('error') or t['failed']}" for t in self.tried]
-        return "no int8 setting passed the int8 gates (" + "; ".join(parts) + ")"
-
     def record(self) -> dict[str, Any]:
         return {
             "chosen": self.chosen.name if self.chosen else None,
@@ -72,6 +65,15 @@ class Int8Decision:
             "n_agreement": self.n_agreement,
             "tried": self.tried,
         }
+
+
+def rejection_reason(record: dict[str, Any]) -> str:
+    """One line from a decision record (`Int8Decision.record()`): on how many texts accuracy control
+    decided and why each setting it tried was rejected."""
+    n_val, n = record["n_validation"], record["n_agreement"]
+    tried = "; ".join(f"{t['name']}: {t.get('error') or t['failed']}" for t in record["tried"])
+    return (f"accuracy control on {n_val} validation + {n - n_val} agreement texts: no int8 setting passed "
+            f"the int8 gates ({tried})")
 
 
 def measure(logits: np.ndarray, reference_logits: np.ndarray, labels: Sequence[int]) -> dict[str, Any]:

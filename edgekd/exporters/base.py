@@ -23,7 +23,7 @@ import numpy as np
 
 from edgekd.bundle import Artifact, Manifest, TokenizerSettings, artifact_files, finalize_artifact
 from edgekd.calibration import CalibrationSet
-from edgekd.calibration.accuracy import Int8Candidate, Int8Decision, select_int8
+from edgekd.calibration.accuracy import Int8Candidate, Int8Decision, rejection_reason, select_int8
 from edgekd.errors import EdgekdError, ExportError, require
 from edgekd.exporters import check
 from edgekd.verify.parity import GateSet, wilson_interval
@@ -150,10 +150,7 @@ class Exporter:
         record = job.records.get("accuracy_control", {}).get(self.name)
         if record is None:
             raise ExportError(f"--target {self.name} returned no int8 artifact and no accuracy-control record")
-        reason = (f"accuracy control on {record['n_validation']} validation + "
-                  f"{record['n_agreement'] - record['n_validation']} agreement texts: no int8 setting passed the "
-                  "int8 gates (" + "; ".join(f"{t['name']}: {t.get('error') or t['failed']}" for t in record["tried"]) + ")")
-        job.drop(name, "accuracy control", reason, record["tried"])
+        job.drop(name, "accuracy control", rejection_reason(record), record["tried"])
         return []
 
     def _export(self, job: ExportJob) -> list[Artifact]:
@@ -172,25 +169,26 @@ class Exporter:
     def skip_reason(self) -> str:
         return f"no runtime for {self.name} on this machine"
 
-    def session_logits(self, job: ExportJob, artifact: Artifact, texts: list[str]) -> np.ndarray:
-        """logits [len(texts), num_labels] of an artifact written under job.bundle, run by the runtime
-        backend that `check_backend()` names (the one `edgekd.load` would use here)."""
+    def _session(self, job: ExportJob, artifact: Artifact) -> Any:
+        """A runtime session over an artifact written under job.bundle, by the backend that
+        `check_backend()` names (the one `edgekd.load` would use here)."""
         backend = self.check_backend()
         if backend is None:
             raise ExportError(f"{artifact.name} cannot be run here: {self.skip_reason()}")
         runtime = importlib.import_module(_runtime_module(backend))
-        session = runtime.open_session(job.bundle / artifact.path, artifact, job.manifest(), {})
-        return check.run_session(session, job.tokenizer, texts, job.max_length)
+        return runtime.open_session(job.bundle / artifact.path, artifact, job.manifest(), {})
+
+    def session_logits(self, job: ExportJob, artifact: Artifact, texts: list[str]) -> np.ndarray:
+        """logits [len(texts), num_labels] of an artifact written under job.bundle (see `_session`)."""
+        return check.run_session(self._session(job, artifact), job.tokenizer, texts, job.max_length)
 
     def check(self, job: ExportJob, artifact: Artifact) -> dict[str, Any]:
         """Run the artifact on every check set and compare with PyTorch. fp32/fp16 are gated here;
         int8 was decided by accuracy control on the validation split, so its numbers are recorded
         but not decided again on this smaller sample."""
-        backend = self.check_backend()
-        if backend is None:
+        if self.check_backend() is None:
             return {"status": "skipped", "reason": self.skip_reason()}
-        runtime = importlib.import_module(_runtime_module(backend))
-        session = runtime.open_session(job.bundle / artifact.path, artifact, job.manifest(), {})
+        session = self._session(job, artifact)
         by_length = {}
         for length_class, texts in job.check_sets.items():
             if not texts:  # e.g. no short texts when max_length is tiny; the other classes still count
