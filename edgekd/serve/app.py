@@ -1,0 +1,118 @@
+"""The HTTP app: one loaded `Classifier` behind a Starlette application (`pip install edgekd[serve]`).
+
+    GET  /          the page (text box, label bars, latency, model and device facts)
+    POST /predict   Hugging Face text-classification JSON (edgekd/serve/api.py)
+    GET  /health    {"status": "ok", ...}
+    GET  /info      labels, artifact in use, contract, export parity, this device's verify summary
+    GET  /report    this device's verify report (HTML) when the bundle has one
+
+Every error is JSON `{"error": message}` with a 4xx/5xx status. Predictions run in Starlette's
+threadpool: the classifier is thread-safe, so concurrent requests share one loaded model and use
+every core while the event loop keeps accepting connections.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from edgekd.errors import require
+from edgekd.runtimes.classifier import Classifier
+from edgekd.serve.api import LIMITS, Limits, RequestError, parse_predict, predictions
+from edgekd.serve.info import bundle_info, device_report
+from edgekd.serve.page import render_page
+
+# Media types /predict accepts. Requiring JSON also keeps other web pages from posting to a local
+# server without a CORS preflight (which this server never grants).
+JSON_TYPES = ("application/json",)
+
+
+def create_app(clf: Classifier, device: dict[str, Any] | None = None, limits: Limits = LIMITS) -> Any:
+    """A Starlette app serving `clf`. `device`: the fingerprint to report (default: this machine's)."""
+    require("starlette", "serve", "edgekd serve")
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+    from starlette.routing import Route
+
+    if device is None:
+        from edgekd.verify.device import fingerprint
+
+        device = fingerprint()
+    info = bundle_info(clf, device, limits)
+    page = render_page(info)
+    report = device_report(clf.bundle, device["device_id"])
+    report_html = report.with_suffix(".html") if report else None
+
+    async def home(request: Request) -> Response:
+        return HTMLResponse(page)
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "artifact": info["artifact"]["name"], "labels": len(info["labels"])})
+
+    async def show_info(request: Request) -> Response:
+        return JSONResponse(info)
+
+    async def show_report(request: Request) -> Response:
+        if report_html is None or not report_html.is_file():
+            return _error(404, f"no verify report for this device ({device['device_id']}) in the bundle; "
+                               "create one with: edgekd verify BUNDLE --data D")
+        return FileResponse(report_html, media_type="text/html")
+
+    async def predict(request: Request) -> Response:
+        try:
+            _check_media_type(request.headers.get("content-type", ""))
+            body = await _read_body(request, limits.max_body_bytes)
+            req = parse_predict(body, limits)
+        except RequestError as exc:
+            return _error(exc.status, exc.message)
+        started = time.perf_counter()
+        try:
+            logits = await run_in_threadpool(clf.logits, req.texts)  # [n, num_labels]
+        except ValueError as exc:  # the runtime refused a text that parse_predict let through
+            return _error(422, str(exc))
+        model_ms = (time.perf_counter() - started) * 1000
+        return JSONResponse(predictions(logits, clf.labels, req),
+                            headers={"Server-Timing": f"model;dur={model_ms:.2f}"})
+
+    async def http_error(request: Request, exc: Any) -> Response:  # exc: HTTPException (404, 405)
+        allowed = f"; allowed: {exc.headers['Allow']}" if exc.headers and "Allow" in exc.headers else ""
+        return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}{allowed}",
+                      exc.headers)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    routes = [Route("/", home), Route("/health", health), Route("/info", show_info), Route("/report", show_report),
+              Route("/predict", predict, methods=["POST"])]
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+
+
+def _check_media_type(content_type: str) -> None:
+    media = content_type.split(";")[0].strip().lower()
+    if media not in JSON_TYPES:
+        raise RequestError(415, f"Content-Type must be application/json, got {content_type or 'none'!r} "
+                                "(curl: --json '{\"inputs\": \"...\"}')")
+
+
+async def _read_body(request: Any, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes `limit` bytes (never read whole into memory)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise RequestError(400, f"Content-Length {length!r} is not a byte count")
+        if int(length) > limit:
+            raise RequestError(413, f"the body is {int(length)} bytes; at most {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"the body is over {limit} bytes; at most {limit}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
