@@ -242,6 +242,15 @@ def check_artifact(bundle: Path, artifact: Artifact) -> Path:
     return path
 
 
+def check_bundle(bundle: Path) -> Manifest:
+    """The manifest of a bundle directory after checking the whole bundle is as exported: the contract
+    hash (tokenizer.json, labels, inputs) and every artifact's sha256. `edgekd pack` checks this first."""
+    manifest = read_manifest(bundle)
+    for artifact in manifest.artifacts:
+        check_artifact(bundle, artifact)
+    return manifest
+
+
 def check_embedded_contract(artifact: Artifact, found: str | None, manifest: Manifest) -> None:
     """Compare the contract hash an artifact carries in its own metadata with the manifest's."""
     if found != manifest.contract:
@@ -263,6 +272,18 @@ def open_bundle(path: str | os.PathLike[str]) -> Path:
     cache = Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd")) / "bundles" / digest[:16]
     if (cache / MANIFEST).is_file():
         return cache
+    try:
+        _extract(path, cache)
+    except (BundleError, OSError):
+        # Another process (a second serve worker, say) extracted the same zip first: use its copy.
+        if (cache / MANIFEST).is_file():
+            return cache
+        raise
+    return cache
+
+
+def _extract(path: Path, cache: Path) -> None:
+    """Extract a bundle zip into `cache` through a staging directory renamed into place."""
     with zipfile.ZipFile(path) as zf, _staging(cache) as tmp:
         for info in zf.infolist():
             target = _safe_member(tmp, info)
@@ -284,7 +305,6 @@ def open_bundle(path: str | os.PathLike[str]) -> Path:
             for p in root.iterdir():
                 p.rename(tmp / p.name)
             root.rmdir()
-    return cache
 
 
 def _safe_member(root: Path, info: zipfile.ZipInfo) -> Path:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "report": "edgekd.commands.report",
     "predict": "edgekd.commands.predict",
     "info": "edgekd.commands.info",
+    "pack": "edgekd.commands.pack",
     "serve": "edgekd.commands.serve",
 }
 # Flags of `edgekd` itself, accepted before the verb; --verbose after it too.

@@ -10,7 +10,7 @@ import pytest
 
 from edgekd.cli import COMMANDS, main, parse
 
-DESIGN_VERBS = ["run", "train", "distill", "baseline", "evaluate", "export", "verify", "report", "predict", "info", "serve"]
+DESIGN_VERBS = ["run", "train", "distill", "baseline", "evaluate", "export", "verify", "report", "predict", "info", "pack", "serve"]
 
 
 def test_help_lists_every_design_verb() -> None:

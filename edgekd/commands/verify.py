@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=50, help="minimum batch-1 timed runs per model")
     parser.add_argument("--batch-size", type=int, default=32, help="batch size for the throughput measure")
     parser.add_argument("--no-cold-start", action="store_true", help="skip the fresh-process cold start measure")
-    parser.add_argument("--out", type=Path, default=None, help="report directory (default: BUNDLE/reports)")
+    parser.add_argument("--out", type=Path, default=None, help="report directory (default: BUNDLE/reports; for BUNDLE.zip, BUNDLE-reports/ beside it)")
     parser.add_argument("--allow-partial", action="store_true",
                         help="pass although some artifacts cannot be verified here (backend not installed, or "
                              "left out by --backends); the report lists them under 'skipped'. Without it, "

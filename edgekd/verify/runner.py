@@ -327,7 +327,10 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
     from edgekd.bundle import open_bundle, read_manifest
     from edgekd.verify.device import fingerprint
 
-    config.bundle = open_bundle(config.bundle)
+    source = Path(config.bundle)
+    config.bundle = open_bundle(source)  # a .zip: its extraction in a private cache
+    if source.is_file() and config.out_dir is None:
+        config.out_dir = source.with_name(f"{source.stem}-reports")  # beside the zip, not in that cache
     manifest = read_manifest(config.bundle)
     pre = preflight(config, manifest)
     runs, notes = pre.runs, pre.notes
@@ -362,7 +365,7 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
 
     return {"schema": SCHEMA_NAME, "schema_version": SCHEMA_VERSION, "edgekd_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "device": fingerprint(),
-            "bundle": {"path": str(config.bundle), "contract": manifest.contract, "labels": manifest.labels,
+            "bundle": {"path": str(source), "contract": manifest.contract, "labels": manifest.labels,
                        "provenance": manifest.provenance},
             "data": {"path": tests.source, "n": len(tests.texts)}, "models": models, "gates": gates,
             "gate_thresholds": config.gates.to_dict(), "passed": all(g["passed"] for g in gates),
