@@ -33,7 +33,7 @@ from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_j
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
 # Parts with their own results file and RESULTS.md section, run only when named (not by `all`).
-SEPARATE = ["firstrun"]
+SEPARATE = ["firstrun", "serve"]
 
 
 def log(msg: str) -> None:
@@ -196,6 +196,22 @@ def first_run(device: dict[str, Any]) -> None:
     log(f"wrote {path.relative_to(ROOT)} and the first-run section of benchmarks/RESULTS.md")
 
 
+def serve_load(device: dict[str, Any]) -> None:
+    """The `edgekd serve` loopback load test: results/serve-<device-id>.json; fails on any error or label
+    that differs from direct predict."""
+    from benchmarks import serve
+
+    started = time.perf_counter()
+    result = {"device": device, **serve.study(serve.bundle_path(), log)}
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    path = RESULTS / f"serve-{device['device_id']}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    log(f"wrote {path.relative_to(ROOT)}")
+    if serve.failures(result):
+        raise SystemExit("serve load test failed: " + "; ".join(serve.failures(result)))
+
+
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted") if k in m} | {"n": m.get("n")}
 
@@ -211,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     if "firstrun" in parts:
         first_run(device)
         parts = [x for x in parts if x != "firstrun"]
+        if not parts:
+            return 0
+    if "serve" in parts:
+        serve_load(device)
+        parts = [x for x in parts if x != "serve"]
         if not parts:
             return 0
     path = RESULTS / f"{device['device_id']}.json"
