@@ -154,6 +154,14 @@ def test_oversize_body_without_content_length_is_cut_off(client: object) -> None
     assert r.status_code == 413 and "over 1048576 bytes" in r.json()["error"]
 
 
+def test_body_far_over_the_limit_is_refused_from_its_content_length(client: object) -> None:
+    from edgekd.serve.app import DRAIN_FACTOR
+
+    body = b" " * (DRAIN_FACTOR * LIMITS.max_body_bytes + 1)
+    r = _post(client, body)
+    assert r.status_code == 413 and r.json()["error"] == f"the body is {len(body)} bytes; at most {LIMITS.max_body_bytes}"
+
+
 def test_at_the_limits_is_accepted(client: object) -> None:
     texts = ["w" * LIMITS.max_text_chars] + ["short"] * (LIMITS.max_texts - 1)
     r = client.post("/predict", json={"inputs": texts, "parameters": {"top_k": 1}})  # type: ignore[attr-defined]
@@ -243,12 +251,21 @@ def test_concurrent_requests_on_a_real_server(bundle: Path, clf: edgekd.Classifi
     assert server.returncode == 0
 
 
-def test_ctrl_c_stops_cleanly(bundle: Path) -> None:
+def test_real_server_survives_bad_requests_and_stops_on_ctrl_c(bundle: Path, clf: edgekd.Classifier) -> None:
     import httpx
 
-    with Background(bundle) as server:
+    with Background(bundle) as server, httpx.Client(base_url=server.url, timeout=60) as http:
         assert server.url.startswith("http://127.0.0.1:")  # loopback by default
-        assert httpx.get(server.url + "/health").json()["status"] == "ok"
+        assert http.get("/health").json()["status"] == "ok"
+        json_type = {"content-type": "application/json"}
+        for body, status in [(b'{"inputs": "caf\xe9"}', 400), (b"{", 400), (b'{"inputs": 1}', 422),
+                             (b" " * (3 * LIMITS.max_body_bytes), 413)]:
+            assert http.post("/predict", content=body, headers=json_type).status_code == status
+            assert http.post("/predict", json=GOOD).json()[0]["label"] == clf.predict(GOOD["inputs"]).label
+        with socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1]))) as raw:
+            raw.sendall(b"NOT HTTP AT ALL\r\n\r\n")  # not even HTTP: uvicorn answers 400 and closes
+            assert raw.recv(100).startswith(b"HTTP/1.1 400")
+        assert http.post("/predict", json=GOOD).status_code == 200
     # Background sent SIGINT, as Ctrl-C does
     assert server.returncode == 0 and server.stdout.strip() == "edgekd serve: stopped"
     assert "Traceback" not in server.stderr, server.stderr
