@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from edgekd.cli import main
-from tests.conftest import AG_LABELS, write_dataset
+from tests.conftest import AG_LABELS, read_texts, write_dataset
 
 # The permuted teacher's column j is tiny_bert's column PERMUTATION[j]: no label keeps its place.
 PERMUTATION = [2, 0, 3, 1]
@@ -91,7 +91,14 @@ def test_verify_writes_valid_report(fp32_bundle: Path, test_csv: Path, teacher: 
     assert onnx_row["latency"]["batch1"]["runs"] >= 5
     assert report["passed"] and [g["metric"] for g in report["gates"]] == ["agreement", "max_abs_logit"]
     html = path.with_suffix(".html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5  # 4 charts + the student's embedding map
+    assert 'alt="embedding map of student-torch"' in html
+    # the map: every one of the 40 test texts (under the 2,000 cap), in file order, with its true label
+    emb = report["models"][1]["embedding_map"]
+    _, names = read_texts("ag_news", "test", 40)
+    assert emb["n"] == 40 and emb["rows"] == list(range(40)) and len(emb["points"]) == 40
+    assert emb["labels"] == [AG_LABELS.index(n) for n in names]
+    assert not any("embedding_map" in m for m in report["models"][::2])  # teacher and artifact rows: none
     assert "| onnx-fp32 |" in path.with_suffix(".md").read_text()
 
 

@@ -115,3 +115,31 @@ def merged_latency_chart(names: Sequence[str], devices: Sequence[str],
     ax.set_title("Latency per model and device", fontsize=11)
     ax.legend(fontsize=7)
     return _png(fig)
+
+
+def embedding_chart(embedding: dict[str, Any], labels: Sequence[str], model: str) -> bytes:
+    """A model's embedding map (`report.models[i].embedding_map`): one dot per text coloured by its
+    true label; misclassified texts are crosses in their true label's colour."""
+    import matplotlib
+    import numpy as np
+
+    fig, ax = _figure(7.6, 4.6)
+    ax.grid(alpha=0.3)
+    points = np.asarray(embedding["points"], dtype=float).reshape(-1, 2)  # [n, 2]
+    true, predicted = np.asarray(embedding["labels"]), np.asarray(embedding["predicted"])
+    wrong = true != predicted
+    colours = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    for i, name in enumerate(labels):
+        colour = colours(i % colours.N)
+        ax.scatter(*points[(true == i) & ~wrong].T, s=8, color=colour, alpha=0.6, linewidths=0, label=name)
+        ax.scatter(*points[(true == i) & wrong].T, s=26, color=colour, marker="x", linewidths=1.1)
+    ax.scatter([], [], s=26, color="#333", marker="x", linewidths=1.1, label=f"misclassified ({int(wrong.sum())})")
+    method = embedding["method"].upper()
+    variance = list(embedding.get("explained_variance") or []) + [None, None]
+    for axis, i in ((ax.set_xlabel, 0), (ax.set_ylabel, 1)):
+        axis(f"{method} {i + 1}" + (f" ({variance[i]:.0%} of variance)" if variance[i] is not None else ""))
+    shown = f"{len(points):,} of {embedding['n']:,}" if len(points) < embedding["n"] else f"{len(points):,}"
+    ax.set_title(f"Embeddings of {model} ({method} of what its classifier reads), {shown} test texts", fontsize=10)
+    ax.legend(fontsize=7, markerscale=1.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              ncol=1 if len(labels) <= 12 else 2)
+    return _png(fig)

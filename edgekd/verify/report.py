@@ -8,6 +8,7 @@ import base64
 import html
 import json
 import os
+import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -77,10 +78,22 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     out.mkdir(parents=True, exist_ok=True)
     stem = report_path(out, report["device"]["device_id"]).with_suffix("")
     paths = {"json": stem.with_suffix(".json"), "md": stem.with_suffix(".md"), "html": stem.with_suffix(".html")}
-    _atomic_write(paths["json"], json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    _atomic_write(paths["json"], to_json(report))
     _atomic_write(paths["md"], to_markdown(report))
     _atomic_write(paths["html"], to_html(report))
     return paths
+
+
+# An indented list of numbers (json.dumps puts each on its own line). Newlines inside JSON strings
+# are always escaped, so a match never starts or ends inside a text.
+_NUMBER_LIST = re.compile(r"\[\n\s*(-?[0-9.eE+-]+(?:,\n\s*-?[0-9.eE+-]+)*)\n\s*\]")
+
+
+def to_json(report: dict[str, Any]) -> str:
+    """The report as indented JSON with every list of numbers on one line (an embedding map's
+    [x, y] points, its rows and labels, latency samples): a 2,000-point map takes 85 kB, not 215 kB."""
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    return _NUMBER_LIST.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text) + "\n"
 
 
 # --- formatting helpers --------------------------------------------------------------------------
@@ -239,6 +252,8 @@ def to_html(report: dict[str, Any]) -> str:
     charts = [_img(plots.accuracy_chart(models), "accuracy per model"), _img(plots.size_chart(models), "size"),
               _img(plots.latency_chart(models), "latency per model"),
               _img(plots.latency_distribution(models), "latency distribution")]
+    charts += [_img(plots.embedding_chart(m["embedding_map"], report["bundle"]["labels"], m["name"]),
+                    f"embedding map of {m['name']}") for m in models if m.get("embedding_map")]
     flips = "".join(f"<li>{html.escape(m['name'])} #{f['index']}: {html.escape(f['source'])} → "
                     f"{html.escape(f['artifact'])}: <q>{html.escape(f['text'][:200])}</q></li>"
                     for m in models for f in m.get("flipped_examples", []))

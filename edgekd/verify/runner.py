@@ -220,15 +220,20 @@ def _torch_model(name: str, kind: str, ckpt: Path, max_length: int, cols: list[i
 
     from edgekd.bundle import checkpoint_weight_files
     from edgekd.train.infer import load_checkpoint, torch_logits
+    from edgekd.verify.embedding import capture_head_inputs, embedding_map
 
     model, tok = load_checkpoint(ckpt)
-    logits = torch_logits(model, tok, tests.texts, max_length)[:, cols]
+    with capture_head_inputs(model) as embeddings:  # what the head reads, from this same pass
+        logits = torch_logits(model, tok, tests.texts, max_length)[:, cols]
     predict = lambda batch: torch_logits(model, tok, batch, max_length, batch_size=len(batch))[:, cols]  # noqa: E731
     size = sum(p.stat().st_size for p in checkpoint_weight_files(ckpt)) or None
     row = {"name": name, "kind": kind, "backend": "torch", "precision": "fp32",
            "engine": f"torch {torch.__version__.split('+')[0]} CPU ({torch.get_num_threads()} threads)",
            "bytes": size, "path": str(ckpt), "accuracy": parity.accuracy_metrics(logits, tests.labels),
            "parity": None, "gap": None, "latency": _latency(predict, tests, config, None)}
+    emb = embedding_map(embeddings, tests.labels, logits.argmax(axis=1)) if kind == "student" else None
+    if emb is not None:
+        row["embedding_map"] = emb
     return row, logits
 
 
