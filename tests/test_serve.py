@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,6 +186,17 @@ def test_health_info_and_json_errors_for_unknown_routes(client: object, clf: edg
     assert "edgekd verify" in client.get("/report").json()["error"]  # type: ignore[attr-defined]
 
 
+def _write_report(reports: Path, device_id: str, passed: bool) -> None:
+    """A verify report's JSON (the fields /info reads) and HTML for one device."""
+    row = {"name": "onnx-fp32", "accuracy": {"accuracy": 0.81, "f1_macro": 0.8, "f1_weighted": 0.8},
+           "parity": {"agreement": 1.0, "flipped": [1, 2]}, "latency": {"batch1": {"p50_ms": 1.5, "p99_ms": 3.0, "runs": 30}}}
+    doc = {"created": "2026-01-01T00:00:00Z", "passed": passed, "data": {"path": "d", "n": 500}, "models": [row],
+           "gates": []}
+    reports.mkdir(parents=True, exist_ok=True)
+    report_path(reports, device_id).write_text(json.dumps(doc))
+    report_path(reports, device_id).with_suffix(".html").write_text(f"<html>report of {device_id} in {reports.name}</html>")
+
+
 def test_info_and_report_are_this_devices(bundle: Path, tmp_path: Path) -> None:
     copy = Path(shutil.copytree(bundle, tmp_path / "bundle"))
     parity = {"status": "passed", "n": 192, "agreement": 1.0, "flips": 0, "max_abs_logit": 2e-6,
@@ -193,14 +205,8 @@ def test_info_and_report_are_this_devices(bundle: Path, tmp_path: Path) -> None:
     manifest["parity"] = {"onnx-fp32": parity}
     (copy / "edgekd.json").write_text(json.dumps(manifest))
     reports = copy / "reports"
-    reports.mkdir()
-    row = {"name": "onnx-fp32", "accuracy": {"accuracy": 0.81, "f1_macro": 0.8, "f1_weighted": 0.8},
-           "parity": {"agreement": 1.0, "flipped": [1, 2]}, "latency": {"batch1": {"p50_ms": 1.5, "p99_ms": 3.0, "runs": 30}}}
-    for device_id, passed in [(DEVICE["device_id"], True), ("linux-x86_64-other-cpu-ffffffff", False)]:
-        doc = {"created": "2026-01-01T00:00:00Z", "passed": passed, "data": {"path": "d", "n": 500}, "models": [row],
-               "gates": []}
-        report_path(reports, device_id).write_text(json.dumps(doc))
-        report_path(reports, device_id).with_suffix(".html").write_text(f"<html>report of {device_id}</html>")
+    _write_report(reports, DEVICE["device_id"], passed=True)
+    _write_report(reports, "linux-x86_64-other-cpu-ffffffff", passed=False)
     with starlette_testclient.TestClient(create_app(edgekd.load(copy, backend="onnx"), device=DEVICE)) as c:
         info = c.get("/info").json()
         assert info["parity"] == {k: v for k, v in parity.items() if k != "by_length"}
@@ -209,9 +215,25 @@ def test_info_and_report_are_this_devices(bundle: Path, tmp_path: Path) -> None:
         assert verify["artifact"]["accuracy"]["accuracy"] == 0.81 and verify["artifact"]["parity"] == {"agreement": 1.0}
         assert verify["artifact"]["latency_ms"] == {"p50_ms": 1.5, "p99_ms": 3.0, "runs": 30} and verify["html"] == "/report"
         r = c.get("/report")
-        assert r.status_code == 200 and r.text == f"<html>report of {DEVICE['device_id']}</html>"
+        assert r.status_code == 200 and r.text == f"<html>report of {DEVICE['device_id']} in reports</html>"
         page = c.get("/").text
         assert "accuracy 0.8100 on 500 texts" in page and 'href="report"' in page
+
+
+def test_a_zip_bundle_reads_the_report_verify_wrote_beside_it(bundle: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))  # where edgekd.load extracts the zip
+    packed = tmp_path / "model.zip"
+    with zipfile.ZipFile(packed, "w") as zf:
+        for f in sorted(p for p in bundle.rglob("*") if p.is_file()):
+            zf.write(f, f.relative_to(bundle).as_posix())
+    _write_report(tmp_path / "model-reports", DEVICE["device_id"], passed=True)  # `edgekd verify model.zip` writes here
+    clf = edgekd.load(packed, backend="onnx")
+    with starlette_testclient.TestClient(create_app(clf, device=DEVICE, source=packed)) as c:
+        info = c.get("/info").json()
+        assert info["artifact"]["source"] == str(packed) and info["artifact"]["bundle"] == str(clf.bundle)
+        assert info["verify"]["path"] == str(report_path(tmp_path / "model-reports", DEVICE["device_id"]))
+        assert c.get("/report").text == f"<html>report of {DEVICE['device_id']} in model-reports</html>"
 
 
 def test_page_is_self_contained(client: object, clf: edgekd.Classifier) -> None:

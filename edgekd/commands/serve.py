@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.serve.app import create_app
 
     clf = edgekd.load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
-    app = create_app(clf)
+    app = create_app(clf, source=args.bundle)
     sock = server.bind(args.host, args.port)
     print(f"edgekd serve: {server.url(sock)}  ({clf.backend}-{clf.precision}, {len(clf.labels)} labels; Ctrl-C to stop)",
           flush=True)

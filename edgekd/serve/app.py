@@ -13,7 +13,9 @@ every core while the event loop keeps accepting connections.
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 from edgekd.errors import require
@@ -29,8 +31,10 @@ JSON_TYPES = ("application/json",)
 DRAIN_FACTOR = 8
 
 
-def create_app(clf: Classifier, device: dict[str, Any] | None = None, limits: Limits = LIMITS) -> Any:
-    """A Starlette app serving `clf`. `device`: the fingerprint to report (default: this machine's)."""
+def create_app(clf: Classifier, device: dict[str, Any] | None = None, limits: Limits = LIMITS,
+               source: str | os.PathLike[str] | None = None) -> Any:
+    """A Starlette app serving `clf`. `device`: the fingerprint to report (default: this machine's);
+    `source`: the bundle path as given to `edgekd.load` (a .zip's reports may sit beside it)."""
     require("starlette", "serve", "edgekd serve")
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -43,9 +47,10 @@ def create_app(clf: Classifier, device: dict[str, Any] | None = None, limits: Li
         from edgekd.verify.device import fingerprint
 
         device = fingerprint()
-    info = bundle_info(clf, device, limits)
+    given = Path(source) if source is not None else None
+    report = device_report(clf.bundle, device["device_id"], given)
+    info = bundle_info(clf, device, limits, report, given)
     page = render_page(info)
-    report = device_report(clf.bundle, device["device_id"])
     report_html = report.with_suffix(".html") if report else None
 
     async def home(request: Request) -> Response:

@@ -1,6 +1,6 @@
 """What `GET /info` says about the model being served: labels, the artifact in use, the bundle's
 contract, its export-time parity and the latest `edgekd verify` summary for this device. Torch-free:
-everything comes from the manifest and the bundle's `reports/<device-id>.json`."""
+everything comes from the manifest and this device's `reports/<device-id>.json`."""
 
 from __future__ import annotations
 
@@ -17,19 +17,25 @@ from edgekd.verify.report import report_path
 DEVICE_KEYS = ("device_id", "os", "arch", "cpu_model", "logical_cores", "usable_cores", "memory_bytes", "python")
 
 
-def device_report(bundle: Path, device_id: str) -> Path | None:
-    """`bundle/reports/<device-id>.json` when `edgekd verify` wrote one for this device, else None."""
-    path = report_path(Path(bundle) / "reports", device_id)
-    return path if path.is_file() else None
+def device_report(root: Path, device_id: str, source: Path | None = None) -> Path | None:
+    """This device's `edgekd verify` report JSON for the bundle, else None. `root`: the bundle directory
+    (for a .zip, its extraction); `source`: the path the user gave. For a .zip, the reports `edgekd verify
+    BUNDLE.zip` writes beside it (`BUNDLE-reports/`, as edgekd/verify/runner.py does) come first, then the
+    `reports/` packed inside."""
+    dirs = [Path(root) / "reports"]
+    if source is not None and Path(source).is_file():
+        dirs.insert(0, Path(source).with_name(f"{Path(source).stem}-reports"))
+    return next((p for p in (report_path(d, device_id) for d in dirs) if p.is_file()), None)
 
 
-def bundle_info(clf: Classifier, device: dict[str, Any], limits: Limits) -> dict[str, Any]:
-    """The `/info` document (JSON-ready)."""
+def bundle_info(clf: Classifier, device: dict[str, Any], limits: Limits, report: Path | None,
+                source: Path | None = None) -> dict[str, Any]:
+    """The `/info` document (JSON-ready); `report`: this device's verify report (`device_report`);
+    `source`: the bundle path as given (default: the bundle directory)."""
     manifest = clf.manifest
     artifact = next((a for a in manifest.artifacts if (a.backend, a.precision) == (clf.backend, clf.precision)), None)
     name = f"{clf.backend}-{clf.precision}"
     provenance = manifest.provenance
-    report = device_report(clf.bundle, device["device_id"])
     return {
         "edgekd_version": edgekd.__version__,
         "task": manifest.task,
@@ -37,7 +43,7 @@ def bundle_info(clf: Classifier, device: dict[str, Any], limits: Limits) -> dict
         "model": str(provenance.get("model_dir") or provenance.get("student") or ""),
         "artifact": {
             "name": name, "backend": clf.backend, "precision": clf.precision, "engine": clf.engine,
-            "bundle": str(clf.bundle), "path": artifact.path if artifact else None,
+            "source": str(source or clf.bundle), "bundle": str(clf.bundle), "path": artifact.path if artifact else None,
             "bytes": artifact.bytes if artifact else None, "sha256": artifact.sha256 if artifact else None,
             "quantization": artifact.quantization if artifact else None,
         },
