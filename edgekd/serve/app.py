@@ -37,67 +37,82 @@ def create_app(clf: Classifier, device: dict[str, Any] | None = None, limits: Li
     `source`: the bundle path as given to `edgekd.load` (a .zip's reports may sit beside it)."""
     require("starlette", "serve", "edgekd serve")
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
-    from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
     from starlette.routing import Route
 
     if device is None:
         from edgekd.verify.device import fingerprint
 
         device = fingerprint()
-    given = Path(source) if source is not None else None
-    report = device_report(clf.bundle, device["device_id"], given)
-    info = bundle_info(clf, device, limits, report, given)
-    page = render_page(info)
-    report_html = report.with_suffix(".html") if report else None
+    e = _Endpoints(clf, device, limits, Path(source) if source is not None else None)
+    routes = [Route("/", e.home), Route("/health", e.health), Route("/info", e.info),
+              Route("/report", e.report), Route("/predict", e.predict, methods=["POST"])]
+    return Starlette(routes=routes, exception_handlers={HTTPException: e.http_error, Exception: e.server_error})
 
-    async def home(request: Request) -> Response:
-        return HTMLResponse(page)
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "artifact": info["artifact"]["name"], "labels": len(info["labels"])})
+class _Endpoints:
+    """The routes' handlers over one classifier; /info and the page are built once, at start."""
 
-    async def show_info(request: Request) -> Response:
-        return JSONResponse(info)
+    def __init__(self, clf: Classifier, device: dict[str, Any], limits: Limits, source: Path | None) -> None:
+        self.clf, self.device, self.limits = clf, device, limits
+        report = device_report(clf.bundle, device["device_id"], source)
+        self.report_html = report.with_suffix(".html") if report else None
+        self.document = bundle_info(clf, device, limits, report, source)
+        self.page = render_page(self.document)
 
-    async def show_report(request: Request) -> Response:
-        if report_html is None or not report_html.is_file():
-            return _error(404, f"no verify report for this device ({device['device_id']}) in the bundle; "
+    async def home(self, request: Any) -> Any:
+        from starlette.responses import HTMLResponse
+
+        return HTMLResponse(self.page)
+
+    async def health(self, request: Any) -> Any:
+        return _json({"status": "ok", "artifact": self.document["artifact"]["name"],
+                      "labels": len(self.document["labels"])})
+
+    async def info(self, request: Any) -> Any:
+        return _json(self.document)
+
+    async def report(self, request: Any) -> Any:
+        from starlette.responses import FileResponse
+
+        if self.report_html is None or not self.report_html.is_file():
+            return _error(404, f"no verify report for this device ({self.device['device_id']}) in the bundle; "
                                "create one with: edgekd verify BUNDLE --data D")
-        return FileResponse(report_html, media_type="text/html")
+        return FileResponse(self.report_html, media_type="text/html")
 
-    async def predict(request: Request) -> Response:
+    async def predict(self, request: Any) -> Any:
+        from starlette.concurrency import run_in_threadpool
+
         try:
             _check_media_type(request.headers.get("content-type", ""))
-            body = await _read_body(request, limits.max_body_bytes)
-            req = parse_predict(body, limits)
+            body = await _read_body(request, self.limits.max_body_bytes)
+            req = parse_predict(body, self.limits)
         except RequestError as exc:
             return _error(exc.status, exc.message)
         started = time.perf_counter()
         try:
-            logits = await run_in_threadpool(clf.logits, req.texts)  # [n, num_labels]
+            logits = await run_in_threadpool(self.clf.logits, req.texts)  # [n, num_labels]
         except ValueError as exc:  # the runtime refused a text that parse_predict let through
             return _error(422, str(exc))
         model_ms = (time.perf_counter() - started) * 1000
-        return JSONResponse(predictions(logits, clf.labels, req),
-                            headers={"Server-Timing": f"model;dur={model_ms:.2f}"})
+        return _json(predictions(logits, self.clf.labels, req), headers={"Server-Timing": f"model;dur={model_ms:.2f}"})
 
-    async def http_error(request: Request, exc: Any) -> Response:  # exc: HTTPException (404, 405)
+    async def http_error(self, request: Any, exc: Any) -> Any:  # exc: starlette HTTPException (404, 405)
         allowed = f"; allowed: {exc.headers['Allow']}" if exc.headers and "Allow" in exc.headers else ""
-        return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}{allowed}",
-                      exc.headers)
+        return _error(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}{allowed}", exc.headers)
 
-    async def server_error(request: Request, exc: Exception) -> Response:
+    async def server_error(self, request: Any, exc: Exception) -> Any:
         return _error(500, f"internal error: {type(exc).__name__}: {exc}")
 
-    def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-        return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    routes = [Route("/", home), Route("/health", health), Route("/info", show_info), Route("/report", show_report),
-              Route("/predict", predict, methods=["POST"])]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: server_error})
+def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Any:
+    return _json({"error": message}, status, headers)
 
 
 def _check_media_type(content_type: str) -> None:
