@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import logging
 import sys
@@ -29,6 +30,10 @@ COMMANDS: dict[str, str] = {
     "pack": "edgekd.commands.pack",
     "serve": "edgekd.commands.serve",
 }
+# Verbs whose progress bars are edgekd's own (the Trainer's, switched by --no-progress): the
+# libraries' tqdm bars stay on for them. Every other verb hides tqdm bars (coremltools draws one
+# per MIL pass pipeline and per compression pass) unless --verbose.
+OWN_PROGRESS = ("train", "distill", "run")
 # Flags of `edgekd` itself, accepted before the verb; --verbose after it too.
 GLOBAL_FLAGS = ("--debug", "--verbose")
 # One entry per main() running in this process: `edgekd run` calls main() again for each step,
@@ -78,14 +83,14 @@ def main(argv: list[str] | None = None) -> int:
     verbose = args.verbose or any(_verbose_stack)
     _verbose_stack.append(verbose)
     try:
-        with contextlib.nullcontext() if verbose else _libraries_quiet():
+        with contextlib.nullcontext() if verbose else _libraries_quiet(args.command not in OWN_PROGRESS):
             return _run(args)
     finally:
         _verbose_stack.pop()
 
 
 @contextlib.contextmanager
-def _libraries_quiet() -> Iterator[None]:
+def _libraries_quiet(hide_bars: bool = True) -> Iterator[None]:
     """Hide the libraries' noise for one command, then put things back (tests and `edgekd run`
     call main() in-process): their log records below ERROR (coremltools' `Failed to load
     _MLModelProxy` and version notices, transformers, optimum, NNCF and onnxruntime warnings),
@@ -95,7 +100,9 @@ def _libraries_quiet() -> Iterator[None]:
     app leaves logging and warnings as it found them. Logger levels would not hold: NNCF sets its
     logger's level when imported, transformers and optimum on first use, and onnxruntime logs on
     the root logger, so `logging.disable` is the one switch they do not reset. edgekd itself
-    prints (rich) and neither logs nor warns, so nothing of ours is hidden; errors still show."""
+    prints (rich) and neither logs nor warns, so nothing of ours is hidden; errors still show.
+    With `hide_bars`, tqdm bars are off too (tqdm reads TQDM_DISABLE only when imported, so the
+    one runtime switch is its constructor's `disable` default, set here and put back after)."""
     from rich import get_console
 
     progress = get_console()  # NNCF's progress bars draw on rich's global console; ours do not
@@ -103,13 +110,29 @@ def _libraries_quiet() -> Iterator[None]:
     logging.disable(logging.WARNING)
     progress.quiet = True
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), (_tqdm_off() if hide_bars else contextlib.nullcontext()):
             warnings.simplefilter("ignore")
             warnings.filterwarnings("default", module=r"edgekd(\.|$)")
             yield
     finally:
         logging.disable(was_disabled)
         progress.quiet = was_quiet
+
+
+@contextlib.contextmanager
+def _tqdm_off() -> Iterator[None]:
+    """tqdm bars created inside are disabled (an explicit disable= argument still wins)."""
+    try:
+        from tqdm import std
+    except ImportError:  # no tqdm installed: no bars to hide
+        yield
+        return
+    init = std.tqdm.__init__
+    std.tqdm.__init__ = functools.partialmethod(init, disable=True)
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = init
 
 
 def _run(args: argparse.Namespace) -> int:
