@@ -71,6 +71,13 @@ def report_path(out_dir: str | Path, device_id: str | None = None) -> Path:
     return Path(out_dir) / f"{device_id}.json"
 
 
+def reports_dir(bundle: str | Path) -> Path:
+    """Where `edgekd verify BUNDLE` writes its reports by default: `BUNDLE/reports/` for a bundle
+    directory; `BUNDLE-reports/` beside a .zip (its extraction lives in a private cache)."""
+    bundle = Path(bundle)
+    return bundle.with_name(f"{bundle.stem}-reports") if bundle.is_file() else bundle / "reports"
+
+
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write `<device-id>.json`, `.md` and `.html` into `out_dir`; returns their paths."""
     validate(report)

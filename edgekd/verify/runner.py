@@ -335,7 +335,9 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
     source = Path(config.bundle)
     config.bundle = open_bundle(source)  # a .zip: its extraction in a private cache
     if source.is_file() and config.out_dir is None:
-        config.out_dir = source.with_name(f"{source.stem}-reports")  # beside the zip, not in that cache
+        from edgekd.verify.report import reports_dir
+
+        config.out_dir = reports_dir(source)  # beside the zip, not in that cache
     manifest = read_manifest(config.bundle)
     pre = preflight(config, manifest)
     runs, notes = pre.runs, pre.notes
