@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import AG_LABELS, read_texts
 
+import edgekd
 from edgekd import bundle as bundle_mod
 from edgekd.cli import main as cli_main
 from edgekd.errors import BundleError, ExportError, MissingDependency, RecipeError
@@ -201,6 +202,12 @@ def test_int8_kept_by_accuracy_control_for_every_backend(trained_tiny_bert: Path
         assert art.float_ops or backend == "openvino"  # NNCF may quantize every MatMul: nothing left float
         assert manifest.parity[art.name]["decided_by"] == "accuracy control"
         assert manifest.parity[art.name]["decision"]["n"] == record["n_agreement"]
+        # Recomputed another way: the shipped artifact through edgekd.load (its own tokenizer.json,
+        # batching and padding) on the validation rows gives the accuracy the decision recorded.
+        runner = "coreml-reference" if backend == "coreml" else backend
+        clf = edgekd.load(tmp_path / "bundle", backend=runner, precision="int8")
+        val_ids = np.array(_ids(names[half:]))
+        assert float((clf.logits(texts[half:]).argmax(1) == val_ids).mean()) == pytest.approx(chosen["accuracy"])
 
 
 def test_failed_fp16_is_dropped_with_its_numbers(tiny_bert: Path, tmp_path: Path,
