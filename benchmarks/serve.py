@@ -120,11 +120,19 @@ def study(bundle: Path, log: Any, backend: str = "auto", precision: str = "auto"
     out: dict[str, Any] = {"bundle": str(bundle).replace(str(CACHE), "$CACHE"), "artifact": f"{clf.backend}-{clf.precision}",
                            "engine": clf.engine, "texts": n, "loadavg_before": _loadavg(), "direct": baseline, "loads": []}
     del clf  # its engine threads would compete with the server's
+    import psutil
+
     with Background(bundle, "--backend", backend, "--precision", precision) as server:
+        proc = psutil.Process(server.pid)
         for clients, per_client in LOADS:
             log(f"serve: {clients} client(s) x {per_client} requests on {server.url}")
             load(server.url, texts, 1, 5, expected)  # warm-up: first calls pay for allocations
-            out["loads"].append(load(server.url, texts, clients, per_client, expected))
+            before = sum(proc.cpu_times()[:2])  # user + system seconds of the server process
+            result = load(server.url, texts, clients, per_client, expected)
+            cpu = sum(proc.cpu_times()[:2]) - before
+            # CPU seconds per wall second of the load: above 1 means the server kept more than one core busy
+            result |= {"server_cpu_s": _round(cpu), "server_cores_busy": _round(cpu / result["wall_s"])}
+            out["loads"].append(result)
     out["server_exit_code"] = server.returncode
     out["command"] = f"edgekd serve {out['bundle']} --port 0 --backend {backend} --precision {precision}"
     return out

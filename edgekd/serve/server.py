@@ -95,6 +95,11 @@ class Background:
     def __exit__(self, *exc: object) -> None:
         self._stop()
 
+    @property
+    def pid(self) -> int:
+        """The server process id (e.g. to read its CPU time)."""
+        return self._proc.pid
+
     def _stop(self) -> None:
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGINT)
