@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "train": "edgekd.commands.train",
     "distill": "edgekd.commands.distill",
     "evaluate": "edgekd.commands.evaluate",
+    "prune-vocab": "edgekd.commands.prune_vocab",
     "export": "edgekd.commands.export",
     "verify": "edgekd.commands.verify",
     "report": "edgekd.commands.report",

@@ -142,14 +142,23 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
                 "--batch-size", str(s.batch_size), "--temperature", str(s.temperature), "--alpha", str(s.alpha)]
         steps.append(Step(f"distill {name}", _cli(argv), [student / "edgekd-model.json"], {"argv": argv},
                           after=teacher_after, rmtree_before=[student]))
-        argv = ["export", str(student), "--target", ",".join(e.targets), "--out", str(bundle), "--force",
+        exported, export_after = student, f"distill {name}"
+        if e.prune_vocab_min_count is not None:  # export (and verify) the pruned checkpoint instead
+            exported = out / "students" / f"{name}-vocab{e.prune_vocab_min_count}"
+            argv = ["prune-vocab", str(student), *data, "--out", str(exported), "--force",
+                    "--min-count", str(e.prune_vocab_min_count)]
+            export_after = f"prune-vocab {name}"
+            steps.append(Step(export_after, _cli(argv), [exported / "edgekd-model.json"], {"argv": argv},
+                              after=[f"distill {name}"], rmtree_before=[exported]))
+        paths[f"exported:{name}"] = exported
+        argv = ["export", str(exported), "--target", ",".join(e.targets), "--out", str(bundle), "--force",
                 *data, "--calibration-size", str(e.calibration_samples), "--coreml-precision", e.coreml_precision,
                 *(["--int8"] if e.int8 else []), *(["--require-int8"] if e.require_int8 else []),
                 *([] if e.max_accuracy_drop is None else ["--max-accuracy-drop", str(e.max_accuracy_drop)]),
                 *gate_flags(recipe)]
         steps.append(Step(f"export {name}", _cli(argv), [bundle / "edgekd.json"], {"argv": argv},
-                          after=[f"distill {name}"]))
-        steps.append(Step(f"verify {name}", _verify_step(recipe, bundle, student, paths), [bundle / "reports"],
+                          after=[export_after]))
+        steps.append(Step(f"verify {name}", _verify_step(recipe, bundle, exported, paths), [bundle / "reports"],
                           {"verify": recipe.to_dict()["verify"], "baseline": recipe.baseline.enabled},
                           after=[f"export {name}", *teacher_after, *(["baseline"] if recipe.baseline.enabled else [])]))
     names = [_student_name(x) for x in s.specs]

@@ -85,6 +85,9 @@ class ExportConfig:
     # (the recipe's verify.gates.int8.accuracy_drop when set: export and verify share one gate table)
     max_accuracy_drop: float | None = None
     coreml_precision: str = "fp16"  # Core ML compute precision: fp16 (ANE-friendly) or fp32
+    # prune each student's vocabulary to the tokens its training data uses at least this often before
+    # export (`edgekd prune-vocab`, a `prune-vocab <student>` step); None = export the student as trained
+    prune_vocab_min_count: int | None = None
 
 
 @dataclass
@@ -204,6 +207,9 @@ def _validate(recipe: Recipe) -> None:
             if metric not in GATE_METRICS:
                 raise RecipeError(f"unknown recipe key 'verify.gates.{precision}.{metric}': "
                                   f"{_nearest(metric, list(GATE_METRICS))}")
+    if recipe.export.prune_vocab_min_count is not None and recipe.export.prune_vocab_min_count < 1:
+        raise RecipeError(f"recipe key 'export.prune_vocab_min_count' is {recipe.export.prune_vocab_min_count}; "
+                          "use 1 or more (1 keeps every token the training texts use), or null for no pruning")
     if not recipe.data.path:
         raise RecipeError("recipe key 'data.path' is required: the dataset directory, file or hf:NAME")
     if not recipe.students.specs:
