@@ -149,6 +149,13 @@ def test_bad_input_errors(tiny_bert: Path, tmp_path: Path, splits: SimpleNamespa
     (other / "tokenizer.json").write_text(json.dumps(spec))
     with pytest.raises(ModelError, match="supports BERT-family checkpoints with a WordPiece"):
         check_prunable(other)
+    spec["model"]["type"] = "WordPiece"
+    spec["added_tokens"].append({**spec["added_tokens"][0], "content": "<extra>", "id": 30522})
+    (other / "tokenizer.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelError, match="added tokens outside its WordPiece vocabulary"):
+        check_prunable(other)
+    spec["model"]["type"] = "BPE"
+    (other / "tokenizer.json").write_text(json.dumps(spec))
     with pytest.raises(ModelError, match="no config.json"):
         check_prunable(tmp_path)
     # CLI: one-line errors, exit 2, before any data or model loads

@@ -48,6 +48,11 @@ def check_prunable(model_dir: Path) -> dict[str, Any]:
     if kind != "WordPiece" or post not in ("TemplateProcessing", "BertProcessing"):
         raise ModelError(f"'{model_dir}' has a {kind} tokenizer with a {post} post-processor; "
                          f"prune-vocab supports {SUPPORTED}")
+    vocab = spec["model"]["vocab"]
+    outside = [t["content"] for t in spec.get("added_tokens", []) if vocab.get(t["content"]) != t["id"]]
+    if outside:
+        raise ModelError(f"'{model_dir}' has added tokens outside its WordPiece vocabulary ({outside[:5]}); "
+                         f"prune-vocab supports {SUPPORTED} whose added tokens are vocabulary entries")
     return spec
 
 
