@@ -71,25 +71,47 @@ def _gates(drop: float = 0.005, agreement: float = 0.99) -> GateSet:
 
 
 def test_select_int8_takes_first_that_passes_the_int8_gates() -> None:
-    labels = np.array([0, 1, 2, 3] * 50)
+    labels = np.array([0, 1, 2, 3] * 500)
     ref = np.eye(4)[labels] * 5.0  # 100% accurate float model
     worse = ref.copy()
-    worse[:2] = np.eye(4)[(labels[:2] + 1) % 4] * 5.0  # 2 of 200 wrong: drop 0.01, agreement 0.99
+    worse[:20] = np.eye(4)[(labels[:20] + 1) % 4] * 5.0  # 20 of 2000 wrong: drop 0.01, agreement 0.99
     built: list[str] = []
     decision = select_int8(ref, labels, [_candidate("aggressive", worse, built), _candidate("safe", ref, built),
                                          _candidate("never-built", ref, built)], _gates())
     assert decision.chosen.name == "safe" and built == ["aggressive", "safe"]
     rec = decision.record()
     assert rec["tried"][0]["accepted"] is False and rec["tried"][0]["accuracy_drop"] == pytest.approx(0.01)
-    assert "accuracy_drop 0.01 (needs <= 0.005)" in rec["tried"][0]["failed"]
-    assert rec["tried"][0]["flips"] == 2 and rec["tried"][0]["n"] == 200
+    # 20 texts right -> wrong, none the other way: the paired interval 0.01 +- 1.96 sqrt(b+c-(b-c)^2/n)/n lies
+    # wholly above the 0.005 budget, so the drop is a FAIL, not noise
+    assert rec["tried"][0]["accuracy_drop_ci"][0] == pytest.approx(0.01 - 1.96 * np.sqrt(20 - 20**2 / 2000) / 2000)
+    assert "accuracy_drop 0.01 (needs <= 0.005, 95% CI" in rec["tried"][0]["failed"]
+    assert rec["tried"][0]["verdicts"] == {"agreement": "PASS", "accuracy_drop": "FAIL"}
+    assert rec["tried"][0]["flips"] == 20 and rec["tried"][0]["n"] == 2000
     lo, hi = rec["tried"][0]["agreement_ci"]
-    assert lo < 0.99 < hi and hi < 1.0  # the Wilson interval around 198/200
+    assert lo < 0.99 < hi and hi < 1.0  # the Wilson interval around 1980/2000
     assert rec["tried"][1]["agreement"] == 1.0
     assert [g["metric"] for g in rec["gates"]] == ["agreement", "accuracy_drop"]
     # A generous budget accepts the aggressive one, but flips beyond the agreement gate still reject it.
     assert select_int8(ref, labels, [_candidate("a", worse, [])], _gates(0.05, 0.99)).chosen.name == "a"
     assert select_int8(ref, labels, [_candidate("a", worse, [])], _gates(0.05, 0.995)).chosen is None
+
+
+def test_an_accuracy_drop_a_small_split_cannot_resolve_does_not_reject() -> None:
+    """120 labelled texts: one text is 0.83 points. One right -> wrong flip measures a 0.0083 drop,
+    but its interval reaches the 0.005 budget (INCONCLUSIVE), and agreement on all 1,000 decision
+    texts passes: the setting is kept. Agreement that misses its gate is never kept, even when its
+    interval would reach it: the decision keeps only what it measured within the gate."""
+    labels = np.array([0, 1] * 60)
+    ref = np.eye(2)[np.concatenate([labels, np.zeros(880, dtype=int)])] * 3.0
+    one = ref.copy()
+    one[0] = np.eye(2)[1 - labels[0]] * 3.0  # the one flip, right -> wrong, on a labelled text
+    decision = select_int8(ref, labels, [_candidate("one-flip", one, [])], _gates())
+    assert decision.chosen is not None
+    assert decision.tried[0]["verdicts"] == {"agreement": "PASS", "accuracy_drop": "INCONCLUSIVE"}
+    many = ref.copy()
+    many[120:132] = np.eye(2)[np.ones(12, dtype=int)] * 3.0  # 12 flips of 1000 unlabelled: 0.988
+    rejected = select_int8(ref, labels, [_candidate("many", many, [])], _gates())
+    assert rejected.chosen is None and rejected.tried[0]["verdicts"]["agreement"] == "INCONCLUSIVE"
 
 
 def test_select_int8_reads_the_default_gate_table() -> None:

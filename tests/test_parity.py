@@ -161,3 +161,39 @@ def test_parity_by_length_groups() -> None:
     assert list(groups) == ["tokens 2-5", "tokens 9-40"]
     assert groups["tokens 2-5"]["agreement"] == 1.0 and groups["tokens 9-40"]["flips"] == 1
     assert groups["tokens 9-40"]["max_abs_logit"] == pytest.approx(1.0)
+
+
+def test_a_gate_fails_on_evidence_and_is_inconclusive_on_too_few_texts() -> None:
+    from edgekd.verify.parity import wilson_interval
+
+    def row(flips: int, n: int) -> dict:
+        metrics = {"agreement": 1 - flips / n, "agreement_ci": list(wilson_interval(n - flips, n)), "accuracy_drop": 0.0}
+        return {r["metric"]: r for r in evaluate_gates("onnx-int8", "int8", metrics, GateSet())}["agreement"]
+
+    assert row(3, 500)["verdict"] == "PASS"
+    # 7 flips of 500 (0.986): below 0.99, but the interval (0.971-0.993) still reaches it
+    inconclusive = row(7, 500)
+    assert inconclusive["verdict"] == "INCONCLUSIVE" and inconclusive["passed"] is True
+    raise_on_failures([inconclusive])  # not a failure: more texts decide
+    # 30 flips of 1000 (0.970, interval 0.958-0.979): the data show it misses the gate
+    failed = row(30, 1000)
+    assert failed["verdict"] == "FAIL" and failed["passed"] is False
+    with pytest.raises(GateError, match="agreement=0.97"):
+        raise_on_failures([failed])
+    # fp32 needs every prediction: one flip is a FAIL whatever the sample (the interval stays below 1)
+    fp32 = evaluate_gates("onnx-fp32", "fp32", {"agreement": 191 / 192, "agreement_ci": list(wilson_interval(191, 192)),
+                                                "max_abs_logit": 1e-6}, GateSet())
+    assert [r["verdict"] for r in fp32] == ["FAIL", "PASS"]
+
+
+def test_paired_drop_interval_by_hand() -> None:
+    from edgekd.verify.parity import paired_drop_interval
+
+    src = np.array([True] * 90 + [False] * 10)
+    art = src.copy()
+    art[:4] = False  # b = 4 right -> wrong
+    art[95] = True  # c = 1 wrong -> right
+    lo, hi = paired_drop_interval(src, art)
+    drop, se = 3 / 100, np.sqrt(4 + 1 - 9 / 100) / 100  # (b - c)/n and the paired standard error
+    assert (lo, hi) == pytest.approx((drop - 1.96 * se, drop + 1.96 * se))
+    assert paired_drop_interval(src, src) == (0.0, 0.0)  # no discordant text: exactly no drop

@@ -51,7 +51,7 @@ def print_gate_table(report: dict[str, Any], console: Any = None) -> None:
 
     console = console or make_console()
     print_table(console, f"models on {report['device']['device_id']}", MODEL_HEADER, model_rows(report))
-    checks = [[*row[:-1], Text(row[-1], style="green" if row[-1] == "PASS" else "bold red")]
+    checks = [[*row[:-1], Text(row[-1], style={"PASS": "green", "INCONCLUSIVE": "yellow"}.get(row[-1], "bold red"))]
               for row in gate_rows(report)]
     print_table(console, "gates", GATE_HEADER, checks)
     for note in report.get("notes", []):

@@ -40,6 +40,23 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return float(lo), float(hi)
 
 
+def paired_drop_interval(source_correct: np.ndarray, artifact_correct: np.ndarray,
+                         z: float = 1.96) -> tuple[float, float]:
+    """95% interval of an accuracy drop (source accuracy - artifact accuracy) measured on the same
+    labelled texts. Only discordant texts move it: b = right before, wrong after; c = the reverse;
+    drop = (b - c) / n with the paired (McNemar) standard error sqrt(b + c - (b - c)^2 / n) / n.
+    No discordant text: the drop is exactly 0 on these texts (interval [0, 0])."""
+    source_correct, artifact_correct = np.asarray(source_correct, bool), np.asarray(artifact_correct, bool)
+    n = len(source_correct)
+    if n == 0:
+        return -1.0, 1.0
+    b = int((source_correct & ~artifact_correct).sum())
+    c = int((~source_correct & artifact_correct).sum())
+    drop = (b - c) / n
+    se = np.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
+    return float(drop - z * se), float(drop + z * se)
+
+
 def describe_agreement(metrics: dict[str, Any]) -> str:
     """'0.9951 (3 flips of 618; 95% CI 0.9859-0.9983)': an agreement figure with how sure it is."""
     n, flips = int(metrics.get("n", 0)), int(metrics.get("flips", 0))
@@ -208,10 +225,20 @@ class GateSet:
         return {p: [asdict(g) for g in gs] for p, gs in self.gates.items()}
 
 
+# The 95% interval a metric carries in a parity row (a metric without one is exact on its texts).
+INTERVAL_OF = {"agreement": "agreement_ci", "accuracy_drop": "accuracy_drop_ci"}
+
+
 def evaluate_gates(artifact: str, precision: str, parity: dict[str, Any], gates: GateSet) -> list[dict[str, Any]]:
-    """One pass/fail row per gate of `precision`: {artifact, precision, metric, op, threshold, value, passed}.
-    `parity` holds the metrics (conversion_parity output plus `accuracy_drop`). A precision with no
-    gate is an error, never a pass (a metric the parity row lacks fails its gate)."""
+    """One row per gate of `precision`: {artifact, precision, metric, op, threshold, value, interval,
+    verdict, passed}. `parity` holds the metrics (conversion_parity output plus `accuracy_drop` and
+    their 95% intervals). A precision with no gate is an error, never a pass (a metric the parity row
+    lacks fails its gate).
+
+    verdict: PASS when the measured value meets the gate; FAIL when it does not and its 95% interval
+    lies wholly beyond the threshold too (the data show the artifact misses the gate); INCONCLUSIVE
+    when the value misses but the interval still reaches the threshold (too few texts to tell: more
+    texts decide). `passed` is `verdict != "FAIL"`: a gate fails a command only on evidence."""
     if not gates.gates.get(precision):
         raise GateError(f"no gate is defined for precision {precision!r} of {artifact or 'this artifact'} "
                         f"(gated precisions: {', '.join(p for p, g in gates.gates.items() if g)}); "
@@ -219,10 +246,17 @@ def evaluate_gates(artifact: str, precision: str, parity: dict[str, Any], gates:
     rows = []
     for g in gates.gates[precision]:
         value = parity.get(g.metric)
-        passed = value is not None and g.passes(float(value))
+        interval = parity.get(INTERVAL_OF.get(g.metric, ""))
+        if value is not None and g.passes(float(value)):
+            verdict = "PASS"
+        elif value is not None and interval is not None and g.passes(interval[1] if g.op == ">=" else interval[0]):
+            verdict = "INCONCLUSIVE"  # the interval's best side still meets the gate
+        else:
+            verdict = "FAIL"
         rows.append({"artifact": artifact, "precision": precision, "metric": g.metric, "op": g.op,
                      "threshold": g.threshold, "value": None if value is None else float(value),
-                     "passed": bool(passed)})
+                     "interval": None if interval is None else [float(x) for x in interval],
+                     "verdict": verdict, "passed": verdict != "FAIL"})
     return rows
 
 

@@ -157,7 +157,7 @@ def gate_rows(report: dict[str, Any]) -> list[list[str]]:
     return [[g["artifact"], g["metric"],
              _agree(parity[g["artifact"]]) if g["metric"] == "agreement" and parity.get(g["artifact"])
              else _num(g["value"], "{:.6g}"), f"{g['op']} {g['threshold']:g}",
-             "PASS" if g["passed"] else "FAIL"] for g in report["gates"]]
+             g.get("verdict") or ("PASS" if g["passed"] else "FAIL")] for g in report["gates"]]
 
 
 SKIPPED_HEADER = ["artifact", "not verified because"]
