@@ -191,8 +191,7 @@ def first_run(device: dict[str, Any]) -> None:
     path = RESULTS / f"first-run-{device['device_id']}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    md = ROOT / "benchmarks" / "RESULTS.md"
-    md.write_text(firstrun.splice(md.read_text() if md.is_file() else "", firstrun.markdown(result, device["device_id"])))
+    _section(firstrun.SECTION, firstrun.markdown(result, device["device_id"]))
     log(f"wrote {path.relative_to(ROOT)} and the first-run section of benchmarks/RESULTS.md")
 
 
@@ -207,9 +206,18 @@ def serve_load(device: dict[str, Any]) -> None:
     path = RESULTS / f"serve-{device['device_id']}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    log(f"wrote {path.relative_to(ROOT)}")
+    _section(serve.SECTION, serve.markdown(result, device["device_id"]))
+    log(f"wrote {path.relative_to(ROOT)} and the serve section of benchmarks/RESULTS.md")
     if serve.failures(result):
         raise SystemExit("serve load test failed: " + "; ".join(serve.failures(result)))
+
+
+def _section(name: str, lines: list[str]) -> None:
+    """Replace one separate part's section of RESULTS.md."""
+    from benchmarks.sections import splice
+
+    md = ROOT / "benchmarks" / "RESULTS.md"
+    md.write_text(splice(md.read_text() if md.is_file() else "", name, lines))
 
 
 def _headline(m: dict[str, Any]) -> dict[str, Any]:

@@ -228,13 +228,10 @@ def write_results_md(r: dict[str, Any], path: Path, plots_dir: Path) -> None:
     lines += _artifact_table(r)
     lines += _speed_tables(r, plots_dir)
     text = "\n".join(lines) + "\n"
-    # The first-run matrix is its own part (python -m benchmarks firstrun): keep its section.
-    from benchmarks.firstrun import SECTION, splice
+    # The separate parts (firstrun, serve) own their sections: keep them.
+    from benchmarks.sections import keep
 
-    old = path.read_text() if path.is_file() else ""
-    if SECTION[0] in old and SECTION[1] in old:
-        text = splice(text, old[old.index(SECTION[0]): old.index(SECTION[1]) + len(SECTION[1])].splitlines())
-    path.write_text(text)
+    path.write_text(keep(text, path.read_text() if path.is_file() else ""))
 
 
 def _device_line(d: dict[str, Any]) -> str:

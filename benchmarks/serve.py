@@ -23,6 +23,11 @@ from typing import Any
 
 from benchmarks.steps import CACHE, DATA, STAMP, pipeline
 
+SECTION = "serve"  # its RESULTS.md section (benchmarks/sections.py)
+# Targets (issue 17): the service adds at most 1 ms p50 over a direct predict at batch 1, and keeps more
+# than one core busy under concurrent load.
+MAX_ADDED_P50_MS = 1.0
+MIN_CORES_BUSY = 1.0
 # (clients, requests per client): one client shows the HTTP overhead per call, eight the concurrency.
 LOADS = ((1, 200), (8, 50))
 REQUEST_TIMEOUT_S = 30.0
@@ -134,6 +139,12 @@ def study(bundle: Path, log: Any, backend: str = "auto", precision: str = "auto"
             result |= {"server_cpu_s": _round(cpu), "server_cores_busy": _round(cpu / result["wall_s"])}
             out["loads"].append(result)
     out["server_exit_code"] = server.returncode
+    # Direct predict again, after the server stopped: the machine may have changed under the loads, so
+    # the added-latency target compares the served p50 with both direct runs (the larger gap counts).
+    clf = edgekd.load(bundle, backend=backend, precision=precision)
+    log("serve: direct predict again, after the loads")
+    out["direct_after"] = direct(clf, texts)
+    out["direct_after"].pop("labels")
     out["command"] = f"edgekd serve {out['bundle']} --port 0 --backend {backend} --precision {precision}"
     return out
 
@@ -161,3 +172,37 @@ def _round(x: float) -> float:
 
 def _loadavg() -> list[float] | None:
     return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def markdown(result: dict[str, Any], device_id: str) -> list[str]:
+    """The serve section of RESULTS.md: the load table and the two targets with their verdicts."""
+    d, after = result["direct"], result.get("direct_after") or result["direct"]
+    one = next(r for r in result["loads"] if r["clients"] == 1)
+    many = max(result["loads"], key=lambda r: r["clients"])
+    base = min(d["p50_ms"], after["p50_ms"])
+    added = one["p50_ms"] - base
+    lines = ["## `edgekd serve` load test", "",
+             f"`python -m benchmarks serve` on `{device_id}`: `{result['command']}` ({result['artifact']}, "
+             f"{result['engine']}); clients are threads in the benchmark process on the same cores, one text per "
+             f"request, keep-alive; load average before: {result.get('loadavg_before')}.", "",
+             "| load | requests | errors | labels differing from predict | p50 ms | p99 ms | requests/s | "
+             "server CPU s per wall s |", "|---|---|---|---|---|---|---|---|",
+             f"| direct `predict`, one thread | {result['texts']} | - | - | {d['p50_ms']} | {d['p99_ms']} | "
+             f"{d['per_s']} | - |",
+             f"| direct `predict` again, after the loads | {result['texts']} | - | - | {after['p50_ms']} | "
+             f"{after['p99_ms']} | {after['per_s']} | - |"]
+    lines += [f"| {r['clients']} client(s) x {r['requests_per_client']} | {r['requests']} | {r['errors']} | "
+              f"{r['label_mismatches']} | {r['p50_ms']} | {r['p99_ms']} | {r['per_s']} | "
+              f"{r.get('server_cores_busy', '-')} |" for r in result["loads"]]
+    ok_added = added <= MAX_ADDED_P50_MS
+    busy = many.get("server_cores_busy")
+    lines += ["", "| target | measured | verdict |", "|---|---|---|",
+              f"| service adds <= {MAX_ADDED_P50_MS:g} ms p50 over direct predict, batch 1 | {added:+.2f} ms "
+              f"({one['p50_ms']} vs the faster direct run's {base} ms) | **{'met' if ok_added else 'not met'}** |",
+              f"| uses more than one core under concurrent load ({many['clients']} clients) | "
+              f"{busy} CPU s per wall s | **{'met' if busy is not None and busy > MIN_CORES_BUSY else 'not met'}** |",
+              f"| zero errors, labels identical to predict | "
+              f"{sum(r['errors'] for r in result['loads'])} errors, "
+              f"{sum(r['label_mismatches'] for r in result['loads'])} differing | "
+              f"**{'met' if not failures(result) else 'not met'}** |"]
+    return lines
