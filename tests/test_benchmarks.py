@@ -94,3 +94,15 @@ def test_a_speed_verdict_needs_both_timings_to_agree(inter: float, alone: float,
     row = next(t for t in results.targets(r) if t[0].startswith("edgekd int8 student >= 10x"))
     assert row[1].startswith(f"{inter:.2f}x (back to back {alone:.2f}x)")
     assert row[2].startswith(verdict)
+
+
+def test_separate_parts_keep_their_results_sections() -> None:
+    from benchmarks.sections import keep, splice
+
+    text = splice("# Benchmark results\n\nold body\n", "first-run", ["## First-run matrix", "| a |"])
+    text = splice(text, "serve", ["## serve", "v1"])
+    text = splice(text, "serve", ["## serve", "v2"])  # replaced in place, not appended twice
+    assert text.count("<!-- serve:begin -->") == 1 and "v2" in text and "v1" not in text
+    rewritten = keep("# Benchmark results\n\nnew body\n", text)  # the main parts rewrite the file
+    assert "new body" in rewritten and "old body" not in rewritten
+    assert "| a |" in rewritten and "v2" in rewritten
