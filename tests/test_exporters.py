@@ -249,3 +249,21 @@ def test_real_minilm_onnx_openvino_fp32_parity(minilm_path: Path, tmp_path: Path
         assert parity["status"] == "passed" and parity["max_abs_logit"] <= 1e-3 and parity["flips"] == 0
         assert all(m["n"] > 0 for m in parity["by_length"].values())
     assert manifest.artifact("onnx", "fp32").extra["fused_ops"].get("Attention") == 6
+
+
+def test_every_target_exports_when_every_text_is_longer_than_max_length(tiny_bert: Path, tmp_path: Path) -> None:
+    """IMDB at 128 tokens: no held-out text fits, so the short and medium check classes are empty and
+    only truncated-long texts remain (the first-run matrix crashed Core ML's trace example here)."""
+    short = tmp_path / "tiny-8"
+    shutil.copytree(tiny_bert, short)
+    (short / "edgekd-model.json").write_text('{"max_length": 8, "role": "test"}\n')
+    manifest = export_bundle(short, tmp_path / "bundle", _data(24), ExportOptions(targets=["all"], check_per_class=8),
+                             log=lambda m: None)
+    assert {a.name for a in manifest.artifacts} == {"onnx-fp32", "openvino-fp32", "openvino-fp16", "coreml-fp16"}
+    for parity in manifest.parity.values():
+        assert parity["status"] == "passed" and set(parity["by_length"]) == {"truncated_long"}
+    # the quantiles collapse onto max_length: a second bucket keeps EnumeratedShapes valid
+    assert manifest.artifact("coreml", "fp16").extra["sequence_buckets"] == [4, 8]
+    from edgekd.exporters.coreml import sequence_buckets
+
+    assert sequence_buckets([128] * 50, 128) == [64, 128] and sequence_buckets([10, 40, 90], 128) == [16, 48, 80, 96, 128]

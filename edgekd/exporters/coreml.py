@@ -32,11 +32,15 @@ COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
 
 
 def sequence_buckets(lengths: list[int], max_length: int) -> list[int]:
-    """Enumerated sequence lengths: data quantiles rounded up to BUCKET_STEP, plus max_length."""
+    """Enumerated sequence lengths: data quantiles rounded up to BUCKET_STEP, plus max_length; at
+    least two (Core ML's EnumeratedShapes needs two, and when every text reaches max_length, as IMDB
+    reviews do at 128 tokens, the quantiles collapse onto it: then half of max_length is added)."""
     edges = {max_length}
     if lengths:
         for q in np.quantile(np.asarray(lengths), BUCKET_QUANTILES):
             edges.add(int(min(max_length, max(BUCKET_STEP, -(-int(q) // BUCKET_STEP) * BUCKET_STEP))))
+    if len(edges) == 1:
+        edges.add(max(1, max_length // 2))
     return sorted(edges)
 
 
@@ -128,7 +132,9 @@ class CoreMLExporter(Exporter):
         import coremltools as ct
         import torch
 
-        example = job.encode(job.check_sets["medium"][:1], dtype=np.int32)
+        # any real held-out text: the short and medium classes are empty when every text is longer
+        # than max_length (IMDB reviews at 128 tokens); the shapes are enumerated, not traced
+        example = job.encode([next(t for texts in job.check_sets.values() for t in texts)], dtype=np.int32)
         with torch.no_grad():
             traced = torch.jit.trace(logits_module(job.model, job.settings.pad_id),
                                      tuple(torch.from_numpy(example[n]) for n in INPUTS), strict=False)
