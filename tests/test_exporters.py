@@ -267,3 +267,20 @@ def test_every_target_exports_when_every_text_is_longer_than_max_length(tiny_ber
     from edgekd.exporters.coreml import sequence_buckets
 
     assert sequence_buckets([128] * 50, 128) == [64, 128] and sequence_buckets([10, 40, 90], 128) == [16, 48, 80, 96, 128]
+
+
+def test_decision_texts_reach_1000_when_every_text_is_long(tiny_bert: Path) -> None:
+    """With no short or medium texts (all longer than max_length), the agreement texts are topped up
+    from the unused train texts, so accuracy control still decides on >= 1,000 texts when the data has them."""
+    from transformers import AutoTokenizer
+
+    from edgekd.exporters.bundle_writer import MIN_DECISION_TEXTS, _int8_sets
+
+    train, names = read_texts("ag_news", "train", 1600)
+    val, val_names = read_texts("ag_news", "test", 50)
+    data = ExportData(test_texts=val, train=(train, _ids(names)), validation=(val, _ids(val_names)))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    calibration, validation, agreement = _int8_sets(tokenizer, data, ExportOptions(int8=True, calibration_size=100),
+                                                    AG_LABELS, max_length=8)
+    assert len(validation[0]) == 50 and len(validation[0]) + len(agreement) >= MIN_DECISION_TEXTS
+    assert not set(agreement) & set(calibration.texts)  # held out from calibration

@@ -186,9 +186,14 @@ def _int8_sets(tokenizer: Any, data: ExportData, options: ExportOptions, labels:
     rest = _subsample((rest, [0] * len(rest)), 4 * extra, options.calibration_seed)[0]
     if not rest:  # the whole train split went into calibration
         return calibration, validation, []
-    # the same length classes as the check (short / medium / truncated-long), from train texts
+    # the same length classes as the check (short / medium / truncated-long), from train texts ...
     classes = check_texts(tokenizer, rest, max_length, -(-extra // 3))
-    return calibration, validation, [t for group in classes.values() for t in group]
+    agreement = [t for group in classes.values() for t in group]
+    # ... topped up from the rest when a class is empty (every Arabic article or IMDB review is longer
+    # than 128 tokens, so there are no short or medium texts), so the data's texts reach `extra`
+    chosen = set(agreement)
+    agreement += [t for t in rest if t not in chosen][: max(0, extra - len(agreement))]
+    return calibration, validation, agreement
 
 
 def _model_card(model_dir: Path) -> dict[str, Any]:
