@@ -137,9 +137,14 @@ def _device_facts(info: dict[str, Any]) -> list[tuple[str, str]]:
 def _parity_line(parity: dict[str, Any] | None) -> str:
     if not parity:
         return "not recorded in the manifest"
+    from edgekd.verify.parity import describe_agreement
+
+    decision = parity.get("decision") if parity.get("decided_by") else None
+    if decision and decision.get("n"):  # int8: accuracy control's decision on its >= 1,000 texts
+        return f"{parity.get('status', '?')} by {parity['decided_by']} · top-1 agreement {describe_agreement(decision)}"
     parts = [str(parity.get("status", "?"))]
     if "agreement" in parity:
-        parts.append(f"top-1 agreement {parity['agreement']:.4f} ({parity.get('flips', '?')} flips of {parity.get('n', '?')})")
+        parts.append(f"top-1 agreement {describe_agreement(parity)}")
     if "max_abs_logit" in parity:
         parts.append(f"max |Δlogit| {parity['max_abs_logit']:.3g}")
     return " · ".join(parts)
