@@ -83,6 +83,10 @@ def run_cell(name: str, log: Any) -> dict[str, Any]:
         cell["verify"] = {"passed": report["passed"], "n": report["data"]["n"],
                           "failed_gates": [f"{g['artifact']} {g['metric']}={g['value']:.4g}"
                                            for g in report["gates"] if not g["passed"]],
+                          "inconclusive_gates": [
+                              f"{g['artifact']} {g['metric']} {g['value']:.4g} (95% CI {g['interval'][0]:.4g}-"
+                              f"{g['interval'][1]:.4g}, gate {g['op']} {g['threshold']:g})"
+                              for g in report["gates"] if g.get("verdict") == "INCONCLUSIVE"],
                           "skipped": report.get("skipped", []),
                           "accuracy": {m["name"]: round(m["accuracy"]["accuracy"], 4) for m in report["models"]}}
     return cell
@@ -114,6 +118,8 @@ def markdown(first_run: dict[str, Any], device_id: str) -> list[str]:
         v = c.get("verify")
         verdict = "crashed: " + (c.get("error") or "see run.log") if v is None else (
             "PASS" if v["passed"] else "FAIL: " + "; ".join(v["failed_gates"]))
+        if v and v.get("inconclusive_gates"):
+            verdict += " (INCONCLUSIVE on the test slice: " + "; ".join(v["inconclusive_gates"]) + ")"
         acc = (v or {}).get("accuracy", {})
         accs = " / ".join(f"{acc[k]:.3f}" if k in acc else "-"
                           for k in ("baseline-tfidf", "teacher", "student-torch", "onnx-int8"))
