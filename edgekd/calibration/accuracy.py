@@ -106,7 +106,8 @@ def _keeps(row: dict[str, Any]) -> bool:
 
 def select_int8(reference_logits: np.ndarray, labels: Sequence[int], candidates: Sequence[Int8Candidate],
                 gates: GateSet | None = None, log: Callable[[str], None] | None = None) -> Int8Decision:
-    """Build candidates in order; keep the first whose metrics pass every int8 gate of `gates`.
+    """Build candidates in order; keep the first whose agreement PASSes its int8 gate and whose other
+    int8 gates do not FAIL (`_keeps`).
 
     reference_logits: the PyTorch source's logits on the decision texts, [n, num_labels]; rows are
     the labelled validation texts first (len(labels) rows, for accuracy), then extra unlabelled texts
