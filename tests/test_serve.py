@@ -256,13 +256,16 @@ def test_concurrent_requests_on_a_real_server(bundle: Path, clf: edgekd.Classifi
     got: dict[int, str] = {}
     with Background(bundle) as server:
         def worker(k: int) -> None:
-            with httpx.Client(base_url=server.url, timeout=60) as http:
-                for i in range(k, len(texts), 8):
-                    r = http.post("/predict", json={"inputs": texts[i]})
-                    if r.status_code != 200:
-                        errors.append(r.text)
-                    else:
-                        got[i] = r.json()[0]["label"]
+            try:
+                with httpx.Client(base_url=server.url, timeout=60) as http:
+                    for i in range(k, len(texts), 8):
+                        r = http.post("/predict", json={"inputs": texts[i]})
+                        if r.status_code != 200:
+                            errors.append(r.text)
+                        else:
+                            got[i] = r.json()[0]["label"]
+            except Exception as exc:  # a dead client thread must show why, not as a missing answer
+                errors.append(f"client {k}: {type(exc).__name__}: {exc}")
 
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
         for t in threads:
