@@ -130,3 +130,15 @@ def trained_tiny_bert(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory)
     tokenizer.save_pretrained(out)
     (out / "edgekd-model.json").write_text(f'{{"max_length": {TRAINED_MAX_LENGTH}, "role": "test"}}\n')
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An ONNX-only bundle of `tiny_bert`, written by edgekd's exporter (fp32, 24 real test texts)."""
+    from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
+
+    out = tmp_path_factory.mktemp("tiny_onnx") / "bundle"
+    texts, _ = read_texts("ag_news", "test", 24)
+    export_bundle(tiny_bert, out, ExportData(test_texts=texts), ExportOptions(targets=["onnx"], check_per_class=8),
+                  log=lambda m: None)
+    return out

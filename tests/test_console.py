@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA, read_texts
+from conftest import SHARED_DATA
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -70,14 +70,8 @@ def test_console_off_a_terminal_never_truncates_rich_tables(capsys: pytest.Captu
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
-
-    out = tmp_path_factory.mktemp("console") / "bundle"
-    texts, _ = read_texts("ag_news", "test", 24)
-    export_bundle(tiny_bert, out, ExportData(test_texts=texts), ExportOptions(targets=["onnx"], check_per_class=8),
-                  log=lambda m: None)
-    return out
+def bundle(tiny_onnx_bundle: Path) -> Path:
+    return tiny_onnx_bundle
 
 
 def test_info_in_80_columns_prints_whole_cells(bundle: Path, capsys: pytest.CaptureFixture[str],

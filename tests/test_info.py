@@ -6,19 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import AG_LABELS, read_texts
+from conftest import AG_LABELS
 
 from edgekd.cli import main as cli_main
-from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bert: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("info") / "bundle"
-    texts, _ = read_texts("ag_news", "test", 24)
-    export_bundle(tiny_bert, out, ExportData(test_texts=texts), ExportOptions(targets=["onnx"], check_per_class=8),
-                  log=lambda m: None)
-    return out
+def bundle(tiny_onnx_bundle: Path) -> Path:
+    return tiny_onnx_bundle
 
 
 def test_info_prints_artifacts_labels_contract_and_parity(bundle: Path, capsys: pytest.CaptureFixture,
