@@ -15,7 +15,16 @@ RT_INFO_PATH = ["edgekd", "contract"]
 
 
 class OpenVinoSession:
-    """One compiled model; one infer request per thread (infer requests are not thread-safe)."""
+    """One compiled model and one infer request, used by one thread at a time.
+
+    Calls from several threads are serialised by a lock. With one infer request per thread (the
+    documented pattern), `edgekd serve` deadlocked under 8 concurrent clients on a loaded 2-core
+    machine (openvino 2026.4.1, 1 of 11 server starts with 3 busy processes beside it): py-spy showed
+    two request threads parked in the Python data dispatcher's `tensor.shape = ...`
+    (openvino/utils/data_helpers/data_dispatcher.py) and the main thread waiting for the GIL that one
+    of them held. The LATENCY hint compiles a single stream that already uses every core, so running
+    one request at a time costs no throughput.
+    """
 
     input_dtype = np.int64
 
@@ -39,16 +48,15 @@ class OpenVinoSession:
         takes = {name for port in self._compiled.inputs for name in port.get_names()}
         self.input_names = [n for n in manifest.tokenizer.inputs if n in takes]
         self._output = self._compiled.output(0)
-        self._local = threading.local()
+        self._request = self._compiled.create_infer_request()
+        self._lock = threading.Lock()
         self.engine = f"openvino {ov.get_version().split('-')[0]} {device}"
 
     def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """inputs: name -> [batch, seq] int64; returns logits [batch, num_labels] float32."""
-        request = getattr(self._local, "request", None)
-        if request is None:
-            request = self._local.request = self._compiled.create_infer_request()
         feed = {n: np.asarray(inputs[n], dtype=np.int64) for n in self.input_names}
-        return np.array(request.infer(feed)[self._output], dtype=np.float32)
+        with self._lock:  # the output tensor is the request's own memory: copy it before the next call
+            return np.array(self._request.infer(feed)[self._output], dtype=np.float32)
 
 
 def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> OpenVinoSession:
