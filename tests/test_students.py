@@ -28,6 +28,20 @@ def test_parse_specs_and_names() -> None:
             parse_student_spec(bad)
 
 
+def test_width_and_attention_options_follow_the_layers() -> None:
+    spec = parse_student_spec("layers=3, heads=8,ffn=768")
+    assert (spec.count, spec.options, spec.name) == (3, (("ffn", 768), ("heads", 8)), "layers-3-ffn768-heads8")
+    assert spec.option("ffn") == 768 and spec.option("diff") is None
+    listed = parse_student_spec("layers=0,2,5,heads=4")
+    assert listed.indices == (0, 2, 5) and listed.options == (("heads", 4),) and listed.name == "layers-0-2-5-heads4"
+    assert parse_student_spec("layers=3").options == () and parse_student_spec("layers=3").name == "layers-3"
+    for bad, message in [("layers=3,foo=1", "unknown option 'foo'.*ffn="), ("layers=3,ffn=0", "positive integer"),
+                         ("layers=3,heads=x", "positive integer"), ("layers=3,ffn=", "needs a value"),
+                         ("layers=3,ffn=2,ffn=4", "given twice"), ("layers=ffn=3", "needs a count")]:
+        with pytest.raises(ModelError, match=message):
+            parse_student_spec(bad)
+
+
 def test_evenly_spaced_layers_match_distilbert_choice() -> None:
     assert evenly_spaced_layers(12, 6) == [0, 2, 4, 7, 9, 11]  # DistilBERT's alternate-layer copy
     assert evenly_spaced_layers(6, 3) == [0, 2, 5]

@@ -8,6 +8,12 @@ A student SPEC is either
   the last (DistilBERT-style alternate-layer copy), e.g. 6 -> 3 gives 0,2,5.
 - anything else: a model reference (hub id, local dir, packaged offline model) with its own
   tokenizer and a fresh classification head.
+
+A layer spec may add width and attention options after the layers, comma-separated:
+`layers=3,ffn=768,heads=8,diff=...` (each optional, any order after `layers`). `ffn` and `heads`
+(positive ints) are the intermediate size and attention heads per layer that width pruning keeps;
+`diff` is the differential-attention conversion (its grammar is checked by the code that applies
+it). The parsed values land in `StudentSpec.options`; `STUDENT_OPTIONS` lists the keys.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ import numpy as np
 from edgekd.errors import ModelError
 
 _LAYERS = re.compile(r"^layers=(.*)$")
+# Keys a layer spec may carry after `layers=...`: name -> what it means (for errors and help).
+STUDENT_OPTIONS = {
+    "ffn": "FFN intermediate size kept per layer by width pruning (positive int)",
+    "heads": "attention heads kept per layer by width pruning (positive int)",
+    "diff": "layers converted to differential attention",
+}
+_INT_OPTIONS = ("ffn", "heads")
 
 
 @dataclass(frozen=True)
@@ -33,15 +46,23 @@ class StudentSpec:
     count: int | None = None
     indices: tuple[int, ...] | None = None
     reference: str | None = None
+    # Width/attention options after the layers, in STUDENT_OPTIONS order: (("ffn", 768), ...).
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def option(self, key: str, default: Any = None) -> Any:
+        """The value of one `STUDENT_OPTIONS` key, or `default` when the spec does not set it."""
+        return dict(self.options).get(key, default)
 
     @property
     def name(self) -> str:
-        """A short directory-safe name, e.g. `layers-3`, `layers-0-2-5`, `all-MiniLM-L6-v2`."""
+        """A short directory-safe name, e.g. `layers-3`, `layers-0-2-5`, `layers-3-ffn768-heads8`,
+        `all-MiniLM-L6-v2`."""
         if self.reference is not None:
             return re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.reference.rstrip("/")).name) or "student"
-        if self.indices is not None:
-            return "layers-" + "-".join(str(i) for i in self.indices)
-        return f"layers-{self.count}"
+        base = ("layers-" + "-".join(str(i) for i in self.indices)) if self.indices is not None \
+            else f"layers-{self.count}"
+        extra = "".join(f"-{k}{re.sub(r'[^A-Za-z0-9.]+', '.', str(v))}" for k, v in self.options)
+        return base + extra
 
 
 def parse_student_spec(text: str) -> StudentSpec:
@@ -52,18 +73,46 @@ def parse_student_spec(text: str) -> StudentSpec:
         if not text:
             raise ModelError("empty --student value: use layers=K, layers=i,j,k or a model reference")
         return StudentSpec(text=text, reference=text)
-    body = match.group(1).replace(" ", "")
+    parts = match.group(1).replace(" ", "").split(",")
+    # The layer indices run up to the first `key=value` part; the options follow.
+    first_option = next((i for i, p in enumerate(parts) if "=" in p), len(parts))
+    options = _parse_options(text, parts[first_option:])
     try:
-        values = [int(v) for v in body.split(",")]
+        values = [int(v) for v in parts[:first_option]]
     except ValueError:
         raise ModelError(f"bad student spec '{text}': expected layers=K or layers=i,j,k with integers") from None
+    if not values:
+        raise ModelError(f"bad student spec '{text}': layers= needs a count or indices, e.g. layers=3,ffn=768")
     if len(values) == 1:
         if values[0] < 1:
             raise ModelError(f"bad student spec '{text}': a student needs at least 1 layer (layers=1 or more)")
-        return StudentSpec(text=text, count=values[0])
+        return StudentSpec(text=text, count=values[0], options=options)
     if min(values) < 0 or len(set(values)) != len(values) or values != sorted(values):
         raise ModelError(f"bad student spec '{text}': layer indices must be distinct, ascending and >= 0")
-    return StudentSpec(text=text, indices=tuple(values))
+    return StudentSpec(text=text, indices=tuple(values), options=options)
+
+
+def _parse_options(text: str, parts: list[str]) -> tuple[tuple[str, Any], ...]:
+    """`["ffn=768", "heads=8"]` -> (("ffn", 768), ("heads", 8)) in STUDENT_OPTIONS order; unknown,
+    repeated or malformed keys raise `ModelError` naming the accepted ones."""
+    found: dict[str, Any] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if key not in STUDENT_OPTIONS:
+            accepted = ", ".join(f"{k}= ({v})" for k, v in STUDENT_OPTIONS.items())
+            raise ModelError(f"bad student spec '{text}': unknown option '{key}'; after layers= it takes {accepted}")
+        if key in found:
+            raise ModelError(f"bad student spec '{text}': '{key}=' given twice; give it once")
+        if not sep or not value:
+            raise ModelError(f"bad student spec '{text}': '{key}=' needs a value ({STUDENT_OPTIONS[key]})")
+        if key in _INT_OPTIONS:
+            if not value.isdigit() or int(value) < 1:
+                raise ModelError(f"bad student spec '{text}': {key}={value} must be a positive integer "
+                                 f"({STUDENT_OPTIONS[key]})")
+            found[key] = int(value)
+        else:
+            found[key] = value
+    return tuple((k, found[k]) for k in STUDENT_OPTIONS if k in found)
 
 
 def evenly_spaced_layers(n_teacher: int, k: int) -> list[int]:
@@ -130,6 +179,9 @@ def build_student(spec: StudentSpec, teacher_dir: Path, labels: list[str]) -> tu
     """(student model, its tokenizer, copied teacher layer indices or None) for a spec."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if spec.options:
+        raise ModelError(f"student spec '{spec.text}': {', '.join(k + '=' for k, _ in spec.options)} "
+                         "cannot be built yet; use layers=K or layers=i,j,k")
     if spec.reference is None:
         teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir))
         layers = resolve_layers(spec, teacher.config.num_hidden_layers)
