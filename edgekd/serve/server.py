@@ -58,9 +58,9 @@ def url(sock: socket.socket) -> str:
 def run(app: Any, sock: socket.socket, verbose: bool = False) -> None:
     """Serve until SIGINT/SIGTERM. Access logs only when `verbose`."""
     uvicorn = require("uvicorn", "serve", "edgekd serve")
-    # asyncio + h11, named: with uvloop + httptools picked up automatically, 8 concurrent keep-alive
-    # clients hung the server (every request timed out after 60 s) in 1 of 3 runs of
-    # tests/test_serve.py::test_concurrent_requests_on_a_real_server; not yet understood, so not used.
+    # asyncio + h11, named, so the server runs the same stack wherever it is installed. (A hang of 8
+    # concurrent clients first blamed on uvloop + httptools recurred without them: it was OpenVINO
+    # infer requests deadlocking across threads, fixed in edgekd/runtimes/openvino.py.)
     config = uvicorn.Config(app, log_level="info" if verbose else "warning", access_log=verbose,
                             server_header=False, loop="asyncio", http="h11")
     uvicorn.Server(config).run(sockets=[sock])
