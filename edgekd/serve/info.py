@@ -11,21 +11,12 @@ from typing import Any
 import edgekd
 from edgekd.runtimes.classifier import Classifier
 from edgekd.serve.api import Limits
-from edgekd.verify.report import report_path, reports_dir
+from edgekd.verify.report import device_report
+
+__all__ = ["DEVICE_KEYS", "bundle_info", "device_report"]
 
 # The device facts /info and the page show (the whole fingerprint is in the verify report).
 DEVICE_KEYS = ("device_id", "os", "arch", "cpu_model", "logical_cores", "usable_cores", "memory_bytes", "python")
-
-
-def device_report(root: Path, device_id: str, source: Path | None = None) -> Path | None:
-    """This device's `edgekd verify` report JSON for the bundle, else None. `root`: the bundle directory
-    (for a .zip, its extraction); `source`: the path the user gave. For a .zip, the reports `edgekd verify
-    BUNDLE.zip` writes beside it (`verify.report.reports_dir`) come first, then the
-    `reports/` packed inside."""
-    dirs = [Path(root) / "reports"]
-    if source is not None and Path(source).is_file():
-        dirs.insert(0, reports_dir(source))
-    return next((p for p in (report_path(d, device_id) for d in dirs) if p.is_file()), None)
 
 
 def bundle_info(clf: Classifier, device: dict[str, Any], limits: Limits, report: Path | None,

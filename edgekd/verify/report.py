@@ -78,6 +78,16 @@ def reports_dir(bundle: str | Path) -> Path:
     return bundle.with_name(f"{bundle.stem}-reports") if bundle.is_file() else bundle / "reports"
 
 
+def device_report(root: str | Path, device_id: str, source: str | Path | None = None) -> Path | None:
+    """This device's `edgekd verify` report JSON for a bundle, else None. `root`: the bundle directory
+    (for a .zip, its extraction); `source`: the path the user gave. For a .zip, the reports `edgekd verify
+    BUNDLE.zip` writes beside it (`reports_dir`) come first, then the `reports/` packed inside."""
+    dirs = [Path(root) / "reports"]
+    if source is not None and Path(source).is_file():
+        dirs.insert(0, reports_dir(source))
+    return next((p for p in (report_path(d, device_id) for d in dirs) if p.is_file()), None)
+
+
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
     """Write `<device-id>.json`, `.md` and `.html` into `out_dir`; returns their paths."""
     validate(report)
