@@ -287,7 +287,7 @@ def _artifact_model(run: Run, tests: TestSet, student: dict[str, Any], student_l
              for i in par["flipped"]]
     gap = parity.distillation_gap(logits, teacher_logits, tests.labels) if teacher_logits is not None else None
     return {"name": run.name, "kind": "artifact", "backend": run.backend, "precision": art.precision, "engine": clf.engine, "bytes": art.bytes,
-            "path": art.path, "accuracy": acc, "parity": par, "gap": gap, "flipped_examples": flips,
+            "path": art.path, "sha256": art.sha256, "accuracy": acc, "parity": par, "gap": gap, "flipped_examples": flips,
             "latency": _latency(lambda b: clf.logits(b, batch_size=len(b)), tests, config, run)}
 
 
