@@ -33,7 +33,7 @@ from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_j
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
 # Parts with their own results file and RESULTS.md section, run only when named (not by `all`).
-SEPARATE = ["firstrun", "serve"]
+SEPARATE = ["firstrun", "serve", "vocab"]
 
 
 def log(msg: str) -> None:
@@ -212,6 +212,20 @@ def serve_load(device: dict[str, Any]) -> None:
         raise SystemExit("serve load test failed: " + "; ".join(serve.failures(result)))
 
 
+def vocab_pruning(device: dict[str, Any]) -> None:
+    """Vocabulary pruning on AG News at each min-count: results/vocab-<device-id>.json and its section."""
+    from benchmarks import vocab
+
+    started = time.perf_counter()
+    result = {"device": device, **vocab.study(log)}
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    path = RESULTS / f"vocab-{device['device_id']}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    _section(vocab.SECTION, vocab.markdown(result, device["device_id"]))
+    log(f"wrote {path.relative_to(ROOT)} and the vocab section of benchmarks/RESULTS.md")
+
+
 def _section(name: str, lines: list[str]) -> None:
     """Replace one separate part's section of RESULTS.md."""
     from benchmarks.sections import splice
@@ -240,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     if "serve" in parts:
         serve_load(device)
         parts = [x for x in parts if x != "serve"]
+        if not parts:
+            return 0
+    if "vocab" in parts:
+        vocab_pruning(device)
+        parts = [x for x in parts if x != "vocab"]
         if not parts:
             return 0
     path = RESULTS / f"{device['device_id']}.json"

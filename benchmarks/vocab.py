@@ -1,0 +1,214 @@
+"""Vocabulary pruning on AG News (issue 16): what `edgekd prune-vocab` at each min-count saves in every
+exported artifact and what it costs in accuracy. A 1-epoch teacher on a slice of the training split,
+2- and 3-layer students distilled from it, each student pruned at every MIN_COUNTS value (fit on the
+whole train + validation split) and exported, with the unpruned student, to onnx,openvino,coreml with
+--int8; then every artifact of every bundle runs the whole test split through `edgekd.load`.
+
+`python -m benchmarks vocab`: results/vocab-<device-id>.json and the `vocab` section of RESULTS.md.
+Every step is cached (benchmarks/steps.py); the evaluation of a bundle is cached by its artifacts'
+sha256, so a rerun only redoes what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.steps import CACHE, DATA, Step, read_json, run_step
+
+SECTION = "vocab"
+MIN_COUNTS = (1, 2, 5, 20)
+LAYERS = (2, 3)
+# The slice: a 2-core machine shared with other work (the full 3-epoch teacher takes ~50 min alone).
+TEACHER_ROWS = 12000
+EPOCHS = "1"
+MAX_LENGTH = "64"
+# The target (issue 16): a 2-layer int8 student of at most this size, within this accuracy of the
+# unpruned student's same artifact, agreeing with it on at least this share of the test texts.
+TARGET = {"layers": 2, "max_mb": 9.0, "max_drop_points": 0.1, "min_agreement": 0.995}
+
+
+def _data() -> str:
+    return str(DATA / "ag_news")
+
+
+def steps() -> dict[str, Step]:
+    """Every step, keyed by name, in dependency order."""
+    c = CACHE / "ag_news-vocab"
+    data, teacher, students = _data(), c / "teacher", c / "students"
+    out = {
+        "teacher": Step("teacher", teacher, [
+            "train", "--data", data, "--max-train-samples", str(TEACHER_ROWS), "--model",
+            "sentence-transformers/all-MiniLM-L6-v2", "--epochs", EPOCHS, "--max-length", MAX_LENGTH,
+            "--out", str(teacher), "--no-progress"]),
+        "students": Step("students", students, [
+            "distill", "--teacher", str(teacher), "--data", data, "--max-train-samples", str(TEACHER_ROWS),
+            *[a for k in LAYERS for a in ("--student", f"layers={k}")], "--epochs", EPOCHS, "--out", str(students),
+            "--no-progress"]),
+    }
+    for k in LAYERS:
+        for m in (None, *MIN_COUNTS):
+            ckpt = students / f"layers-{k}"
+            if m is not None:
+                pruned = c / "pruned" / f"layers-{k}-min-{m}"
+                out[f"prune_{k}_{m}"] = Step(f"prune_{k}_{m}", pruned, [
+                    "prune-vocab", str(ckpt), "--data", data, "--min-count", str(m), "--out", str(pruned),
+                    "--force"])
+                ckpt = pruned
+            bundle = c / "bundles" / _variant(k, m)
+            out[f"bundle_{k}_{m or 'full'}"] = Step(f"bundle_{k}_{m or 'full'}", bundle, [
+                "export", str(ckpt), "--target", "onnx,openvino,coreml", "--int8", "--calibration-data", data,
+                "--out", str(bundle), "--force"])
+    return out
+
+
+def _variant(layers: int, min_count: int | None) -> str:
+    return f"layers-{layers}-" + ("unpruned" if min_count is None else f"min-{min_count}")
+
+
+def _load_backend(backend: str) -> str:
+    # Core ML runs natively only on macOS; elsewhere its ML Program runs in edgekd's numpy evaluator.
+    return "coreml-reference" if backend == "coreml" and sys.platform != "darwin" else backend
+
+
+def evaluate(bundle: Path, log: Any) -> dict[str, Any]:
+    """{artifact: {bytes, predictions, accuracy, seconds}} on the whole test split, each artifact
+    loaded with `edgekd.load(bundle, backend=..., precision=...)`; cached beside the bundle by sha256."""
+    import edgekd
+    from edgekd.data import DataSpec, load_splits
+
+    manifest = read_json(bundle / "edgekd.json")
+    cache_path = bundle.parent.parent / "eval" / f"{bundle.name}.json"
+    cached = read_json(cache_path) if cache_path.is_file() else {}
+    labels = manifest["labels"]
+    test = load_splits(DataSpec(_data()), labels=labels).test
+    y = np.asarray(test.labels)
+    out: dict[str, Any] = {}
+    for a in manifest["artifacts"]:
+        name = f"{a['backend']}-{a['precision']}"
+        if cached.get(name, {}).get("sha256") == a["sha256"]:
+            out[name] = cached[name]
+            continue
+        log(f"evaluating {bundle.name} {name} on {len(y)} test texts")
+        started = time.perf_counter()
+        clf = edgekd.load(str(bundle), backend=_load_backend(a["backend"]), precision=a["precision"])
+        pred = clf.logits(test.texts, batch_size=64).argmax(1)
+        out[name] = {"sha256": a["sha256"], "bytes": a["bytes"], "accuracy": float((pred == y).mean()),
+                     "predictions": pred.tolist(), "seconds": round(time.perf_counter() - started, 1)}
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        cache_path.write_text(json.dumps(cached | out))
+    return out
+
+
+def study(log: Any) -> dict[str, Any]:
+    """Run every step and evaluation; the rows of the table and the commands with their wall times."""
+    all_steps = steps()
+    commands: list[dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
+    order = ["teacher", "students"] + [n for k in LAYERS for m in (None, *MIN_COUNTS)
+                                       for n in ((f"prune_{k}_{m}",) if m else ()) + (f"bundle_{k}_{m or 'full'}",)]
+    evals: dict[tuple[int, int | None], dict[str, Any]] = {}
+    for name in order:
+        step = all_steps[name]
+        stamp = run_step(step, log)
+        commands.append({"step": name, "command": step.command, "wall_time_s": stamp["wall_time_s"]})
+        if name.startswith("bundle_"):
+            k, m = int(name.split("_")[1]), name.split("_")[2]
+            key = (k, None if m == "full" else int(m))
+            started = time.perf_counter()
+            evals[key] = evaluate(step.out, log)
+            commands.append({"step": f"eval_{k}_{m}", "command": f"edgekd.load({step.out.name}, backend, precision)"
+                             ".logits(test texts) for every artifact",
+                             "wall_time_s": round(sum(e["seconds"] for e in evals[key].values()), 1),
+                             "wall_time_this_run_s": round(time.perf_counter() - started, 1)})
+            rows.append(_row(all_steps, k, key[1], evals[key], evals[(k, None)]))
+    teacher_card = read_json(all_steps["teacher"].out / "edgekd-model.json")
+    return {"teacher_rows": TEACHER_ROWS, "epochs": EPOCHS, "max_length": MAX_LENGTH, "min_counts": list(MIN_COUNTS),
+            "teacher_metrics": _metrics(all_steps["teacher"].out), "teacher_card_max_length": teacher_card.get("max_length"),
+            "students": {k: _metrics(all_steps["students"].out / f"layers-{k}") for k in LAYERS},
+            "rows": rows, "target": TARGET | {"verdict": verdict(rows)}, "commands": commands}
+
+
+def _metrics(ckpt: Path) -> dict[str, Any] | None:
+    path = ckpt / "metrics.json"
+    if not path.is_file():
+        return None
+    m = read_json(path)
+    return {k: m[k] for k in ("accuracy", "f1_macro", "n") if k in m}
+
+
+def _row(all_steps: dict[str, Step], k: int, m: int | None, ev: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
+    """One bundle: vocabulary size (from the prune card), and per artifact its size, test accuracy and
+    agreement with (drop from) the unpruned student's same artifact."""
+    pruning = read_json(all_steps[f"prune_{k}_{m}"].out / "edgekd-model.json")["vocab_pruning"] if m else None
+    artifacts = {}
+    for name, e in ev.items():
+        r = ref.get(name)
+        agree = float(np.mean(np.asarray(e["predictions"]) == np.asarray(r["predictions"]))) if r else None
+        artifacts[name] = {"mb": round(e["bytes"] / 1e6, 2), "accuracy": round(e["accuracy"], 4),
+                           "agreement_with_unpruned": None if agree is None else round(agree, 4),
+                           "drop_points": None if r is None else round((r["accuracy"] - e["accuracy"]) * 100, 2)}
+    return {"layers": k, "min_count": m, "vocab_size": pruning["vocab_size"] if pruning else None,
+            "original_vocab_size": pruning["original_vocab_size"] if pruning else None,
+            "test_unk_rate": pruning["test_after"]["unk_rate"] if pruning else None,
+            "torch_agreement": pruning["agreement"] if pruning else None, "artifacts": artifacts}
+
+
+def holds(row: dict[str, Any]) -> bool:
+    """The target on one row: every int8 artifact of a 2-layer bundle meets size, drop and agreement."""
+    int8 = {n: a for n, a in row["artifacts"].items() if n.endswith("-int8")}
+    return bool(row["layers"] == TARGET["layers"] and row["min_count"] and int8) and all(
+        a["mb"] <= TARGET["max_mb"] and a["drop_points"] <= TARGET["max_drop_points"]
+        and a["agreement_with_unpruned"] >= TARGET["min_agreement"] for a in int8.values())
+
+
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The smallest min-count whose 2-layer int8 artifacts all meet the target (None when none does)."""
+    ok = sorted(r["min_count"] for r in rows if holds(r))
+    return {"smallest_min_count": ok[0] if ok else None, "holding": ok}
+
+
+def markdown(result: dict[str, Any], device_id: str) -> list[str]:
+    """The vocab section of RESULTS.md."""
+    t, v = result["target"], result["target"]["verdict"]
+    lines = ["## Vocabulary pruning (issue 16)", "",
+             f"`python -m benchmarks vocab` on `{device_id}`. A stated slice, not the main benchmark's models: teacher "
+             f"MiniLM-L6, {result['epochs']} epoch at max_length {result['max_length']} on a stratified "
+             f"{result['teacher_rows']:,}-row sample of the AG News training split; 2- and 3-layer students distilled "
+             f"from it ({result['epochs']} epoch, same rows). Each student pruned with `edgekd prune-vocab` at "
+             f"min-count {', '.join(map(str, result['min_counts']))} (counts over the whole train + validation "
+             "split), then every pruned and unpruned student exported with `--target onnx,openvino,coreml --int8 "
+             "--calibration-data ../shared/data/ag_news`. Accuracy: every artifact on all 7,600 test texts through "
+             "`edgekd.load(bundle, backend, precision)` (Core ML through the numpy ML Program evaluator on Linux). "
+             "Agreement and drop are against the unpruned student's same artifact. Sizes from each manifest "
+             "(MB = 10^6 bytes).", ""]
+    tm = result.get("teacher_metrics") or {}
+    sm = result.get("students") or {}
+    lines.append(f"Teacher test accuracy {tm.get('accuracy', float('nan')):.4f}; students (PyTorch): "
+                 + ", ".join(f"{k}-layer {(m or {}).get('accuracy', float('nan')):.4f}" for k, m in sm.items()) + ".")
+    lines += ["", "| student | min-count | vocab | test [UNK] | artifact | MB | accuracy | drop (pt) | agreement |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        vocab = f"{r['vocab_size']:,}" if r["vocab_size"] else "30,522"
+        unk = f"{r['test_unk_rate']:.4%}" if r["test_unk_rate"] is not None else "-"
+        for name, a in r["artifacts"].items():
+            agree = "-" if r["min_count"] is None else f"{a['agreement_with_unpruned']:.4f}"
+            drop = "-" if r["min_count"] is None else f"{a['drop_points']:+.2f}"
+            lines.append(f"| {r['layers']}-layer | {r['min_count'] or 'unpruned'} | {vocab} | {unk} | {name} | "
+                         f"{a['mb']:.2f} | {a['accuracy']:.4f} | {drop} | {agree} |")
+    smallest = v["smallest_min_count"]
+    lines += ["", f"Target: a {t['layers']}-layer int8 student (every int8 artifact the bundle keeps) of at most "
+              f"{t['max_mb']:g} MB, within {t['max_drop_points']:g} point of the unpruned student's accuracy and "
+              f">= {t['min_agreement']:.1%} agreement with it: "
+              + (f"**met** from min-count {smallest} (holding at: {', '.join(map(str, v['holding']))})."
+                 if smallest else "**not met** at any min-count tried."), "",
+              "| step | command | wall time |", "|---|---|---|"]
+    lines += [f"| {c['step']} | `{c['command']}` | {c['wall_time_s']:.1f} s |" for c in result["commands"]]
+    lines += ["", f"Total wall time of this run: {result.get('wall_time_s', 0):.0f} s (cached steps count their "
+              "first run's time in the table)."]
+    return lines
