@@ -125,9 +125,11 @@ def evenly_spaced_layers(n_teacher: int, k: int) -> list[int]:
 def resolve_layers(spec: StudentSpec, n_teacher: int) -> list[int]:
     """The teacher layer indices a layer spec copies, checked against the teacher depth."""
     if spec.count is not None:
-        if spec.count >= n_teacher:
+        # Every layer is a student only when options change it (layers=6,ffn=768 on a 6-layer teacher).
+        if spec.count > n_teacher or (spec.count == n_teacher and not spec.options):
             raise ModelError(f"student spec '{spec.text}' asks for {spec.count} layers but the teacher has "
-                             f"only {n_teacher}: use layers=1..{n_teacher - 1}")
+                             f"only {n_teacher}: use layers=1..{n_teacher - 1}, or layers={n_teacher} with "
+                             "ffn=/heads=")
         return evenly_spaced_layers(n_teacher, spec.count)
     assert spec.indices is not None
     bad = [i for i in spec.indices if i >= n_teacher]
@@ -179,9 +181,12 @@ def build_student(spec: StudentSpec, teacher_dir: Path, labels: list[str]) -> tu
     """(student model, its tokenizer, copied teacher layer indices or None) for a spec."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    if spec.options:
-        raise ModelError(f"student spec '{spec.text}': {', '.join(k + '=' for k, _ in spec.options)} "
-                         "cannot be built yet; use layers=K or layers=i,j,k")
+    from edgekd.train.width import WIDTH_OPTIONS  # ffn=/heads= are applied by distill: pruning needs data
+
+    unbuilt = [k for k, _ in spec.options if k not in WIDTH_OPTIONS]
+    if unbuilt:
+        raise ModelError(f"student spec '{spec.text}': {', '.join(k + '=' for k in unbuilt)} "
+                         "cannot be built yet; use layers=K or layers=i,j,k (with ffn=, heads=)")
     if spec.reference is None:
         teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir))
         layers = resolve_layers(spec, teacher.config.num_hidden_layers)
