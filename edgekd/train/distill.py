@@ -177,9 +177,13 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
     """
     from edgekd.train.students import build_student, evenly_spaced_layers
     from edgekd.train.teacher import build_trainer, finish_checkpoint, library_versions
+    from edgekd.train.width import prune_width
 
     set_seed(config.train.seed)
     student, tokenizer, layers = build_student(spec, teacher_dir, list(splits.labels))
+    # ffn=/heads=: prune the copied layers by importance on the training texts (None: no pruning).
+    width = prune_width(spec, student, tokenizer, splits.train, config.train.max_length,
+                        config.train.seed, config.attention_weight)
     teacher, layer_map = _intermediate_teacher(config, teacher_dir, student, tokenizer, layers)
     if teacher is not None and layers is None:
         layer_map = evenly_spaced_layers(teacher.config.num_hidden_layers, student.config.num_hidden_layers)
@@ -206,6 +210,7 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
         "device": device_description(), "agreement_with_teacher": agreement})
     write_json(Path(out) / "edgekd-model.json", {
         "role": "student", "teacher": str(teacher_dir), "max_length": config.train.max_length,
+        "width_pruning": width,
         "labels": list(splits.labels), "data": data_spec.to_dict() if data_spec is not None else None,
         "dataset_fingerprint": splits.fingerprint, "base_model": spec.text,
         "wall_time_s": round(wall, 2), "device": device_description(), "versions": library_versions()})

@@ -175,13 +175,14 @@ def prune(model: Any, keep_heads: list[list[int]], keep_ffn: list[list[int]]) ->
     return model
 
 
-def prune_width(spec: Any, model: Any, tokenizer: Any, train: Any, max_length: int, seed: int = 0) -> dict | None:
+def prune_width(spec: Any, model: Any, tokenizer: Any, train: Any, max_length: int, seed: int = 0,
+                attention_weight: float = 0.0) -> dict | None:
     """Score the units of `model` on a seeded sample of the training split (`train.texts`,
     `train.labels` as the model's label ids), keep the top `heads=`/`ffn=` per layer and prune the
     rest in place. Returns the model card's `width_pruning` record (None when the spec asks for none)."""
     if not wants_width(spec):
         return None
-    check_width(spec, model.config)
+    check_width(spec, model.config, attention_weight)
     rng = np.random.default_rng(seed)
     n = min(IMPORTANCE_TEXTS, len(train.texts))
     rows = np.sort(rng.choice(len(train.texts), size=n, replace=False))
