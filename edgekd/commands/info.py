@@ -1,5 +1,5 @@
 """`edgekd info bundle/`: the manifest as readable tables (artifacts, labels, tokenizer, contract,
-provenance, export-time parity). Torch-free."""
+provenance, export-time parity) and which artifact `edgekd.load` picks on this device, and why. Torch-free."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.bundle import open_bundle, read_manifest
     from edgekd.console import make_console
 
-    manifest = read_manifest(open_bundle(args.bundle))
+    root = open_bundle(args.bundle)
+    manifest = read_manifest(root)
     if args.json:
         print(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
         return 0
@@ -28,7 +29,27 @@ def run(args: argparse.Namespace) -> int:
     _print_artifacts(console, manifest)
     _print_settings(console, manifest)
     _print_parity(console, manifest)
+    _print_choice(console, root, manifest, args.bundle)
     return 0
+
+
+def _print_choice(console: Any, root: Any, manifest: Any, source: str) -> None:
+    """What backend="auto", precision="auto" loads here, for each `prefer`, and why."""
+    from edgekd.console import print_table
+    from edgekd.errors import EdgekdError
+    from edgekd.runtimes.choice import PREFER
+    from edgekd.runtimes.classifier import choose
+
+    rows = []
+    for prefer in PREFER:
+        try:
+            _, _, choice = choose(root, manifest, prefer=prefer, source=source)
+        except EdgekdError as exc:  # e.g. no engine here runs any artifact of the bundle
+            rows.append([prefer, "-", "none", str(exc)])
+            continue
+        rows.append([prefer, choice.artifact, choice.rule, choice.reason])
+    print_table(console, "edgekd.load(bundle) on this device (backend and precision auto)",
+                ("prefer", "artifact", "rule", "why"), rows)
 
 
 def _print_artifacts(console: Any, manifest: Any) -> None:

@@ -6,8 +6,9 @@
 
 Put options before the bundle or after the texts (`edgekd predict bundle/ "text" --json`).
 Plain output is one line per text: `label<TAB>score<TAB>text` (text cut to 60 characters).
-`--json` prints one JSON document: {"bundle", "backend", "precision", "engine", "predictions": [...]},
-each prediction {"text", "label", "score", "scores"}.
+`--json` prints one JSON document: {"bundle", "backend", "precision", "engine", "choice", "predictions": [...]},
+each prediction {"text", "label", "score", "scores"}; "choice" says why auto picked the artifact
+(edgekd/runtimes/choice.py), which `edgekd --verbose predict` also prints to stderr.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
     parser.add_argument("--backend", default="auto",
                         help="auto (default), onnx, openvino, coreml, coreml-reference, torch")
-    parser.add_argument("--precision", default="auto", help="auto (default: int8 if present), fp32, fp16, int8")
+    parser.add_argument("--precision", default="auto", help="auto (default: fastest measured here, else int8 if "
+                                                                 "present), fp32, fp16, int8")
+    parser.add_argument("--prefer", default="latency", choices=("latency", "throughput"),
+                        help="what auto ranks this device's verify report by: batch-1 p50 (default) or texts/s")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per model call (default 32)")
     parser.add_argument("--threads", type=int, default=None, help="backend intra-op threads (default: backend's)")
 
@@ -45,14 +49,18 @@ def run(args: argparse.Namespace) -> int:
     texts = list(args.texts) + (_read_texts(args.file) if args.file else [])
     if not texts:
         raise DataError("no texts to classify; pass them as arguments or with --file texts.txt")
-    clf = edgekd.load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+    clf = edgekd.load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+                      prefer=args.prefer)
+    if getattr(args, "verbose", False):
+        print(f"edgekd predict: {clf.backend}-{clf.precision} ({clf.choice.rule}: {clf.choice.reason})",
+              file=sys.stderr)
     try:
         predictions = clf.predict(texts, batch_size=args.batch_size)
     except ValueError as exc:  # e.g. undecodable bytes in argv arrive as lone surrogates
         raise DataError(str(exc)) from exc
     if args.json:
         doc = {"bundle": str(args.bundle), "backend": clf.backend, "precision": clf.precision, "engine": clf.engine,
-               "predictions": [{"text": t, "label": p.label, "score": p.score, "scores": p.scores}
+               "choice": clf.choice.to_dict(), "predictions": [{"text": t, "label": p.label, "score": p.score, "scores": p.scores}
                                for t, p in zip(texts, predictions, strict=True)]}
         print(json.dumps(doc, ensure_ascii=False, indent=2))
         return 0

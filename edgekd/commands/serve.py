@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"TCP port (default {DEFAULT_PORT}; 0: any free port)")
     parser.add_argument("--backend", default="auto",
                         help="auto (default), onnx, openvino, coreml, coreml-reference")
-    parser.add_argument("--precision", default="auto", help="auto (default: int8 if present), fp32, fp16, int8")
+    parser.add_argument("--precision", default="auto", help="auto (default: fastest measured here, else int8 if "
+                                                                 "present), fp32, fp16, int8")
+    parser.add_argument("--prefer", default="latency", choices=("latency", "throughput"),
+                        help="what auto ranks this device's verify report by: batch-1 p50 (default) or texts/s")
     parser.add_argument("--threads", type=int, default=None, help="backend intra-op threads (default: backend's)")
 
 
@@ -43,11 +46,15 @@ def run(args: argparse.Namespace) -> int:
     require("uvicorn", "serve", "edgekd serve")
     from edgekd.serve.app import create_app
 
-    clf = edgekd.load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+    clf = edgekd.load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+                      prefer=args.prefer)
     app = create_app(clf, source=args.bundle)
     sock = server.bind(args.host, args.port)
     print(f"edgekd serve: {server.url(sock)}  ({clf.backend}-{clf.precision}, {len(clf.labels)} labels; Ctrl-C to stop)",
           flush=True)
+    if getattr(args, "verbose", False):
+        print(f"edgekd serve: {clf.backend}-{clf.precision} ({clf.choice.rule}: {clf.choice.reason})", file=sys.stderr,
+              flush=True)
     if not server.is_loopback(args.host):
         print(f"edgekd serve: listening on {args.host}: any machine that reaches this one can call the model",
               file=sys.stderr, flush=True)

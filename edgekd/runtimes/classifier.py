@@ -1,6 +1,7 @@
 """`edgekd.load(bundle)` -> `Classifier`: one tokenizer, one label map, one backend session. Torch-free.
 
     clf = edgekd.load("bundle/")                 # auto backend and precision
+    clf.choice.reason                            # why that artifact (this device's verify report, or the rule)
     clf.predict("text")                          # Prediction(label, score, scores)
     clf.predict(["a", "b"])                      # [Prediction, Prediction]
     clf.logits(texts, batch_size=32)             # np.ndarray [n, num_labels] float32
@@ -27,6 +28,7 @@ from edgekd.bundle import TOKENIZER, Artifact, Manifest, check_artifact, open_bu
 from edgekd.errors import BundleError, MissingDependency
 from edgekd.runtimes import BACKENDS
 from edgekd.runtimes.base import Session
+from edgekd.runtimes.choice import FIXED_RULE, Candidate, Choice, check_prefer, measured, this_device_report
 from edgekd.runtimes.tokenizer import BundleTokenizer, check_texts
 
 # Backend name -> the artifact backend it runs (None: it needs no bundle artifact).
@@ -36,8 +38,8 @@ ARTIFACT_OF = {"onnx": "onnx", "openvino": "openvino", "coreml": "coreml", "core
 NEEDS = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"), "coreml": ("coremltools", "coreml"),
          "coreml-reference": ("numpy", "coreml"), "torch": ("torch", "train")}
 PRECISIONS = ("fp32", "fp16", "int8")
-# precision="auto": int8 when present (smallest, fastest on CPU), else fp32, else fp16 (e.g. a Core ML
-# bundle that only has fp16).
+# precision="auto" without this device's verify report (see choice.py): int8 when present (smallest,
+# fastest on CPU), else fp32, else fp16 (e.g. a Core ML bundle that only has fp16).
 AUTO_PRECISION_ORDER = ("int8", "fp32", "fp16")
 
 
@@ -54,13 +56,15 @@ class Classifier:
     """A loaded bundle. Thread-safe: the tokenizer and session are shared read-only."""
 
     def __init__(self, session: Session, tokenizer: BundleTokenizer, manifest: Manifest, backend: str,
-                 precision: str, bundle: Path) -> None:
+                 precision: str, bundle: Path, choice: Choice | None = None) -> None:
         self.session = session
         self.tokenizer = tokenizer
         self.manifest = manifest
         self.backend = backend
         self.precision = precision
         self.bundle = bundle
+        # Which artifact auto picked and why (`choice.reason`); see edgekd/runtimes/choice.py.
+        self.choice = choice or Choice(f"{backend}-{precision}", backend, "requested", "given to Classifier()")
         self.labels: list[str] = list(manifest.labels)
         self._names = list(session.input_names)
         self._dtype = session.input_dtype
@@ -148,12 +152,16 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def load(bundle: str | os.PathLike[str], backend: str = "auto", precision: str = "auto",
-         threads: int | None = None, **options: Any) -> Classifier:
+         threads: int | None = None, prefer: str = "latency", **options: Any) -> Classifier:
     """Load a bundle (directory or .zip) for prediction.
 
-    backend: "auto" (Core ML on macOS when coremltools and a coreml artifact are there, else OpenVINO
-    when installed and in the bundle, else ONNX Runtime), or one of `edgekd.runtimes.BACKENDS`.
-    precision: "auto" (int8 if present, else fp32, else fp16) or "fp32" | "fp16" | "int8".
+    backend, precision: "auto" picks from this device's `edgekd verify` report in the bundle when it
+    has a fresh one: the artifact this machine can run that measured fastest here and passed its gates
+    (`prefer`: "latency", the batch-1 p50, or "throughput", texts/s at batch). Without one, the fixed
+    rule: backend Core ML on macOS when coremltools and a coreml artifact are there, else OpenVINO when
+    installed and in the bundle, else ONNX Runtime; precision int8 if present, else fp32, else fp16.
+    Otherwise backend is one of `edgekd.runtimes.BACKENDS`, precision "fp32" | "fp16" | "int8".
+    The returned classifier's `choice` says which artifact was picked and why.
     threads: intra-op threads for the backend (None: the backend's default). Other options go to the
     backend's `open_session` (e.g. `spin=False` for ONNX Runtime threads that sleep between calls instead
     of busy-waiting, `checkpoint=` for the torch reference backend).
@@ -164,22 +172,70 @@ def load(bundle: str | os.PathLike[str], backend: str = "auto", precision: str =
         options["threads"] = threads
     root = open_bundle(bundle)
     manifest = read_manifest(root)  # checks the contract hash against tokenizer.json and labels
-    backend = _pick_backend(manifest, backend)
+    backend, artifact, choice = choose(root, manifest, backend, precision, prefer, source=bundle)
     module = _backend_module(backend)
-    artifact, path = _pick_artifact(root, manifest, backend, precision)
-    session = module.open_session(path, artifact, manifest, options)
+    path = root if ARTIFACT_OF[backend] is None else check_artifact(root, artifact)
+    session = module.open_session(path, artifact, manifest, {**choice.options, **options})
     missing = [n for n in session.input_names if n not in manifest.tokenizer.inputs]
     if missing:
         raise BundleError(f"artifact {artifact.name} takes inputs {missing} that the manifest's tokenizer "
                           f"inputs {manifest.tokenizer.inputs} lack; re-export the bundle")
     tokenizer = BundleTokenizer(root / TOKENIZER, manifest.tokenizer)
-    return Classifier(session, tokenizer, manifest, backend, artifact.precision, root)
+    return Classifier(session, tokenizer, manifest, backend, artifact.precision, root, choice)
+
+
+def choose(root: Path, manifest: Manifest, backend: str = "auto", precision: str = "auto",
+           prefer: str = "latency", source: str | os.PathLike[str] | None = None) -> tuple[str, Artifact, Choice]:
+    """(backend, artifact, why) that `load` uses, without opening or hashing anything but the report.
+    `source`: the bundle path as given (a .zip's reports sit beside it)."""
+    check_prefer(prefer)
+    if precision != "auto" and precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}; choose one of: auto, {', '.join(PRECISIONS)}")
+    first = _pick_backend(manifest, backend)
+    if ARTIFACT_OF[first] is None:
+        return first, _pick_artifact(manifest, first, precision), Choice(
+            "checkpoint", first, "requested", f"the {first} reference backend runs the checkpoint, in fp32")
+    if backend != "auto" and precision != "auto":
+        artifact = _pick_artifact(manifest, first, precision)
+        return first, artifact, Choice(artifact.name, first, "requested", "backend and precision given")
+    backends = [first] if backend != "auto" else _auto_backends(manifest)
+    candidates = [Candidate(b, a) for b in backends for a in manifest.artifacts
+                  if a.backend == ARTIFACT_OF[b] and precision in ("auto", a.precision)]
+    why = "the only artifact this machine can run that matches" if len(candidates) == 1 else ""
+    if len(candidates) > 1:
+        picked, why = measured(this_device_report(root, source), manifest, candidates, prefer)
+        if picked is not None:
+            artifact = next(c.artifact for c in candidates if (c.backend, c.artifact.name) ==
+                            (picked.backend, picked.artifact))
+            return picked.backend, artifact, picked
+    # The rule's first backend that has the precision asked for (precision="int8" runs ONNX Runtime when
+    # the OpenVINO artifacts are fp32/fp16 only).
+    backend = candidates[0].backend if candidates else first
+    artifact = _pick_artifact(manifest, backend, precision)
+    return backend, artifact, Choice(artifact.name, backend, "fixed", f"{why}; fixed rule: {FIXED_RULE}")
 
 
 def available_backends(manifest: Manifest) -> list[str]:
     """Backends whose artifact is in the bundle and whose engine is importable here."""
     have = {a.backend for a in manifest.artifacts}
     return [b for b, a in ARTIFACT_OF.items() if a in have and _importable(NEEDS[b][0])]
+
+
+def _auto_backends(manifest: Manifest) -> list[str]:
+    """The backends auto may pick, in the fixed rule's order: the bundle has their artifact and this
+    machine can run them."""
+    have = {a.backend for a in manifest.artifacts}
+    candidates = _auto_order()
+    return [b for b in candidates if b in have and (b == "onnx" or _importable(NEEDS[b][0]))]
+
+
+def _auto_order() -> list[str]:
+    candidates = ["onnx"]
+    if _importable("openvino"):
+        candidates.insert(0, "openvino")
+    if sys.platform == "darwin" and _importable("coremltools"):
+        candidates.insert(0, "coreml")
+    return candidates
 
 
 def _pick_backend(manifest: Manifest, backend: str) -> str:
@@ -193,34 +249,26 @@ def _pick_backend(manifest: Manifest, backend: str) -> str:
                               f"{', '.join(sorted(have)) or 'none'}); export it with: edgekd export MODEL "
                               f"--target {needed}")
         return backend
-    candidates = ["onnx"]
-    if _importable("openvino"):
-        candidates.insert(0, "openvino")
-    if sys.platform == "darwin" and _importable("coremltools"):
-        candidates.insert(0, "coreml")
-    for b in candidates:
-        if b in have and (b == "onnx" or _importable(NEEDS[b][0])):
-            return b
+    runnable = _auto_backends(manifest)
+    if runnable:
+        return runnable[0]
     if have:
         raise BundleError(f"no backend here can run this bundle (it has {', '.join(sorted(have))} artifacts; "
-                          f"this machine can run: {', '.join(candidates)}); pass backend= explicitly")
+                          f"this machine can run: {', '.join(_auto_order())}); pass backend= explicitly")
     raise BundleError("the bundle has no artifacts; export one with: edgekd export MODEL --target onnx")
 
 
-def _pick_artifact(root: Path, manifest: Manifest, backend: str, precision: str) -> tuple[Artifact, Path]:
-    """The artifact for (backend, precision), checked against its sha256; torch gets the checkpoint."""
-    if precision != "auto" and precision not in PRECISIONS:
-        raise BundleError(f"unknown precision {precision!r}; choose one of: auto, {', '.join(PRECISIONS)}")
+def _pick_artifact(manifest: Manifest, backend: str, precision: str) -> Artifact:
+    """The artifact for (backend, precision) by the fixed rule; torch gets a stand-in for the checkpoint."""
     kind = ARTIFACT_OF[backend]
     if kind is None:  # the torch reference runs the checkpoint itself, in fp32
         if precision not in ("auto", "fp32"):
             raise BundleError(f"the {backend} reference backend runs fp32 only, not {precision!r}")
-        return Artifact(backend=backend, precision="fp32", path=""), root
+        return Artifact(backend=backend, precision="fp32", path="")
     if precision == "auto":
         have = {a.precision for a in manifest.artifacts if a.backend == kind}
         precision = next(p for p in AUTO_PRECISION_ORDER if p in have)
-    artifact = manifest.artifact(kind, precision)  # BundleError listing what the bundle has
-    return artifact, check_artifact(root, artifact)
+    return manifest.artifact(kind, precision)  # BundleError listing what the bundle has
 
 
 def _backend_module(backend: str) -> Any:
@@ -240,4 +288,4 @@ def _importable(module: str) -> bool:
     return module in sys.modules or importlib.util.find_spec(module) is not None
 
 
-__all__ = ["Classifier", "Prediction", "load", "softmax", "available_backends"]
+__all__ = ["Choice", "Classifier", "Prediction", "load", "softmax", "available_backends", "choose"]

@@ -37,6 +37,7 @@ def bundle_info(clf: Classifier, device: dict[str, Any], limits: Limits, report:
             "source": str(source or clf.bundle), "bundle": str(clf.bundle), "path": artifact.path if artifact else None,
             "bytes": artifact.bytes if artifact else None, "sha256": artifact.sha256 if artifact else None,
             "quantization": artifact.quantization if artifact else None,
+            "choice": clf.choice.to_dict(),  # why auto picked this artifact (rule, reason, numbers)
         },
         "contract": {"sha256": manifest.contract, "max_length": manifest.tokenizer.max_length,
                      "inputs": list(manifest.tokenizer.inputs), "truncation_side": manifest.tokenizer.truncation_side},

@@ -115,6 +115,7 @@ def _model_facts(info: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("model", _e(info["model"] or "-")),
             ("artifact", _e(f"{a['name']} ({a['path']}, {_mb(a['bytes'])})")),
             ("engine", _e(a["engine"])),
+            ("why this artifact", _e(a["choice"]["reason"]) if a.get("choice") else "-"),
             ("tokenizer", _e(f"max_length {c['max_length']}, inputs {', '.join(c['inputs'])}")),
             ("contract", f"<code>{_e(c['sha256'][:16])}</code>"),
             ("export parity", _e(_parity_line(info["parity"])))]
