@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--student", action="append", required=True, metavar="SPEC",
                         help="layers=K (K evenly spaced teacher layers), layers=i,j,k, or a model "
-                             "reference; repeat for several students")
+                             "reference; after the layers, ffn=N and heads=K width-prune each layer to the "
+                             "N FFN neurons and K heads that matter most on the training texts, e.g. "
+                             "layers=3,ffn=768,heads=8; repeat for several students")
     parser.add_argument("--out", required=True, type=Path,
                         help="output: the student checkpoint (one --student) or a directory of them")
     loss = parser.add_argument_group("loss")
@@ -63,12 +65,14 @@ def run(args: argparse.Namespace) -> int:
     from edgekd.console import make_console
     from edgekd.data import load_splits, print_data_report
     from edgekd.train.distill import DistillConfig, distill_many, teacher_settings
+    from edgekd.train.width import check_teacher_width
 
     meta = teacher_settings(teacher_dir)
     for spec in specs:
         # Fail on a bad spec before any data or model loads.
         if spec.reference is None:
             resolve_layers(spec, meta["num_hidden_layers"])
+            check_teacher_width(spec, teacher_dir, args.attention_weight)
         else:
             resolve_model(spec.reference)
     train = train_config_from_args(args, max_length=int(meta.get("max_length") or 128))

@@ -82,6 +82,14 @@ def check_width(spec: Any, config: Any, attention_weight: float = 0.0) -> None:
                           "the teacher's: set --attention-weight 0 for it")
 
 
+def check_teacher_width(spec: Any, teacher_dir: Any, attention_weight: float = 0.0) -> None:
+    """`check_width` against a teacher checkpoint's config (read only when the spec asks for pruning)."""
+    if wants_width(spec):
+        from transformers import AutoConfig
+
+        check_width(spec, AutoConfig.from_pretrained(str(teacher_dir)), attention_weight)
+
+
 @contextmanager
 def unit_masks(model: Any, head_masks: list[Any], ffn_masks: list[Any]) -> Iterator[None]:
     """Within the block, layer l's head h output is multiplied by `head_masks[l][h]` and its FFN
@@ -158,6 +166,7 @@ def prune(model: Any, keep_heads: list[list[int]], keep_ffn: list[list[int]]) ->
     if len(sizes) != 1:
         raise ModelError(f"width pruning keeps the same FFN size in every layer (config.intermediate_size); got {sizes}")
     units = layer_units(model)
+    dtype = next(model.parameters()).dtype
     # Head indices in config.pruned_heads are the layer's original ones: map through earlier pruning.
     drop = {}
     for layer, (unit, kept) in enumerate(zip(units, keep_heads, strict=True)):
@@ -172,7 +181,8 @@ def prune(model: Any, keep_heads: list[list[int]], keep_ffn: list[list[int]]) ->
         layer.intermediate.dense = prune_linear_layer(layer.intermediate.dense, index, dim=0)
         layer.output.dense = prune_linear_layer(layer.output.dense, index, dim=1)
     model.config.intermediate_size = sizes.pop()
-    return model
+    # transformers' prune_linear_layer builds the new Linear in the default dtype: back to the model's.
+    return model.to(dtype)
 
 
 def prune_width(spec: Any, model: Any, tokenizer: Any, train: Any, max_length: int, seed: int = 0,
