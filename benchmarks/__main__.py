@@ -1,10 +1,12 @@
-"""`python -m benchmarks [train] [export] [speed] [report] | all`
+"""`python -m benchmarks [PART ...]`: all (the default: baseline teacher students export speed small fairness
+report), any of those, or a separate part (firstrun, serve, vocab; run only when named).
 
 Runs the AG News benchmark from ../shared/data: TF-IDF baseline, MiniLM teacher, distilled students
 (and the same student without the teacher), the exported bundle (every target, fp32 + int8), `edgekd
 verify` on the full test set, and the side-by-side speed comparisons. Pipeline steps are cached in
-benchmarks/cache/ (a rerun only redoes what changed); results go to benchmarks/results/<device-id>.json
-and benchmarks/RESULTS.md.
+$EDGEKD_BENCH_CACHE (default ~/.cache/edgekd/benchmarks; a rerun only redoes what changed, code
+included: benchmarks/steps.py); results go to benchmarks/results/<device-id>.json and
+benchmarks/RESULTS.md. `report` alone rewrites RESULTS.md from the results files, measuring nothing.
 """
 
 from __future__ import annotations
@@ -159,6 +161,8 @@ def speed_part(results: dict[str, Any]) -> None:
     if int8:
         log(f"teacher transformers.pipeline vs edgekd int8 student ({int8})")
         out["teacher_pipeline_vs_edgekd_int8"] = speed.pipeline_vs_edgekd(teacher, bundle, texts, int8)
+    log("PyTorch teacher vs PyTorch 3-layer student, batch 1")
+    out["torch_student_vs_teacher"] = speed.torch_student_vs_teacher(teacher, student, texts)
     log("optimum ORTModel pipeline vs edgekd (same ONNX file)")
     out["optimum_vs_edgekd"] = speed.optimum_vs_edgekd(student, bundle, texts)
     for backend in ("onnx", "openvino"):
@@ -238,10 +242,31 @@ def _headline(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted") if k in m} | {"n": m.get("n")}
 
 
+def report_only() -> int:
+    """RESULTS.md from the results files as they are: this device's results when it has some, else
+    another device's (the verdicts of every device are side by side either way). Writes no results."""
+    from benchmarks.results import device_results, write_results_md
+    from edgekd.verify.device import fingerprint
+
+    found = {r["device"]["device_id"]: r for r in device_results(RESULTS)}
+    if not found:
+        raise SystemExit(f"python -m benchmarks report: no results in {RESULTS.relative_to(ROOT)}; run: python -m benchmarks")
+    here = fingerprint()["device_id"]
+    device = here if here in found else sorted(found)[0]
+    write_results_md(found[device], ROOT / "benchmarks" / "RESULTS.md", RESULTS)
+    log(f"wrote benchmarks/RESULTS.md from the results of {len(found)} device(s), detailed: {device}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     p.add_argument("parts", nargs="*", default=["all"], help=f"any of {PARTS + SEPARATE} or all (default: {PARTS})")
     args = p.parse_args(argv)
+    unknown = [x for x in args.parts if x not in PARTS + SEPARATE + ["all"]]
+    if unknown:
+        raise SystemExit(f"python -m benchmarks: unknown part {unknown[0]!r}; parts: all, {', '.join(PARTS + SEPARATE)}")
+    if args.parts == ["report"]:
+        return report_only()
     parts = PARTS if "all" in args.parts else args.parts
     from edgekd.verify.device import fingerprint
 

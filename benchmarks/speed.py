@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,33 @@ def pipeline_vs_edgekd(teacher_dir: Path, bundle: Path, texts: list[str], backen
     out["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
     out["throughput"] = batch_throughput(batched, texts)
     return out
+
+
+def torch_student_vs_teacher(teacher_dir: Path, student_dir: Path, texts: list[str]) -> dict[str, Any]:
+    """The PyTorch teacher vs a PyTorch student checkpoint, batch 1 on CPU, the model's forward pass
+    only (texts tokenized beforehand at each checkpoint's max_length, as distill's own timing does),
+    interleaved with the back-to-back cross-check like every speed row (distill's comparison table
+    times each model once, 50 runs, minutes apart: not a comparison)."""
+    import torch
+
+    from edgekd.train.infer import load_checkpoint
+
+    torch.set_num_threads(THREADS)
+
+    def system(model_dir: Path) -> Any:
+        model, tokenizer = load_checkpoint(model_dir)
+        card = Path(model_dir) / "edgekd-model.json"
+        max_length = json.loads(card.read_text()).get("max_length", 128) if card.is_file() else 128
+        encoded = [tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt") for t in texts]
+
+        def forward(i: int) -> Any:
+            with torch.inference_mode():
+                return model(**encoded[i % len(encoded)]).logits
+
+        return forward
+
+    systems = {"teacher_torch": system(teacher_dir), "student_torch": system(student_dir)}
+    return compare(systems, "teacher_torch", "student_torch", runs=RUNS)
 
 
 def batch_throughput(systems: dict[str, Any], texts: list[str], batch: int = 32, rounds: int = 5) -> dict[str, Any]:
@@ -201,27 +229,65 @@ def encoder_flops(config: dict[str, Any], batch: int, seq: int) -> float:
     return float(n * per_layer + head)
 
 
-def cpu_peak_gflops() -> dict[str, Any]:
-    """cores x clock x fp32 FLOP per cycle for the widest vector FMA this CPU has
-    (2 FMA pipes x lanes x 2 FLOP: AVX-512 32 lanes-equivalent 64, AVX2 32, NEON 16)."""
+SYS_CPU = Path("/sys/devices/system/cpu")
+
+
+def cpu_peak_gflops(sys_cpu: Path = SYS_CPU, lscpu: str | None = None, cpuinfo: str | None = None) -> dict[str, Any]:
+    """An estimate of the fp32 peak: physical cores x maximum clock x FLOP per cycle of the widest vector
+    FMA this CPU has (2 FMA pipes x lanes x 2 FLOP: AVX-512 64, AVX2 32, else 16). An estimate: some
+    AVX-512 parts have one FMA pipe, and all-core turbo and AVX clocks sit below the maximum clock.
+    `lscpu` / `cpuinfo`: their text (default: run lscpu, read /proc/cpuinfo), for tests."""
     from edgekd.verify.device import fingerprint
 
-    fp = fingerprint()
-    isa = fp.get("isa", {})
+    isa = fingerprint().get("isa", {})
     per_cycle = 64 if isa.get("avx512f") or isa.get("avx512") else 32 if isa.get("avx2") else 16
-    ghz = _cpu_ghz()
-    cores = fp.get("usable_cores") or os.cpu_count() or 1
-    return {"cores": cores, "ghz": ghz, "flop_per_cycle": per_cycle, "peak_gflops": round(cores * ghz * per_cycle, 1),
-            "formula": f"{cores} cores x {ghz} GHz x {per_cycle} FLOP/cycle (2 FMA pipes x vector lanes x 2)"}
+    ghz, clock_source = max_clock_ghz(sys_cpu, lscpu, cpuinfo)
+    cores, cores_source = physical_cores(sys_cpu)
+    return {"cores": cores, "cores_source": cores_source, "ghz": ghz, "clock_source": clock_source,
+            "flop_per_cycle": per_cycle, "peak_gflops": round(cores * ghz * per_cycle, 1), "estimate": True,
+            "formula": f"{cores} physical cores x {ghz} GHz max clock x {per_cycle} FLOP/cycle "
+                       "(2 FMA pipes x vector lanes x 2): an estimate"}
 
 
-def _cpu_ghz() -> float:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        mhz = [float(line.split(":")[1]) for line in text.splitlines() if line.startswith("cpu MHz")]
-        return round(max(mhz) / 1000, 3)
-    except (OSError, ValueError, IndexError):
-        return 0.0
+def max_clock_ghz(sys_cpu: Path = SYS_CPU, lscpu: str | None = None, cpuinfo: str | None = None) -> tuple[float, str]:
+    """(GHz, where it came from): the highest cpufreq cpuinfo_max_freq, else lscpu's 'CPU max MHz', else
+    the highest current 'cpu MHz' in /proc/cpuinfo (a note says so: below the maximum when the CPU
+    boosts, so the peak is underestimated and the achieved fraction flattered)."""
+    khz = [int(f.read_text()) for f in sys_cpu.glob("cpu[0-9]*/cpufreq/cpuinfo_max_freq") if f.read_text().strip()]
+    if khz:
+        return round(max(khz) / 1e6, 3), "cpufreq cpuinfo_max_freq"
+    if lscpu is None:
+        try:
+            lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            lscpu = ""
+    mhz = [float(line.split(":", 1)[1]) for line in lscpu.splitlines() if line.strip().startswith("CPU max MHz:")]
+    if mhz and mhz[0] > 0:
+        return round(mhz[0] / 1000, 3), "lscpu CPU max MHz"
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    now = [float(line.split(":", 1)[1]) for line in cpuinfo.splitlines() if line.startswith("cpu MHz")]
+    if now:
+        return round(max(now) / 1000, 3), ("current cpu MHz from /proc/cpuinfo (no maximum clock exposed here: "
+                                           "the peak is underestimated if the CPU boosts)")
+    return 0.0, "no clock found"
+
+
+def physical_cores(sys_cpu: Path = SYS_CPU) -> tuple[int, str]:
+    """(physical cores among the CPUs this process may use, where it came from): distinct (package,
+    core) pairs of sysfs topology, else the usable logical CPUs (SMT siblings counted: an overestimate)."""
+    usable = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    pairs = set()
+    for cpu in usable:
+        topo = sys_cpu / f"cpu{cpu}" / "topology"
+        try:
+            pairs.add(((topo / "physical_package_id").read_text().strip(), (topo / "core_id").read_text().strip()))
+        except OSError:
+            return len(usable), "usable logical CPUs (no sysfs topology: SMT siblings would count twice)"
+    return len(pairs), "sysfs topology (distinct package, core pairs of the usable CPUs)"
 
 
 def achieved_gflops(bundle: Path, student_config: dict[str, Any], batch: int = 32, seq: int = 128) -> dict[str, Any]:

@@ -1,11 +1,15 @@
 """The benchmark's pipeline steps on real data. Each step runs the real `edgekd` command in a
-subprocess (so the command recorded in RESULTS.md is exactly what ran) and is cached: a step is
-skipped while its output directory holds a stamp with the same command and the same upstream
-steps (a step's inputs are the cached outputs named in its command; when one of those is redone,
-every step that reads it is redone too)."""
+subprocess (`edgekd.cli.main` with the recorded arguments, so the command recorded in RESULTS.md is
+what ran) and is cached: a step is skipped while its output directory holds a stamp with the same
+command, the same upstream steps (a step's inputs are the cached outputs named in its command; when
+one of those is redone, every step that reads it is redone too) and the same code: the sha256 of
+every edgekd source file the step's process imported, plus the package's data files (`source_version`).
+A change to code a step ran reruns it and, through the upstream rule, every step after it; a change
+to code it never imported (a serve fix, say, for a training step) does not."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -21,6 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = Path(os.environ.get("EDGEKD_BENCH_CACHE", Path.home() / ".cache" / "edgekd" / "benchmarks"))
 DATA = ROOT.parent / "shared" / "data"
 STAMP = "benchmark-step.json"
+PACKAGE = ROOT / "edgekd"
+# Runs `edgekd ARGS` as `python -m edgekd` does, then records (at exit, so lazy imports count) which
+# edgekd source files the process imported, into the file named by $EDGEKD_BENCH_IMPORTS.
+_RUNNER = """import atexit, json, os, sys
+def _record():
+    files = {getattr(m, "__file__", None) for n, m in list(sys.modules.items()) if n.split(".")[0] == "edgekd"}
+    with open(os.environ["EDGEKD_BENCH_IMPORTS"], "w") as f:
+        json.dump(sorted(f for f in files if f), f)
+atexit.register(_record)
+from edgekd.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
 
 
 @dataclass
@@ -97,26 +113,84 @@ def step_env() -> dict[str, str]:
     return env
 
 
+def source_version(files: list[str], package: Path | None = None) -> str:
+    """sha256 over the edgekd source `files` (paths relative to the package's parent, as a stamp
+    records them) and every non-Python file of the package (schemas, ...); a missing file counts too."""
+    package = package or PACKAGE
+    data = [str(f.relative_to(package.parent)) for f in package.rglob("*")
+            if f.is_file() and f.suffix not in (".py", ".pyc") and "__pycache__" not in f.parts]
+    digest = hashlib.sha256()
+    for rel in sorted(set(files) | set(data)):
+        path = package.parent / rel
+        digest.update(rel.encode() + b"\0" + (path.read_bytes() if path.is_file() else b"<missing>") + b"\0")
+    return digest.hexdigest()
+
+
+def git_commit(root: Path = ROOT) -> str | None:
+    """The checkout's HEAD commit, read from .git (None outside a git checkout): recorded, not compared."""
+    git = root / ".git"
+    try:
+        if git.is_file():  # a worktree: "gitdir: PATH"
+            git = Path(git.read_text().split(":", 1)[1].strip())
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        if (git / ref).is_file():
+            return (git / ref).read_text().strip()
+        packed = (git / "packed-refs").read_text() if (git / "packed-refs").is_file() else ""
+        return next((line.split()[0] for line in packed.splitlines() if line.endswith(" " + ref)), None)
+    except (OSError, IndexError):
+        return None
+
+
+def _imported(record: Path, package: Path) -> list[str]:
+    """The package's source files a step imported (from its record), relative to the package's parent."""
+    if not record.is_file():
+        return []
+    files = [Path(f).resolve() for f in json.loads(record.read_text())]
+    return sorted(str(f.relative_to(package.parent.resolve())) for f in files if package.resolve() in f.parents)
+
+
+def _stale(stamp: dict[str, Any], step: Step, inputs: dict[str, str]) -> str | None:
+    """Why a step's stamp does not cover this run (None: it does)."""
+    if stamp.get("argv") != step.argv:
+        return "its command changed"
+    if stamp.get("inputs") != inputs:
+        return "an upstream step was redone since this ran"
+    source = stamp.get("source") or {}
+    if "sha256" not in source:
+        return "its stamp predates source versions"
+    if source_version(source.get("files", [])) != source["sha256"]:
+        return "edgekd code it ran changed since"
+    return None
+
+
 def run_step(step: Step, log: Any = print) -> dict[str, Any]:
     """Run a step unless its stamp says the same command already completed on the same upstream
-    outputs; returns the stamp."""
+    outputs with the same edgekd code; returns the stamp."""
     stamp_path = step.out / STAMP
     inputs = {k: v for k, v in upstream(step.argv).items() if k != str(step.out.relative_to(CACHE))}
     if stamp_path.is_file():
-        stamp = json.loads(stamp_path.read_text())
-        if stamp.get("argv") == step.argv and stamp.get("inputs") == inputs:
+        stale = _stale(json.loads(stamp_path.read_text()), step, inputs)
+        if stale is None:
             log(f"[{step.name}] cached: {step.command}")
-            return stamp | {"cached": True}
-        if stamp.get("argv") == step.argv:
-            log(f"[{step.name}] an upstream step was redone since this ran: running it again")
+            return json.loads(stamp_path.read_text()) | {"cached": True}
+        log(f"[{step.name}] {stale}: running it again")
     log(f"[{step.name}] running: {step.command}")
+    record = CACHE / f".imports-{step.name}-{os.getpid()}.json"
+    record.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "edgekd", *step.argv], cwd=ROOT, env=step_env())
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, *step.argv], cwd=ROOT,
+                          env=step_env() | {"EDGEKD_BENCH_IMPORTS": str(record)})
     wall = time.perf_counter() - start
+    files = _imported(record, PACKAGE)
+    record.unlink(missing_ok=True)
     if proc.returncode != 0:
         raise SystemExit(f"benchmark step {step.name} failed (exit {proc.returncode}): {step.command}")
     stamp = {"command": step.command, "argv": step.argv, "inputs": inputs, "wall_time_s": round(wall, 1),
-             "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+             "source": {"sha256": source_version(files), "files": files, "git_commit": git_commit()}}
     step.out.mkdir(parents=True, exist_ok=True)
     stamp_path.write_text(json.dumps(stamp, indent=2) + "\n")
     return stamp | {"cached": False}

@@ -14,7 +14,15 @@ from benchmarks import results, steps, timing
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[list[str]]]:
-    monkeypatch.setattr(steps, "CACHE", tmp_path)
+    """A step cache in tmp_path/cache whose `edgekd` runs are faked; the edgekd package is a small copy in
+    tmp_path/src/edgekd, and every fake step imports train.py of it (not serve.py)."""
+    root = tmp_path / "cache"
+    monkeypatch.setattr(steps, "CACHE", root)
+    package = tmp_path / "src" / "edgekd"
+    package.mkdir(parents=True)
+    for name, text in (("train.py", "LR = 1e-4\n"), ("serve.py", "PORT = 8000\n"), ("schema.json", "{}\n")):
+        (package / name).write_text(text)
+    monkeypatch.setattr(steps, "PACKAGE", package)
     calls: list[list[str]] = []
 
     def fake_run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -22,10 +30,11 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[l
         out = Path(cmd[cmd.index("--out") + 1])
         out.mkdir(parents=True, exist_ok=True)
         (out / "model.txt").write_text(str(len(calls)))
+        Path(env["EDGEKD_BENCH_IMPORTS"]).write_text(json.dumps([str(package / "train.py"), "/usr/lib/json.py"]))
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(steps.subprocess, "run", fake_run)
-    return tmp_path, calls
+    return root, calls
 
 
 def _pair(root: Path) -> tuple[steps.Step, steps.Step]:
@@ -50,6 +59,135 @@ def test_a_step_reruns_when_a_step_it_reads_was_redone(cache: tuple[Path, list[l
     again = steps.run_step(student, log=lambda m: None)
     assert again["cached"] is False and again["inputs"] == {"teacher": "2000-01-01T00:00:00"}
     assert len(calls) == 3 and calls[-1] == student.argv
+
+
+def test_a_step_reruns_when_the_edgekd_code_it_ran_changes(cache: tuple[Path, list[list[str]]]) -> None:
+    root, calls = cache
+    package = steps.PACKAGE
+    teacher, student = _pair(root)
+    first = steps.run_step(teacher, log=lambda m: None)
+    steps.run_step(student, log=lambda m: None)
+    source = first["source"]
+    assert source["files"] == ["edgekd/train.py"]  # what the step imported from the package, nothing else
+    assert source["sha256"] == steps.source_version(["edgekd/train.py"]) and "git_commit" in source
+    (package / "serve.py").write_text("PORT = 9000\n")  # code the step never imported
+    assert steps.run_step(teacher, log=lambda m: None)["cached"] is True
+    (package / "train.py").write_text("LR = 5e-5\n")  # code it ran
+    logged: list[str] = []
+    again = steps.run_step(teacher, log=logged.append)
+    assert again["cached"] is False and again["source"]["sha256"] != source["sha256"]
+    assert any("edgekd code it ran changed since" in m for m in logged)
+    # ... and the step that reads its output reruns through the upstream rule.
+    assert steps.run_step(student, log=lambda m: None)["cached"] is False
+    (package / "schema.json").write_text('{"v": 2}\n')  # a data file of the package counts for every step
+    assert steps.run_step(teacher, log=lambda m: None)["cached"] is False
+    assert len(calls) == 5
+
+
+def test_a_stamp_without_a_source_version_reruns(cache: tuple[Path, list[list[str]]]) -> None:
+    root, calls = cache
+    teacher, _ = _pair(root)
+    stamp = steps.run_step(teacher, log=lambda m: None)
+    stamp.pop("source")
+    stamp.pop("cached")
+    (root / "teacher" / steps.STAMP).write_text(json.dumps(stamp))  # written before stamps had one
+    assert steps.run_step(teacher, log=lambda m: None)["cached"] is False and len(calls) == 2
+
+
+def test_source_version_changes_with_a_file_it_covers(tmp_path: Path) -> None:
+    package = tmp_path / "edgekd"
+    package.mkdir()
+    (package / "a.py").write_text("x = 1\n")
+    (package / "b.py").write_text("y = 1\n")
+    before = steps.source_version(["edgekd/a.py"], package)
+    (package / "b.py").write_text("y = 2\n")
+    assert steps.source_version(["edgekd/a.py"], package) == before
+    (package / "a.py").write_text("x = 2\n")
+    assert steps.source_version(["edgekd/a.py"], package) != before
+    (package / "a.py").unlink()
+    assert steps.source_version(["edgekd/a.py"], package) not in (before, steps.source_version([], package))
+
+
+def test_the_runner_records_the_edgekd_files_a_command_imports(tmp_path: Path) -> None:
+    import os
+    import sys
+
+    record = tmp_path / "imports.json"
+    proc = subprocess.run([sys.executable, "-c", steps._RUNNER, "info", str(tmp_path / "missing")], cwd=steps.ROOT,
+                          env=dict(os.environ) | {"EDGEKD_BENCH_IMPORTS": str(record)}, capture_output=True, text=True)
+    assert proc.returncode == 2 and "bundle not found" in proc.stderr  # edgekd's own CLI ran, with its exit code
+    files = steps._imported(record, steps.PACKAGE)
+    assert "edgekd/cli.py" in files and "edgekd/commands/info.py" in files
+    assert "edgekd/train/teacher.py" not in files and "edgekd/exporters/onnx.py" not in files  # never imported
+
+
+def test_peak_estimate_uses_the_maximum_clock_and_physical_cores(tmp_path: Path) -> None:
+    import os
+
+    from benchmarks import speed
+
+    cpus = sorted(os.sched_getaffinity(0))
+    for cpu in cpus:  # every usable CPU is an SMT sibling of core 0: one physical core
+        (tmp_path / f"cpu{cpu}" / "topology").mkdir(parents=True)
+        (tmp_path / f"cpu{cpu}" / "topology" / "physical_package_id").write_text("0\n")
+        (tmp_path / f"cpu{cpu}" / "topology" / "core_id").write_text("0\n")
+    cpuinfo = "cpu MHz\t\t: 1500.000\n"
+    assert speed.max_clock_ghz(tmp_path, lscpu="CPU max MHz:  3500.0000\n", cpuinfo=cpuinfo) == (3.5, "lscpu CPU max MHz")
+    for cpu in cpus:
+        (tmp_path / f"cpu{cpu}" / "cpufreq").mkdir()
+        (tmp_path / f"cpu{cpu}" / "cpufreq" / "cpuinfo_max_freq").write_text("3700000\n")
+    peak = speed.cpu_peak_gflops(tmp_path, lscpu="CPU max MHz: 3500.0000\n", cpuinfo=cpuinfo)
+    assert (peak["ghz"], peak["clock_source"], peak["cores"]) == (3.7, "cpufreq cpuinfo_max_freq", 1)
+    assert peak["peak_gflops"] == round(3.7 * peak["flop_per_cycle"], 1) and "estimate" in peak["formula"]
+    # No maximum exposed (a VM): the current clock, said so.
+    ghz, source = speed.max_clock_ghz(tmp_path / "none", lscpu="", cpuinfo=cpuinfo)
+    assert ghz == 1.5 and "no maximum clock exposed" in source
+
+
+def test_unknown_parts_are_a_one_line_error_listing_the_parts(capsys: pytest.CaptureFixture) -> None:
+    from benchmarks.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["train"])
+    message = str(exc.value)
+    assert "\n" not in message and "unknown part 'train'" in message and "baseline, teacher, students" in message
+
+
+def _device(device_id: str, isa: dict[str, bool]) -> dict:
+    return {"device_id": device_id, "cpu_model": "Test CPU", "usable_cores": 2, "isa": isa}
+
+
+def test_results_md_shows_every_devices_verdicts_side_by_side(tmp_path: Path) -> None:
+    a = {"device": _device("linux-x86_64-test-aaaaaaaa", {"avx2": True, "avx512_vnni": True}),
+         "steps": {"baseline": {"metrics": {"accuracy": 0.90}}}}
+    b = {"device": _device("linux-x86_64-test-bbbbbbbb", {"avx2": True, "avx512_vnni": False}),
+         "steps": {"baseline": {"metrics": {"accuracy": 0.85}}}}
+    for r in (a, b):
+        (tmp_path / f"{r['device']['device_id']}.json").write_text(json.dumps(r))
+    (tmp_path / "serve-linux-x86_64-test-aaaaaaaa.json").write_text(json.dumps({"device": a["device"]}))  # a part's
+    md = tmp_path / "RESULTS.md"
+    md.write_text("old\n<!-- serve:begin -->\nserve section\n<!-- serve:end -->\n")
+    results.write_results_md(a, md, tmp_path)
+    text = md.read_text()
+    table = text.split("## Verdicts by device")[1].split("\n## ")[0].splitlines()
+    header = next(line for line in table if line.startswith("| target |"))
+    assert header.count("`linux-x86_64-test-") == 2 and "avx2, avx512_vnni" in header
+    row = next(line for line in table if line.startswith("| baseline test accuracy"))
+    assert row.split("|")[2:4] == [" **met** ", " **not met** "]
+    assert "serve section" in text  # a separate part's section is kept
+
+
+def test_the_pytorch_speed_row_needs_the_controlled_comparison() -> None:
+    title = "3-layer student >= 1.8x faster than teacher"
+    old = {"steps": {"students": {"comparison": [{"model": "teacher", "latency_p50_ms": 18.0},
+                                                 {"model": "layers-3", "accuracy": 0.9, "latency_p50_ms": 8.0}]}}}
+    row = next(t for t in results.targets(old) if t[0].startswith(title))
+    assert row[2].startswith("**not established**") and "separate 50-run timings" in row[1]
+    comp = _comparison(2.3, 2.2)
+    comp = {"teacher_torch": comp.pop("teacher_transformers_pipeline"), "student_torch": comp.pop("edgekd_int8_student"),
+            **comp, "slow": "teacher_torch", "fast": "student_torch"}
+    row = next(t for t in results.targets(old | {"speed": {"torch_student_vs_teacher": comp}}) if t[0].startswith(title))
+    assert row[1].startswith("2.30x (20.00 ms vs 8.70 ms) (back to back 2.20x)") and row[2] == "**met**"
 
 
 def test_a_path_inside_a_step_output_counts_as_that_step(cache: tuple[Path, list[list[str]]]) -> None:
