@@ -49,15 +49,20 @@ def embed_contract(path: Path, contract: str) -> None:
 def raw_onnx(job: ExportJob) -> Path:
     """optimum's plain ONNX export of the checkpoint (cached per job; OpenVINO may reuse it)."""
     if "onnx_raw" not in job.shared:
-        from optimum.exporters.onnx import main_export
+        from optimum.exporters.onnx import main_export, onnx_export_from_model
 
+        from edgekd.train.diff_attention import card_of
         from edgekd.train.infer import MODEL_BUILD_LOCK
 
         out = job.workdir / "onnx-raw"
         # torch.onnx.export keeps process-wide state (GLOBALS.in_onnx_export): one export at a time
         with MODEL_BUILD_LOCK:
-            main_export(str(job.model_dir), out, task="text-classification", opset=OPSET, do_validation=False,
-                        library_name="transformers", local_files_only=True)
+            if card_of(job.model_dir) is not None:  # differential-attention layers: from_pretrained
+                # would drop them, so the loaded model itself is exported (same optimum ONNX config)
+                onnx_export_from_model(job.model, out, opset=OPSET, task="text-classification", do_validation=False)
+            else:
+                main_export(str(job.model_dir), out, task="text-classification", opset=OPSET, do_validation=False,
+                            library_name="transformers", local_files_only=True)
         job.shared["onnx_raw"] = out / "model.onnx"
     return job.shared["onnx_raw"]
 

@@ -40,13 +40,12 @@ class TorchSession:
 
     def __init__(self, checkpoint: Path, manifest: Manifest, threads: int | None) -> None:
         torch = require("torch", "train", "the torch reference backend")
-        transformers = require("transformers", "train", "the torch reference backend")
+        require("transformers", "train", "the torch reference backend")
         self._threads = int(threads) if threads else None
-        from edgekd.train.infer import MODEL_BUILD_LOCK  # from_pretrained is not thread-safe
+        from edgekd.train.infer import load_model  # takes the build lock; rebuilds hybrid checkpoints
 
         try:
-            with MODEL_BUILD_LOCK:
-                model = transformers.AutoModelForSequenceClassification.from_pretrained(str(checkpoint))
+            model = load_model(checkpoint)
         except (OSError, ValueError) as exc:
             raise ModelError(f"cannot load the reference checkpoint {checkpoint} ({exc}); pass "
                              "checkpoint=PATH to the model directory the bundle was exported from") from exc

@@ -22,13 +22,24 @@ MODEL_BUILD_LOCK = threading.RLock()
 
 def load_checkpoint(model_dir: str | Path) -> tuple[Any, Any]:
     """(model in eval mode on CPU, tokenizer) of a Hugging Face checkpoint directory."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     with MODEL_BUILD_LOCK:
         tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-        model = AutoModelForSequenceClassification.from_pretrained(str(model_dir))
-    model.eval()
-    return model, tokenizer
+    return load_model(model_dir), tokenizer
+
+
+def load_model(model_dir: str | Path) -> Any:
+    """The sequence classifier of a checkpoint directory, in eval mode on CPU. A checkpoint whose card
+    records differential-attention layers (`train.diff_attention`) is rebuilt with them; any other
+    loads with `from_pretrained`."""
+    from transformers import AutoModelForSequenceClassification
+
+    from edgekd.train.diff_attention import rebuild
+
+    with MODEL_BUILD_LOCK:
+        model = rebuild(model_dir) or AutoModelForSequenceClassification.from_pretrained(str(model_dir))
+    return model.eval()
 
 
 def torch_logits(model: Any, tokenizer: Any, texts: list[str], max_length: int, batch_size: int = 32) -> np.ndarray:
