@@ -230,13 +230,20 @@ def _state_dict(model_dir: Path) -> dict[str, Any]:
     return state
 
 
-def convert_student(spec_value: str | None, student: Any, teacher_dir: Path, copied: list[int] | None) -> Any:
-    """A student's conversion: the layers its own `diff=` selects, plus every layer copied from a
-    converted teacher layer (with that layer's trained negative branch, lambda and ramp)."""
-    own = parse_diff(spec_value) if spec_value else None
+def convert_student(spec: Any, student: Any, teacher_dir: Path, copied: list[int] | None) -> Any:
+    """A student's conversion (`students.build_student` calls it for every spec): the layers its own
+    `diff=` option selects, plus every layer copied from a converted teacher layer (with that layer's
+    trained negative branch, lambda and ramp). A student with neither comes back unchanged."""
+    value = spec.option("diff")
+    own = parse_diff(value) if value else None
     teacher = card_of(teacher_dir) if copied is not None else None
     inherited = [j for j, i in enumerate(copied or []) if teacher and i in teacher["layers"]]
-    if teacher and own and (own.norm != bool(teacher.get("norm"))):
+    if own is None and not inherited:
+        return student
+    if spec.option("heads") is not None:
+        raise ModelError(f"student spec '{spec.text}': heads= (head pruning) does not handle differential-"
+                         "attention layers yet; drop heads= or diff= (or distill from a plain teacher)")
+    if teacher and own and own.norm != bool(teacher.get("norm")):
         raise ModelError(f"diff={own.text}: the teacher's converted layers have norm={teacher.get('norm')}; "
                          f"use the same flags as the teacher ({teacher.get('spec')}) or a plain teacher")
     if own is not None:

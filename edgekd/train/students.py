@@ -181,20 +181,22 @@ def build_student(spec: StudentSpec, teacher_dir: Path, labels: list[str]) -> tu
     """(student model, its tokenizer, copied teacher layer indices or None) for a spec."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from edgekd.train.diff_attention import convert_student  # diff=: differential-attention layers
     from edgekd.train.width import WIDTH_OPTIONS  # ffn=/heads= are applied by distill: pruning needs data
 
-    unbuilt = [k for k, _ in spec.options if k not in WIDTH_OPTIONS]
+    unbuilt = [k for k, _ in spec.options if k not in WIDTH_OPTIONS and k != "diff"]
     if unbuilt:
         raise ModelError(f"student spec '{spec.text}': {', '.join(k + '=' for k in unbuilt)} "
                          "cannot be built yet; use layers=K or layers=i,j,k (with ffn=, heads=)")
     if spec.reference is None:
         teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir))
         layers = resolve_layers(spec, teacher.config.num_hidden_layers)
-        return build_layer_student(teacher, layers), AutoTokenizer.from_pretrained(str(teacher_dir)), layers
+        student = convert_student(spec, build_layer_student(teacher, layers), teacher_dir, layers)
+        return student, AutoTokenizer.from_pretrained(str(teacher_dir)), layers
     from edgekd.train.teacher import load_base_model
 
     model, tokenizer, _ = load_base_model(spec.reference, labels)
-    return model, tokenizer, None
+    return convert_student(spec, model, teacher_dir, None), tokenizer, None
 
 
 def latency_p50_ms(model_dir: Path, texts: list[str], max_length: int, runs: int = 50) -> float:
