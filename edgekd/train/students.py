@@ -111,6 +111,10 @@ def _parse_options(text: str, parts: list[str]) -> tuple[tuple[str, Any], ...]:
                                  f"({STUDENT_OPTIONS[key]})")
             found[key] = int(value)
         else:
+            if key == "diff":  # its grammar lives with the conversion; checked here, before any model loads
+                from edgekd.train.diff_attention import parse_diff
+
+                parse_diff(value)
             found[key] = value
     return tuple((k, found[k]) for k in STUDENT_OPTIONS if k in found)
 
