@@ -177,3 +177,18 @@ def test_info_and_predict_verbose_say_which_artifact_and_why(bundle: Path, devic
     captured = capsys.readouterr()
     assert "edgekd predict: onnx-fp32 (measured: fastest batch-1 p50" in captured.err
     assert json.loads(captured.out)["choice"]["artifact"] == "onnx-fp32"
+
+
+def test_choosing_from_a_report_imports_no_torch(bundle: Path, device_id: str) -> None:
+    import subprocess
+    import sys
+
+    _write(_report(bundle, {n: 9.0 for n in _names(bundle)} | {"onnx-fp32": 1.0}), bundle / "reports", device_id)
+    code = ("import json, sys, edgekd\n"
+            f"clf = edgekd.load({str(bundle)!r}); clf.predict('x')\n"
+            "print(json.dumps({'rule': clf.choice.rule, 'heavy': [m for m in ('torch', 'transformers', 'optimum') "
+            "if m in sys.modules]}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"rule": "measured", "heavy": []}
