@@ -278,3 +278,15 @@ def ramp_callback(model: Any, share: float = RAMP_SHARE) -> Any | None:
     cls = _module_class()
     mods = [m for m in model.modules() if isinstance(m, cls) and float(m.ramp) < 1.0]
     return RampCallback(mods, share) if mods else None
+
+
+def prepare(model: Any, value: str | None) -> Any:
+    """`model` with the layers a VALUE selects converted (`edgekd train --diff-attention`); unchanged for None."""
+    return apply(model, value) if value else model
+
+
+def attach_ramp(trainer: Any) -> None:
+    """Give `trainer` the ramp callback when its model has converted layers still below ramp 1."""
+    callback = ramp_callback(trainer.model)
+    if callback is not None:
+        trainer.add_callback(callback)
