@@ -192,6 +192,9 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
         student, tokenizer, splits, Path(out), config.train, trainer_cls=DistillationTrainer,
         train_logits=soft["train"] if use else None, validation_logits=soft["validation"] if use else None,
         distill=config, teacher=teacher, layer_map=layer_map)
+    from edgekd.train import diff_attention as diff
+
+    diff.attach_ramp(trainer)  # diff= layers (or ones inherited from the teacher below ramp 1)
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
@@ -214,6 +217,7 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
         "labels": list(splits.labels), "data": data_spec.to_dict() if data_spec is not None else None,
         "dataset_fingerprint": splits.fingerprint, "base_model": spec.text,
         "wall_time_s": round(wall, 2), "device": device_description(), "versions": library_versions()})
+    diff.record(Path(out), trainer.model, spec.option("diff"))
     return {"model": spec.name + ("" if use else " (no teacher)"), "spec": spec.text, "path": str(out),
             "distilled": use, "params": count_parameters(trainer.model), "accuracy": metrics["accuracy"],
             "f1_macro": metrics["f1_macro"], "f1_weighted": metrics["f1_weighted"],

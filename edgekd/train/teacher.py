@@ -48,8 +48,9 @@ def load_base_model(model_ref: str, labels: list[str]) -> tuple[Any, Any, str]:
 
 
 def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
-                  config: TrainConfig | None = None) -> dict[str, Any]:
-    """Fine-tune `model_ref` on `splits` (a `data.Splits`) and write the teacher checkpoint to `out`.
+                  config: TrainConfig | None = None, diff_attention: str | None = None) -> dict[str, Any]:
+    """Fine-tune `model_ref` on `splits` (a `data.Splits`) and write the teacher checkpoint to `out`;
+    `diff_attention` (a `train.diff_attention` VALUE) converts those layers first.
 
     Returns the test-split metrics (also written to `out/metrics.json`).
     """
@@ -57,8 +58,12 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
+    from edgekd.train import diff_attention as diff
+
     model, tokenizer, path = load_base_model(model_ref, splits.labels)
+    model = diff.prepare(model, diff_attention)
     trainer = build_trainer(model, tokenizer, splits, out, config)
+    diff.attach_ramp(trainer)
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
@@ -83,6 +88,7 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
         "device": device_description(),
         "versions": library_versions(),
     })
+    diff.record(out, trainer.model, diff_attention)
     return metrics
 
 
