@@ -22,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base model: hub id, local checkpoint dir or offline package id "
                              "(default: sentence-transformers/all-MiniLM-L6-v2)")
     parser.add_argument("--out", required=True, type=Path, help="output checkpoint directory")
+    parser.add_argument("--diff-attention", metavar="VALUE", default=None,
+                        help="convert layers to differential attention: a share (0.5), upper:N, lower:N, "
+                             "explicit layers (0+2) or all, optionally /norm or /zeros (default: none)")
     add_optimisation_arguments(parser, epochs=3.0, lr=5e-5)
 
 
@@ -57,13 +60,17 @@ def run(args: argparse.Namespace) -> int:
 
     spec = data_spec_from_args(args)
     config = train_config_from_args(args)
+    if args.diff_attention:
+        from edgekd.train.diff_attention import parse_diff
+
+        parse_diff(args.diff_attention)
     splits = load_splits(spec)
     print_data_report(splits, make_console(stderr=True))
 
     from edgekd.metrics import print_metrics
     from edgekd.train.teacher import train_teacher
 
-    metrics = train_teacher(splits, spec, args.model, args.out, config)
+    metrics = train_teacher(splits, spec, args.model, args.out, config, diff_attention=args.diff_attention)
     if metrics:  # empty on the other ranks under torchrun: rank 0 evaluates and reports
         print_metrics(metrics, title=f"teacher {args.out} test", console=make_console())
         print(f"teacher checkpoint: {args.out}")
