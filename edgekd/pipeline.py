@@ -130,6 +130,8 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
     if not t.path:
         argv = ["train", *data, "--model", t.model, "--out", str(paths["teacher"]), "--epochs", str(t.epochs),
                 "--lr", str(t.lr), "--batch-size", str(t.batch_size), "--max-length", str(t.max_length)]
+        if t.diff_attention is not None:
+            argv += ["--diff-attention", str(t.diff_attention)]
         steps.append(Step("teacher", _cli(argv), [paths["teacher"] / "edgekd-model.json"], {"argv": argv},
                           after=["data"], rmtree_before=[paths["teacher"]]))
     teacher_after = ["data"] if t.path else ["teacher"]

@@ -58,6 +58,8 @@ class TeacherConfig:
     lr: float = 5e-5
     batch_size: int = 32
     max_length: int = 128
+    # differential-attention layers (`edgekd train --diff-attention`): 0.5, upper:1, 0+2, ...; None = plain
+    diff_attention: str | float | None = None
 
 
 @dataclass
@@ -210,6 +212,15 @@ def _validate(recipe: Recipe) -> None:
     if recipe.export.prune_vocab_min_count is not None and recipe.export.prune_vocab_min_count < 1:
         raise RecipeError(f"recipe key 'export.prune_vocab_min_count' is {recipe.export.prune_vocab_min_count}; "
                           "use 1 or more (1 keeps every token the training texts use), or null for no pruning")
+    if recipe.teacher.diff_attention is not None:
+        from edgekd.errors import ModelError
+        from edgekd.train.diff_attention import parse_diff
+
+        recipe.teacher.diff_attention = str(recipe.teacher.diff_attention)  # YAML reads 0.5 as a float
+        try:
+            parse_diff(recipe.teacher.diff_attention)
+        except ModelError as exc:
+            raise RecipeError(f"recipe key 'teacher.diff_attention': {exc}") from None
     if not recipe.data.path:
         raise RecipeError("recipe key 'data.path' is required: the dataset directory, file or hf:NAME")
     if not recipe.students.specs:
