@@ -19,6 +19,7 @@ from edgekd.errors import EdgekdError
 COMMANDS: dict[str, str] = {
     "run": "edgekd.commands.run",
     "baseline": "edgekd.commands.baseline",
+    "adapt-vocab": "edgekd.commands.adapt_vocab",
     "train": "edgekd.commands.train",
     "distill": "edgekd.commands.distill",
     "evaluate": "edgekd.commands.evaluate",

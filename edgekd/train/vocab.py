@@ -34,25 +34,25 @@ TOKEN_ID_KEYS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id",
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
 
 
-def check_prunable(model_dir: Path) -> dict[str, Any]:
-    """The checkpoint's tokenizer.json as a dict; `ModelError` (naming what is supported) when it
+def check_prunable(model_dir: Path, verb: str = "prune-vocab") -> dict[str, Any]:
+    """The checkpoint's tokenizer.json as a dict; `ModelError` (naming what `verb` supports) when it
     is not a checkpoint with a BERT-family WordPiece tokenizer. Reads JSON only, loads no model."""
     if not (model_dir / "config.json").is_file():
-        raise ModelError(f"'{model_dir}' is not a checkpoint (no config.json); prune-vocab supports {SUPPORTED}")
+        raise ModelError(f"'{model_dir}' is not a checkpoint (no config.json); {verb} supports {SUPPORTED}")
     path = model_dir / "tokenizer.json"
     if not path.is_file():
-        raise ModelError(f"'{model_dir}' has no tokenizer.json; prune-vocab supports {SUPPORTED}")
+        raise ModelError(f"'{model_dir}' has no tokenizer.json; {verb} supports {SUPPORTED}")
     spec = json.loads(path.read_text(encoding="utf-8"))
     kind = (spec.get("model") or {}).get("type")
     post = (spec.get("post_processor") or {}).get("type")
     if kind != "WordPiece" or post not in ("TemplateProcessing", "BertProcessing"):
         raise ModelError(f"'{model_dir}' has a {kind} tokenizer with a {post} post-processor; "
-                         f"prune-vocab supports {SUPPORTED}")
+                         f"{verb} supports {SUPPORTED}")
     vocab = spec["model"]["vocab"]
     outside = [t["content"] for t in spec.get("added_tokens", []) if vocab.get(t["content"]) != t["id"]]
     if outside:
         raise ModelError(f"'{model_dir}' has added tokens outside its WordPiece vocabulary ({outside[:5]}); "
-                         f"prune-vocab supports {SUPPORTED} whose added tokens are vocabulary entries")
+                         f"{verb} supports {SUPPORTED} whose added tokens are vocabulary entries")
     return spec
 
 
@@ -83,12 +83,17 @@ def build_tokenizer(original: Any, spec: dict[str, Any], keep: list[int]) -> Any
     """A `tokenizers.Tokenizer` with the original normalizer, pre-tokenizer, decoder and truncation, a
     WordPiece model over the kept tokens (new id = position in `keep`), and the special tokens'
     ids remapped in the post-processor and the added tokens."""
+    old = {i: t for t, i in spec["model"]["vocab"].items()}
+    return wordpiece_tokenizer(original, spec, {old[i]: new for new, i in enumerate(keep)})
+
+
+def wordpiece_tokenizer(original: Any, spec: dict[str, Any], vocab: dict[str, int]) -> Any:
+    """`original`'s pipeline (normalizer, pre-tokenizer, decoder, truncation, special tokens) around a
+    WordPiece model over `vocab` ({token: new id}, which must hold every special token)."""
     from tokenizers import AddedToken, Tokenizer
     from tokenizers.models import WordPiece
     from tokenizers.processors import BertProcessing, TemplateProcessing
 
-    old = {i: t for t, i in spec["model"]["vocab"].items()}
-    vocab = {old[i]: new for new, i in enumerate(keep)}
     m = spec["model"]
     tok = Tokenizer(WordPiece(vocab, unk_token=m["unk_token"], max_input_chars_per_word=m["max_input_chars_per_word"],
                               continuing_subword_prefix=m["continuing_subword_prefix"]))
@@ -166,17 +171,17 @@ def same_tokens_share(a: Any, b: Any, texts: list[str]) -> tuple[float, list[int
     return 1.0 - len(differ) / max(len(texts), 1), differ
 
 
-def write_tokenizer_files(model_dir: Path, out: Path, tok: Any, spec: dict[str, Any], keep: list[int]) -> None:
-    """tokenizer.json, vocab.txt, tokenizer_config.json (added-token ids remapped) and
-    special_tokens_map.json in `out`, consistent so `AutoTokenizer.from_pretrained(out)` loads them."""
+def write_tokenizer_files(model_dir: Path, out: Path, tok: Any, tokens: list[str]) -> None:
+    """tokenizer.json, vocab.txt (`tokens`, the new vocabulary in id order), tokenizer_config.json
+    (added-token ids remapped by content) and special_tokens_map.json in `out`, consistent so
+    `AutoTokenizer.from_pretrained(out)` loads them."""
     tok.save(str(out / "tokenizer.json"))
-    old = {i: t for t, i in spec["model"]["vocab"].items()}
-    (out / "vocab.txt").write_text("".join(old[i] + "\n" for i in keep), encoding="utf-8")
-    remap = {old_id: new for new, old_id in enumerate(keep)}
+    (out / "vocab.txt").write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    new_id = {t: i for i, t in enumerate(tokens)}
     config_path = model_dir / "tokenizer_config.json"
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
     if "added_tokens_decoder" in config:
-        config["added_tokens_decoder"] = {str(remap[int(i)]): v for i, v in config["added_tokens_decoder"].items()}
+        config["added_tokens_decoder"] = {str(new_id[v["content"]]): v for v in config["added_tokens_decoder"].values()}
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n",
                                                encoding="utf-8")
     if (model_dir / "special_tokens_map.json").is_file():
@@ -198,10 +203,10 @@ def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
     spec = check_prunable(model_dir)
     original = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     fit_texts = list(splits.train.texts) + list(splits.validation.texts)
-    before = _whole(original)
+    before = untruncated(original)
     keep = kept_ids(spec, token_counts(before, fit_texts), min_count)
     pruned = build_tokenizer(original, spec, keep)
-    after = _whole(pruned)
+    after = untruncated(pruned)
     same, differ = same_tokens_share(before, after, fit_texts)
     if min_count == 1 and differ:
         raise ModelError(f"pruning changed the tokens of {len(differ)} training texts (first: "
@@ -220,9 +225,10 @@ def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     model.save_pretrained(staging)
-    write_tokenizer_files(model_dir, staging, pruned, spec, keep)
+    old = {i: t for t, i in spec["model"]["vocab"].items()}
+    write_tokenizer_files(model_dir, staging, pruned, [old[i] for i in keep])
     got_model, got_tokenizer = load_checkpoint(staging)
-    _check_reload(got_tokenizer, after, fit_texts[:256])
+    check_reload(got_tokenizer, after, fit_texts[:256])
     logits = _logits(got_model, got_tokenizer, test.texts, max_length)
     unk = spec["model"]["vocab"][spec["model"]["unk_token"]]
     record = {
@@ -242,7 +248,7 @@ def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
     return record
 
 
-def _whole(tokenizer: Any) -> Any:
+def untruncated(tokenizer: Any) -> Any:
     """A copy of `tokenizer` that neither truncates nor pads (statistics over whole texts)."""
     from tokenizers import Tokenizer
 
@@ -252,7 +258,7 @@ def _whole(tokenizer: Any) -> Any:
     return copy
 
 
-def _check_reload(loaded: Any, pruned: Any, texts: list[str]) -> None:
+def check_reload(loaded: Any, pruned: Any, texts: list[str]) -> None:
     """The written checkpoint's tokenizer, as transformers loads it, gives the pruned tokenizer's ids."""
     want = [e.ids for e in pruned.encode_batch(texts)]
     got = loaded(texts, truncation=False)["input_ids"]

@@ -1,0 +1,59 @@
+"""`edgekd adapt-vocab MODEL --data D --size 16000 --out DIR`: the base model with a WordPiece vocabulary
+trained on the dataset's training texts, new embeddings initialised by FVT; fine-tune it with
+`edgekd train --model DIR` (see `edgekd/train/adapt.py`)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from edgekd.commands._common import add_data_arguments, data_spec_from_args
+from edgekd.errors import ModelError
+
+HELP = "give a base model a vocabulary trained on the dataset (a new language), embeddings by FVT"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="base model: hub id, local checkpoint dir or offline package id "
+                        "(BERT-family, WordPiece), e.g. sentence-transformers/all-MiniLM-L6-v2")
+    add_data_arguments(parser, required=True)
+    parser.add_argument("--size", type=int, required=True, metavar="N",
+                        help="vocabulary size, special tokens and characters included (e.g. 8000, 16000, 32000)")
+    parser.add_argument("--out", required=True, help="directory for the adapted base model (then: edgekd train "
+                        "--model DIR)")
+    parser.add_argument("--force", action="store_true", help="replace an existing --out directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekd.console import make_console, print_table
+    from edgekd.data import load_splits
+    from edgekd.models import resolve_model
+    from edgekd.train.adapt import MIN_SIZE, VERB, adapt_vocab
+    from edgekd.train.vocab import check_prunable
+
+    out = Path(args.out)
+    if args.size < MIN_SIZE:
+        raise ModelError(f"--size must be at least {MIN_SIZE}, got {args.size}")
+    base = Path(resolve_model(args.model))
+    check_prunable(base, VERB)
+    if out.exists():
+        if not args.force:
+            raise ModelError(f"--out {out} exists; pass --force to replace it")
+        if out.resolve() == base.resolve():
+            raise ModelError("--out is the model itself; give a new directory")
+    splits = load_splits(data_spec_from_args(args))
+    console = make_console()
+    if out.exists():
+        shutil.rmtree(out)
+    r = adapt_vocab(args.model, splits, out, args.size, log=lambda m: console.print(f"adapt-vocab: {m}"))
+    b, a = r["before"], r["after"]
+    print_table(console, f"vocabulary adaptation ({r['measured_on']})", ("", "before", "after"), [
+        ["vocab size", f"{r['original_vocab_size']:,}", f"{r['vocab_size']:,}"],
+        ["tokens per 1,000 characters", f"{b['tokens_per_1000_chars']:.1f}", f"{a['tokens_per_1000_chars']:.1f}"],
+        ["[UNK] rate", f"{b['unk_rate']:.4%}", f"{a['unk_rate']:.4%}"],
+        ["new embeddings: copied / mean of pieces / [UNK]", "",
+         " / ".join(f"{r['init'][k]:,}" for k in ("copied", "mean_of_pieces", "unk"))]])
+    console.print(f"wrote {out} (card: {out / 'edgekd-model.json'}, key vocab_adaptation); next: "
+                  f"edgekd train --model {out} --data ...")
+    return 0
