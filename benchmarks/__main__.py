@@ -1,5 +1,5 @@
 """`python -m benchmarks [PART ...]`: all (the default: baseline teacher students export speed small fairness
-report), any of those, or a separate part (firstrun, serve, vocab; run only when named).
+report), any of those, or a separate part (firstrun, serve, vocab, pareto; run only when named).
 
 Runs the AG News benchmark from ../shared/data: TF-IDF baseline, MiniLM teacher, distilled students
 (and the same student without the teacher), the exported bundle (every target, fp32 + int8), `edgekd
@@ -35,7 +35,7 @@ from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_j
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
 # Parts with their own results file and RESULTS.md section, run only when named (not by `all`).
-SEPARATE = ["firstrun", "serve", "vocab"]
+SEPARATE = ["firstrun", "serve", "vocab", "pareto"]
 
 
 def log(msg: str) -> None:
@@ -230,6 +230,21 @@ def vocab_pruning(device: dict[str, Any]) -> None:
     log(f"wrote {path.relative_to(ROOT)} and the vocab section of benchmarks/RESULTS.md")
 
 
+def pareto_part(device: dict[str, Any]) -> None:
+    """Accuracy vs batch-1 latency vs size of a student grid (benchmarks/pareto.py); the smoke grid
+    (EDGEKD_BENCH_PARETO=smoke) writes only into its cache folder."""
+    from benchmarks import pareto
+
+    started = time.perf_counter()
+    result = {"device": device, **pareto.study(log)}
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    data, png = pareto.write(result, device["device_id"], RESULTS)
+    if result["grid"]["name"] == "full":
+        _section(pareto.SECTION, pareto.markdown(result, device["device_id"], png.name))
+    log(f"wrote {data} and {png}" + (" and the pareto section of benchmarks/RESULTS.md"
+                                     if result["grid"]["name"] == "full" else ""))
+
+
 def _section(name: str, lines: list[str]) -> None:
     """Replace one separate part's section of RESULTS.md."""
     from benchmarks.sections import splice
@@ -284,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
     if "vocab" in parts:
         vocab_pruning(device)
         parts = [x for x in parts if x != "vocab"]
+        if not parts:
+            return 0
+    if "pareto" in parts:
+        pareto_part(device)
+        parts = [x for x in parts if x != "pareto"]
         if not parts:
             return 0
     path = RESULTS / f"{device['device_id']}.json"

@@ -55,17 +55,22 @@ def compare(systems: dict[str, Any], slow: str, fast: str, runs: int) -> dict[st
     return out
 
 
-def pipeline_systems(teacher_dir: Path, bundle: Path, texts: list[str], backend: str = "onnx",
-                     spin: bool | None = False) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The PyTorch teacher in `transformers.pipeline` and the edgekd int8 student (`backend`, ORT
-    spinning as `spin` says), as batch-1 systems and as batch-32 systems over a list of texts."""
+def teacher_pipeline(teacher_dir: Path) -> Any:
+    """The PyTorch teacher in `transformers.pipeline` on THREADS threads, truncating where it was trained
+    to (its edgekd-model.json), as the student's bundle does: the reference every speed-up is against."""
     import torch
     from transformers import pipeline
 
     torch.set_num_threads(THREADS)
-    # The teacher truncates where it was trained to (its edgekd-model.json), as the student's bundle does.
     max_length = json.loads((Path(teacher_dir) / "edgekd-model.json").read_text())["max_length"]
-    pipe = pipeline("text-classification", model=str(teacher_dir), device=-1, truncation=True, max_length=max_length)
+    return pipeline("text-classification", model=str(teacher_dir), device=-1, truncation=True, max_length=max_length)
+
+
+def pipeline_systems(teacher_dir: Path, bundle: Path, texts: list[str], backend: str = "onnx",
+                     spin: bool | None = False) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The PyTorch teacher in `transformers.pipeline` and the edgekd int8 student (`backend`, ORT
+    spinning as `spin` says), as batch-1 systems and as batch-32 systems over a list of texts."""
+    pipe = teacher_pipeline(teacher_dir)
     clf = _load(bundle, backend, "int8", spin)
     text = _texts_cycle(texts)
     single = {"teacher_transformers_pipeline": lambda i: pipe(text(i)),

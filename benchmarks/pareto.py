@@ -1,0 +1,329 @@
+"""The Pareto view (issue 18): test accuracy vs batch-1 latency vs size for a grid of AG News students
+(depth x FFN width x attention heads, the width by `edgekd distill --student layers=K,ffn=N,heads=H`),
+each exported to ONNX fp32 and int8, with the teacher (`transformers.pipeline`) and the TF-IDF baseline
+as reference points; the table and chart mark the frontier. Target: a student on the latency frontier
+at >= 8x the teacher pipeline's batch-1 speed with >= 99% of the teacher's accuracy.
+
+`python -m benchmarks pareto`: the full grid on the whole of AG News, reusing the main benchmark's
+teacher, baseline and layers=2/3 students (benchmarks/steps.py); results/pareto-<device-id>.json,
+results/pareto-<device-id>.png and the `pareto` section of RESULTS.md.
+`EDGEKD_BENCH_PARETO=smoke python -m benchmarks pareto`: two students on a slice with a 1-epoch teacher,
+exported to every target, in minutes; a check that the part runs, written only into its cache folder.
+
+Latency: each student's fp32 and int8 ONNX artifacts are timed interleaved call by call with the teacher
+pipeline on the same texts (benchmarks/timing.py), so every speed-up is measured in one window.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import itertools
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.steps import CACHE, DATA, Step, pipeline, read_json, run_step
+
+SECTION = "pareto"
+TARGET = {"min_speedup": 8.0, "min_accuracy_share": 0.99}
+FULL_DEPTHS, FULL_FFN, FULL_HEADS = (2, 3, 4), (None, 768, 384), (None, 6)  # None: the teacher's (1536, 12)
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One setting of the study: which students, on how much data, how long measured."""
+
+    name: str
+    specs: tuple[str, ...]
+    epochs: str
+    train_rows: int | None  # None: the whole dataset (and the main benchmark's teacher and baseline)
+    test_rows: int | None
+    targets: str  # export targets; latency is measured on ONNX
+    runs: int  # interleaved batch-1 rounds per timing group
+    latency_texts: int
+
+
+def spec_text(depth: int, ffn: int | None, heads: int | None) -> str:
+    return f"layers={depth}" + (f",ffn={ffn}" if ffn else "") + (f",heads={heads}" if heads else "")
+
+
+FULL = Grid("full", tuple(spec_text(d, f, h) for d in FULL_DEPTHS for f in FULL_FFN for h in FULL_HEADS),
+            epochs="2", train_rows=None, test_rows=None, targets="onnx", runs=100, latency_texts=500)
+SMOKE = Grid("smoke", ("layers=2,ffn=384,heads=6", "layers=1,ffn=768,heads=4"), epochs="1", train_rows=1200,
+             test_rows=300, targets="onnx,openvino,coreml", runs=20, latency_texts=60)
+
+
+def grid() -> Grid:
+    """FULL, or SMOKE when EDGEKD_BENCH_PARETO=smoke."""
+    return SMOKE if os.environ.get("EDGEKD_BENCH_PARETO", "") == "smoke" else FULL
+
+
+def folder(g: Grid) -> Path:
+    return CACHE / ("ag_news-pareto" + ("" if g.name == "full" else f"-{g.name}"))
+
+
+def _slice(g: Grid) -> str:
+    """The dataset the grid trains on: AG News itself, or its first rows per split as CSV (smoke)."""
+    if g.train_rows is None:
+        return str(DATA / "ag_news")
+    out = folder(g) / "data"
+    for split, n in (("train", g.train_rows), ("test", g.test_rows)):
+        path = out / f"{split}.csv"
+        if path.is_file():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        with gzip.open(DATA / "ag_news" / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
+            rows = [(r["text"], r["label"]) for r in itertools.islice(csv.DictReader(f), n)]
+        with open(path.with_suffix(".tmp"), "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("text", "label"), *rows])
+        path.with_suffix(".tmp").rename(path)
+    return str(out)
+
+
+def steps(g: Grid) -> dict[str, Step]:
+    """teacher, baseline, then `distill <name>` and `bundle <name>` per spec (full: the main benchmark's
+    teacher, baseline and students where the spec is one of them)."""
+    from edgekd.train.students import parse_student_spec
+
+    c, data = folder(g), _slice(g)
+    if g.name == "full":
+        main = pipeline()
+        out = {"teacher": main["teacher"], "baseline": main["baseline"]}
+    else:
+        teacher = c / "teacher"
+        out = {"teacher": Step("teacher", teacher, [
+                   "train", "--data", data, "--model", "sentence-transformers/all-MiniLM-L6-v2", "--epochs", "1",
+                   "--max-length", "32", "--out", str(teacher), "--no-progress"]),
+               "baseline": Step("baseline", c / "baseline", ["baseline", "--data", data, "--out", str(c / "baseline")])}
+    teacher = out["teacher"].out
+    for spec in g.specs:
+        name = parse_student_spec(spec).name
+        reuse = g.name == "full" and spec in pipeline()["students"].argv and g.epochs == "2"
+        student = pipeline()["students"] if reuse else Step(f"distill {name}", c / "students" / name, [
+            "distill", "--teacher", str(teacher), "--data", data, "--student", spec, "--epochs", g.epochs,
+            "--out", str(c / "students" / name), "--no-progress"])
+        ckpt = student.out / name if reuse else student.out
+        bundle = c / "bundles" / name
+        out[f"distill {name}"] = student
+        out[f"bundle {name}"] = Step(f"bundle {name}", bundle, [
+            "export", str(ckpt), "--target", g.targets, "--int8", "--calibration-data", data, "--out", str(bundle),
+            "--force"])
+    return out
+
+
+def accuracy(bundle: Path, data: str, log: Any) -> dict[str, Any]:
+    """{artifact: {sha256, bytes, accuracy, n}} of every ONNX artifact on the whole test split
+    (`edgekd.load(...).logits`), cached beside the bundle by the artifact's sha256."""
+    import edgekd
+    from edgekd.data import DataSpec, load_splits
+
+    manifest = read_json(bundle / "edgekd.json")
+    cache_path = bundle.parent / f"{bundle.name}.accuracy.json"
+    cached = read_json(cache_path) if cache_path.is_file() else {}
+    test = load_splits(DataSpec(data), labels=manifest["labels"]).test
+    out: dict[str, Any] = {}
+    for a in (a for a in manifest["artifacts"] if a["backend"] == "onnx"):
+        if cached.get(a["precision"], {}).get("sha256") == a["sha256"]:
+            out[a["precision"]] = cached[a["precision"]]
+            continue
+        log(f"pareto: {bundle.name} onnx-{a['precision']} on {len(test.texts)} test texts")
+        clf = edgekd.load(str(bundle), backend="onnx", precision=a["precision"])
+        pred = clf.logits(test.texts, batch_size=64).argmax(1)
+        out[a["precision"]] = {"sha256": a["sha256"], "bytes": a["bytes"], "n": len(test.texts),
+                               "accuracy": float((pred == np.asarray(test.labels)).mean())}
+    cache_path.write_text(json.dumps(out, indent=2))
+    return out
+
+
+def latency(teacher_pipe: Any, systems: dict[str, Any], texts: list[str], runs: int) -> dict[str, Any]:
+    """Batch-1 p50 of the teacher pipeline and `systems` ({name: predict(text)}), interleaved call by call."""
+    from benchmarks.timing import interleaved
+
+    calls = {"teacher": lambda i: teacher_pipe(texts[i % len(texts)])}
+    calls |= {n: (lambda i, f=f: f(texts[i % len(texts)])) for n, f in systems.items()}
+    return {n: t.to_dict() for n, t in interleaved(calls, runs=runs, warmup=5).items()}
+
+
+def study(log: Any) -> dict[str, Any]:
+    """Run every step, then measure every point; the rows, the frontier and the target's verdict."""
+    from benchmarks import speed
+    from edgekd.train.baseline import load_baseline
+    from edgekd.train.students import parse_student_spec
+
+    g, all_steps = grid(), steps(grid())
+    commands = []
+    for step in {s.name: s for s in all_steps.values()}.values():  # the main students step once, when reused
+        stamp = run_step(step, log)
+        commands.append({"step": step.name, "command": step.command, "wall_time_s": stamp["wall_time_s"]})
+    data, teacher_dir = _slice(g), all_steps["teacher"].out
+    texts = _test_texts(data, g.latency_texts)
+    pipe = speed.teacher_pipeline(teacher_dir)
+    baseline = load_baseline(all_steps["baseline"].out)
+    log("pareto: baseline vs teacher pipeline, batch 1")
+    groups = {"baseline": latency(pipe, {"baseline": lambda t: baseline.logits([t])}, texts, g.runs)}
+    rows = [_reference_row("teacher", teacher_dir, _bytes(teacher_dir, "*.safetensors")),
+            _reference_row("baseline", all_steps["baseline"].out,
+                           _bytes(all_steps["baseline"].out, "baseline.json", "vocabulary.json", "weights.npz"))]
+    dropped = {}
+    for spec in g.specs:
+        name = parse_student_spec(spec).name
+        bundle = all_steps[f"bundle {name}"].out
+        acc = accuracy(bundle, data, log)
+        manifest = read_json(bundle / "edgekd.json")
+        dropped[name] = [f"{d['artifact']} ({d['stage']}): {d['reason']}" for d in manifest.get("dropped", [])]
+        log(f"pareto: {name} onnx {', '.join(acc)} vs teacher pipeline, batch 1")
+        clfs = {p: speed._load(bundle, "onnx", p) for p in acc}
+        groups[name] = latency(pipe, {p: (lambda t, c=c: c.predict(t)) for p, c in clfs.items()}, texts, g.runs)
+        card = read_json(_checkpoint(all_steps, name) / "edgekd-model.json")
+        for p, a in acc.items():
+            rows.append({"model": f"{name} {p}", "kind": "student", "spec": spec, "precision": p,
+                         "accuracy": a["accuracy"], "n": a["n"], "bytes": a["bytes"],
+                         "width_pruning": bool(card.get("width_pruning"))})
+        del clfs
+    _add_latency(rows, groups)
+    mark_frontier(rows)
+    return {"grid": asdict(g), "rows": rows, "latency_groups": groups, "dropped": dropped, "commands": commands,
+            "target": TARGET | verdict(rows)}
+
+
+def _checkpoint(all_steps: dict[str, Step], name: str) -> Path:
+    step = all_steps[f"distill {name}"]
+    return step.out / name if (step.out / name / "config.json").is_file() else step.out
+
+
+def _test_texts(data: str, n: int) -> list[str]:
+    from edgekd.data import DataSpec, load_splits
+
+    return list(load_splits(DataSpec(data)).test.texts[:n])
+
+
+def _bytes(path: Path, *patterns: str) -> int:
+    """Bytes of the model files in `path` (the weights and what loading them needs)."""
+    return sum(f.stat().st_size for p in patterns for f in Path(path).glob(p) if f.is_file())
+
+
+def _reference_row(kind: str, path: Path, size: int) -> dict[str, Any]:
+    metrics = read_json(path / "metrics.json")
+    return {"model": kind, "kind": kind, "spec": None, "precision": "fp32" if kind == "teacher" else None,
+            "accuracy": metrics["accuracy"], "n": metrics.get("n"), "bytes": size}
+
+
+def _add_latency(rows: list[dict[str, Any]], groups: dict[str, Any]) -> None:
+    """p50 per row from its timing group; speed-up against the teacher pipeline in the same group; the
+    teacher's own p50 is the median over the groups."""
+    teacher_p50 = float(np.median([grp["teacher"]["p50_ms"] for grp in groups.values()]))
+    teacher_acc = next(r["accuracy"] for r in rows if r["kind"] == "teacher")
+    for r in rows:
+        if r["kind"] == "teacher":
+            r["p50_ms"], r["speedup"] = teacher_p50, 1.0
+        else:
+            grp = groups["baseline"] if r["kind"] == "baseline" else groups[r["model"].rsplit(" ", 1)[0]]
+            own = grp["baseline" if r["kind"] == "baseline" else r["precision"]]["p50_ms"]
+            r["p50_ms"], r["speedup"] = own, grp["teacher"]["p50_ms"] / own
+        r["accuracy_share"] = r["accuracy"] / teacher_acc
+
+
+def frontier(rows: list[dict[str, Any]], cost: str) -> set[str]:
+    """Models no other model beats on both `cost` (lower is better) and accuracy (higher), one strictly."""
+    best, out = -1.0, set()
+    for r in sorted(rows, key=lambda r: (r[cost], -r["accuracy"])):
+        if r["accuracy"] > best:
+            out.add(r["model"])
+            best = r["accuracy"]
+    return out
+
+
+def mark_frontier(rows: list[dict[str, Any]]) -> None:
+    """`frontier_latency` and `frontier_size` on every row."""
+    on_latency, on_size = frontier(rows, "p50_ms"), frontier(rows, "bytes")
+    for r in rows:
+        r["frontier_latency"], r["frontier_size"] = r["model"] in on_latency, r["model"] in on_size
+
+
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether a student on the latency frontier meets TARGET; the fastest that does, else the nearest misses."""
+    students = [r for r in rows if r["kind"] == "student"]
+    good = [r for r in students if r["frontier_latency"] and r["speedup"] >= TARGET["min_speedup"]
+            and r["accuracy_share"] >= TARGET["min_accuracy_share"]]
+    accurate = [r for r in students if r["accuracy_share"] >= TARGET["min_accuracy_share"]]
+    fast = [r for r in students if r["speedup"] >= TARGET["min_speedup"]]
+    return {"met": bool(good), "best": max(good, key=lambda r: r["speedup"])["model"] if good else None,
+            "fastest_accurate": max(accurate, key=lambda r: r["speedup"])["model"] if accurate else None,
+            "most_accurate_fast": max(fast, key=lambda r: r["accuracy"])["model"] if fast else None}
+
+
+def write(result: dict[str, Any], device_id: str, results_dir: Path) -> tuple[Path, Path]:
+    """(json, png): results/pareto-<device-id>.* for the full grid, the grid's cache folder otherwise."""
+    base = (results_dir / f"pareto-{device_id}") if result["grid"]["name"] == "full" else folder(grid()) / "pareto"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    paths = base.with_suffix(".json"), base.with_suffix(".png")
+    paths[0].write_text(json.dumps(result, indent=2, default=str) + "\n")
+    chart(result["rows"], paths[1])
+    if result["grid"]["name"] != "full":
+        base.with_suffix(".md").write_text("\n".join(markdown(result, device_id, paths[1].name)) + "\n")
+    return paths
+
+
+def chart(rows: list[dict[str, Any]], path: Path) -> None:
+    """Accuracy vs batch-1 p50 and accuracy vs size (log x), frontiers drawn and labelled."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    colors = {"teacher": "#444444", "baseline": "#999999", "fp32": "#3b7dd8", "int8": "#e07b39"}
+    fig = Figure(figsize=(13, 5.5), dpi=110)
+    FigureCanvasAgg(fig)
+    for k, (cost, flag, title) in enumerate([("p50_ms", "frontier_latency", "batch-1 p50 latency (ms, ONNX Runtime; "
+                                              "teacher: transformers.pipeline)"),
+                                             ("bytes", "frontier_size", "size (MB)")]):
+        ax = fig.add_subplot(1, 2, k + 1)
+        scale = 1e6 if cost == "bytes" else 1.0
+        for r in rows:
+            key = r["kind"] if r["kind"] != "student" else r["precision"]
+            ax.scatter(r[cost] / scale, r["accuracy"], color=colors[key], s=40 if r[flag] else 18, zorder=3)
+        line = sorted((r for r in rows if r[flag]), key=lambda r: r[cost])
+        ax.step([r[cost] / scale for r in line], [r["accuracy"] for r in line], where="post", color="#2a9d50",
+                lw=1.2, zorder=2)
+        for r in line:
+            ax.annotate(r["model"], (r[cost] / scale, r["accuracy"]), fontsize=7, xytext=(4, -9),
+                        textcoords="offset points")
+        ax.set(xscale="log", xlabel=title, ylabel="test accuracy", title=f"accuracy vs {title.split(' (')[0]}")
+        ax.grid(alpha=0.3)
+    for key, color in colors.items():
+        fig.axes[0].scatter([], [], color=color, label=key)
+    fig.axes[0].legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def markdown(result: dict[str, Any], device_id: str, chart_name: str) -> list[str]:
+    """The pareto section of RESULTS.md (or the smoke run's pareto.md)."""
+    g, t = result["grid"], result["target"]
+    data = "all of AG News" if g["train_rows"] is None else f"the first {g['train_rows']} AG News train rows"
+    teacher = next(r for r in result["rows"] if r["kind"] == "teacher")
+    lines = ["## Pareto: accuracy vs batch-1 latency vs size (issue 18)", "",
+             f"`{'EDGEKD_BENCH_PARETO=smoke ' if g['name'] != 'full' else ''}python -m benchmarks pareto` on "
+             f"`{device_id}`: {len(g['specs'])} students ({', '.join(g['specs'])}), distilled for {g['epochs']} "
+             f"epoch(s) on {data}, exported with `--target {g['targets']} --int8`; accuracy of each ONNX artifact on "
+             f"{teacher.get('n') or 'every'} test texts; batch-1 p50 over {g['latency_texts']} test texts, "
+             f"{g['runs']} rounds interleaved with the teacher's `transformers.pipeline` (speed-up measured in the "
+             "same window). Frontier: no other model is both faster (smaller) and more accurate.", "",
+             f"![pareto](results/{chart_name})", "",
+             "| model | accuracy | % of teacher | p50 ms (b=1) | speed-up vs teacher pipeline | size MB | frontier |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for r in sorted(result["rows"], key=lambda r: r["p50_ms"]):
+        marks = ", ".join(m for m, k in (("latency", "frontier_latency"), ("size", "frontier_size")) if r[k])
+        lines.append(f"| {r['model']} | {r['accuracy']:.4f} | {100 * r['accuracy_share']:.2f}% | {r['p50_ms']:.2f} | "
+                     f"{r['speedup']:.2f}x | {r['bytes'] / 1e6:.1f} | {marks} |")
+    state = f"**met** by {t['best']}" if t["met"] else (
+        f"**not met** (fastest at >= 99% of the teacher: {t['fastest_accurate'] or 'none'}; most accurate at >= 8x: "
+        f"{t['most_accurate_fast'] or 'none'})")
+    lines += ["", f"Target: a student on the latency frontier at >= {t['min_speedup']:g}x the teacher pipeline with "
+              f">= {100 * t['min_accuracy_share']:g}% of its accuracy: {state}."]
+    drops = [f"- {n}: {d}" for n, ds in result["dropped"].items() for d in ds]
+    return lines + (["", "Artifacts export dropped:", *drops] if drops else [])
+

@@ -1,0 +1,78 @@
+"""The Pareto benchmark part (benchmarks/pareto.py) on made-up rows: frontier marking, the target's
+verdict, the section and chart; and the grid's steps (nothing is trained here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks import pareto
+from edgekd.train.students import parse_student_spec
+
+
+def _rows() -> list[dict]:
+    def row(model: str, kind: str, acc: float, p50: float, size: float, precision: str | None = "fp32") -> dict:
+        return {"model": model, "kind": kind, "precision": precision, "accuracy": acc, "p50_ms": p50,
+                "bytes": size * 1e6, "speedup": 20.0 / p50, "accuracy_share": acc / 0.92, "n": 100}
+    return [row("teacher", "teacher", 0.92, 20.0, 90.0), row("baseline", "baseline", 0.90, 0.5, 30.0, None),
+            row("a fp32", "student", 0.915, 4.0, 95.0), row("a int8", "student", 0.913, 2.4, 16.0, "int8"),
+            row("b int8", "student", 0.905, 2.0, 12.0, "int8"),  # faster than a, less accurate: frontier
+            row("c fp32", "student", 0.900, 5.0, 50.0)]  # slower and worse than a: never on a frontier
+
+
+def test_frontier_marks_the_models_nothing_beats() -> None:
+    rows = _rows()
+    pareto.mark_frontier(rows)
+    on = {r["model"]: (r["frontier_latency"], r["frontier_size"]) for r in rows}
+    assert {m for m, (lat, _) in on.items() if lat} == {"baseline", "b int8", "a int8", "a fp32", "teacher"}
+    assert {m for m, (_, size) in on.items() if size} == {"b int8", "a int8", "teacher"}
+    assert on["c fp32"] == (False, False)
+    # A tie on cost keeps only the more accurate model.
+    assert pareto.frontier([{"model": "x", "p50_ms": 1.0, "accuracy": 0.8},
+                            {"model": "y", "p50_ms": 1.0, "accuracy": 0.9}], "p50_ms") == {"y"}
+
+
+def test_verdict_needs_speed_accuracy_and_the_frontier() -> None:
+    rows = _rows()
+    pareto.mark_frontier(rows)
+    v = pareto.verdict(rows)  # a int8: 8.33x at 99.2% of the teacher, on the frontier
+    assert v == {"met": True, "best": "a int8", "fastest_accurate": "a int8", "most_accurate_fast": "a int8"}
+    for r in rows:
+        if r["model"] == "a int8":
+            r["accuracy"], r["accuracy_share"] = 0.90, 0.90 / 0.92
+    pareto.mark_frontier(rows)
+    v = pareto.verdict(rows)
+    assert not v["met"] and v["fastest_accurate"] == "a fp32" and v["most_accurate_fast"] == "b int8"
+
+
+def test_section_and_chart(tmp_path: Path) -> None:
+    rows = _rows()
+    pareto.mark_frontier(rows)
+    result = {"grid": {"name": "full", "specs": ["layers=2,ffn=384"], "epochs": "2", "train_rows": None,
+                       "targets": "onnx", "runs": 100, "latency_texts": 500},
+              "rows": rows, "target": pareto.TARGET | pareto.verdict(rows), "dropped": {"b": ["onnx-int8 (x): y"]}}
+    lines = pareto.markdown(result, "dev-1", "pareto-dev-1.png")
+    text = "\n".join(lines)
+    assert "**met** by a int8" in text and "![pareto](results/pareto-dev-1.png)" in text
+    table = [line for line in lines if line.startswith("| ") and "model" not in line]
+    assert [line.split(" | ")[0][2:] for line in table] == ["baseline", "b int8", "a int8", "a fp32", "c fp32",
+                                                             "teacher"]  # by latency
+    assert "| a int8 | 0.9130 | 99.24% | 2.40 | 8.33x | 16.0 | latency, size |" in text
+    assert "| a fp32 | 0.9150 | 99.46% | 4.00 | 5.00x | 95.0 | latency |" in text
+    pareto.chart(rows, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 10_000
+
+
+def test_grid_specs_parse_and_full_reuses_the_main_students(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert len(pareto.FULL.specs) == 18 and "layers=3,ffn=384,heads=6" in pareto.FULL.specs
+    assert len({parse_student_spec(s).name for s in pareto.FULL.specs}) == 18  # one folder each
+    assert all(parse_student_spec(s).options for s in pareto.SMOKE.specs)  # the smoke run prunes width
+    steps = pareto.steps(pareto.FULL)
+    # layers=2 and layers=3 (no width options) are the main benchmark's students step, trained once.
+    assert steps["distill layers-3"].name == steps["distill layers-2"].name == "students"
+    assert steps["bundle layers-3"].argv[1].endswith("students/layers-3")
+    pruned = steps["distill layers-4-ffn384-heads6"]
+    assert pruned.argv[pruned.argv.index("--student") + 1] == "layers=4,ffn=384,heads=6"
+    monkeypatch.setenv("EDGEKD_BENCH_PARETO", "smoke")
+    assert pareto.grid() is pareto.SMOKE
