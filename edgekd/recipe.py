@@ -64,7 +64,8 @@ class TeacherConfig:
 
 @dataclass
 class StudentsConfig:
-    """Distillation: one student per spec (`layers=K`, `layers=i,j,k` or a model reference)."""
+    """Distillation: one student per spec (`layers=K`, `layers=i,j,k`, either with `,ffn=N,heads=H` width
+    pruning, or a model reference)."""
 
     specs: list[str] = field(default_factory=lambda: ["layers=3"])
     epochs: float = 3.0
