@@ -170,7 +170,7 @@ def card_entry(model: Any, spec_text: str | None = None) -> dict[str, Any] | Non
     mods = [blocks[i].attention.self for i in layers]
     return {"spec": spec_text, "layers": layers, "norm": mods[0].use_norm, "init": mods[0].init,
             "lambda_init": [round(float(m.lambda_init), 6) for m in mods],
-            "lambda": [round(float(m.lambda_full()), 6) for m in mods],
+            "lambda": [round(float(m.lambda_full().detach()), 6) for m in mods],
             "ramp": [round(float(m.ramp), 6) for m in mods], "paper": "arXiv 2410.05258"}
 
 

@@ -1,0 +1,252 @@
+"""Differential-attention hybrids (issue 15): the conversion grammar, lambda, start equivalence at ramp 0,
+the card round trip (student and teacher), and every export of a tiny hybrid passing its parity gates."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import AG_LABELS, read_texts, write_dataset
+
+from edgekd.cli import main
+from edgekd.errors import ModelError
+from edgekd.train import diff_attention as da
+
+
+def test_grammar_selects_layers_and_names_the_fix() -> None:
+    cases = {"0.5": [3, 4, 5], "0.25": [4, 5], "upper:1": [5], "lower:2": [0, 1], "lower:0.5": [0, 1, 2],
+             "0+2": [0, 2], "at:3": [3], "all": [0, 1, 2, 3, 4, 5], "1.0/norm": [0, 1, 2, 3, 4, 5]}
+    for value, layers in cases.items():
+        assert da.parse_diff(value).layers(6) == layers, value
+    # a share rounds half up and keeps at least one layer: 25% of a 3-layer student is 1, 50% is 2
+    assert [da.parse_diff(v).layers(3) for v in ("0.25", "0.5", "0.01")] == [[2], [1, 2], [2]]
+    flags = da.parse_diff("upper:1/norm/zeros")
+    assert (flags.norm, flags.init) == (True, "zeros") and da.parse_diff("0.5").init == "copy"
+    for bad, message in [("2", "ambiguous.*upper:2.*at:2"), ("middle:2", "not upper or lower"), ("1.5", "cannot read"),
+                         ("0+x", "integers"), ("2+0", "ascending"), ("upper:0", "at least one"),
+                         ("0.5/fast", "unknown or repeated flag"), ("0.5/norm/norm", "repeated")]:
+        with pytest.raises(ModelError, match=message):
+            da.parse_diff(bad)
+    for value, n, message in [("at:6", 6, r"\[6\]"), ("upper:4", 3, "has 3")]:
+        with pytest.raises(ModelError, match=message):
+            da.parse_diff(value).layers(n)
+
+
+def _tiny(layers: int = 3, seed: int = 0):
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=64, num_labels=4)
+    model = BertForSequenceClassification(config).eval()
+    with torch.no_grad():
+        model.classifier.weight.mul_(20.0)
+    return model
+
+
+def _batch():
+    import torch
+
+    ids = torch.randint(5, 120, (3, 11), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0  # a padded row: the mask must reach both branches
+    return ids, mask
+
+
+def test_lambda_follows_the_formula() -> None:
+    import torch
+
+    assert [round(da.lambda_init(d), 6) for d in (1, 2, 6)] == [0.2, round(0.8 - 0.6 * math.exp(-0.3), 6),
+                                                                 round(0.8 - 0.6 * math.exp(-1.5), 6)]
+    model = da.apply(_tiny(), "all")
+    for depth, layer in enumerate(model.bert.encoder.layer, start=1):
+        m = layer.attention.self
+        with torch.no_grad():
+            m.lambda_q1.normal_(0, 0.3)
+            m.ramp.fill_(0.5)
+        q1, k1, q2, k2 = (getattr(m, n).detach().double().numpy() for n in ("lambda_q1", "lambda_k1", "lambda_q2",
+                                                                              "lambda_k2"))
+        want = math.exp(q1 @ k1) - math.exp(q2 @ k2) + da.lambda_init(depth)
+        assert float(m.lambda_init) == pytest.approx(da.lambda_init(depth), abs=1e-7)
+        assert float(m.lambda_full().detach()) == pytest.approx(want, rel=1e-5)
+        assert m.coefficient() == pytest.approx(0.5 * want, rel=1e-5)  # eval: a float, ramp * lambda
+        with torch.no_grad():
+            m.lambda_k2.add_(0.2)  # the eval constant follows a weight change (version counters)
+        q1, k1, q2, k2 = (getattr(m, n).detach().double().numpy() for n in ("lambda_q1", "lambda_k1", "lambda_q2",
+                                                                              "lambda_k2"))
+        assert m.coefficient() == pytest.approx(0.5 * (math.exp(q1 @ k1) - math.exp(q2 @ k2) + da.lambda_init(depth)),
+                                                rel=1e-5)
+
+
+@pytest.mark.parametrize("value", ["0.5", "all/zeros"])
+def test_ramp_zero_reproduces_the_original_model(value: str) -> None:
+    import torch
+
+    ids, mask = _batch()
+    model = _tiny()
+    original = model.bert.encoder.layer[2].attention.self
+    hidden = torch.randn(3, 11, 32, generator=torch.Generator().manual_seed(2))
+    additive = (1.0 - mask[:, None, None, :].float()) * -1e4
+    with torch.no_grad():
+        want_logits = model(input_ids=ids, attention_mask=mask).logits
+        want_layer = original(hidden, attention_mask=additive)[0]
+    da.apply(model, value)
+    converted = model.bert.encoder.layer[2].attention.self
+    assert type(converted).__name__ == "DiffSelfAttention" and not converted.training
+    with torch.no_grad():
+        got_layer = converted(hidden, attention_mask=additive)[0]
+        got_logits = model(input_ids=ids, attention_mask=mask).logits
+        assert (got_layer - want_layer).abs().max() < 1e-5
+        assert (got_logits - want_logits).abs().max() < 1e-5
+        for m in model.modules():
+            if type(m).__name__ == "DiffSelfAttention":
+                m.ramp.fill_(1.0)
+        moved = model(input_ids=ids, attention_mask=mask).logits
+    assert (moved - want_logits).abs().max() > 1e-3  # at ramp 1 the negative branch does change the output
+
+
+def test_paper_norm_breaks_start_equivalence() -> None:
+    """Why /norm is not the default: the per-head RMSNorm and (1 - lambda_init) scale change the
+    output even at ramp 0."""
+    import torch
+
+    ids, mask = _batch()
+    model = _tiny()
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask).logits
+        got = da.apply(model, "0.5/norm")(input_ids=ids, attention_mask=mask).logits
+    assert (got - want).abs().max() > 1e-3
+
+
+def test_ramp_callback_reaches_one_over_its_share() -> None:
+    from types import SimpleNamespace
+
+    model = da.apply(_tiny(), "upper:1")
+    callback = da.ramp_callback(model, share=0.25)
+    state = SimpleNamespace(max_steps=40, global_step=0)
+    callback.on_train_begin(None, state, None)
+    module = model.bert.encoder.layer[2].attention.self
+    seen = []
+    for step in (0, 5, 10, 39):
+        state.global_step = step
+        callback.on_step_begin(None, state, None)
+        seen.append(float(module.ramp))
+    assert seen == [0.0, 0.5, 1.0, 1.0]
+    assert da.ramp_callback(model) is None  # nothing left below ramp 1: no callback
+
+
+def _save(model, out: Path, tokenizer_dir: Path, value: str) -> Path:
+    from transformers import AutoTokenizer
+
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(out)
+    (out / "edgekd-model.json").write_text(json.dumps({"max_length": 64, "role": "test"}))
+    da.record(out, model, value)
+    return out
+
+
+def _hybrid_from(checkpoint: Path, out: Path, value: str = "upper:1"):
+    """A hybrid of `checkpoint` at ramp 1 whose negative branch differs from the positive one, so
+    parity checks see the differential term."""
+    import torch
+
+    from edgekd.train.infer import load_checkpoint
+
+    model = da.apply(load_checkpoint(checkpoint)[0], value)
+    torch.manual_seed(3)
+    for m in model.modules():
+        if type(m).__name__ == "DiffSelfAttention":
+            with torch.no_grad():
+                m.ramp.fill_(1.0)
+                m.query2.weight.add_(torch.randn_like(m.query2.weight) * 0.3)
+    return _save(model, out, checkpoint, value)
+
+
+def test_hybrid_student_round_trips_save_and_load(tiny_bert: Path, tmp_path: Path) -> None:
+    import torch
+
+    from edgekd.train.infer import load_checkpoint, torch_logits
+    from edgekd.train.students import build_student, parse_student_spec
+
+    spec = parse_student_spec("layers=0,1,diff=upper:1")
+    student, tokenizer, layers = build_student(spec, tiny_bert, AG_LABELS)
+    assert layers == [0, 1] and da.converted_layers(student) == [1]
+    with torch.no_grad():
+        for m in student.modules():
+            if type(m).__name__ == "DiffSelfAttention":
+                m.ramp.fill_(0.7)
+                m.key2.weight.mul_(2.0)
+    out = _save(student.eval(), tmp_path / "student", tiny_bert, spec.option("diff"))
+    card = json.loads((out / "edgekd-model.json").read_text())["diff_attention"]
+    assert card["layers"] == [1] and card["spec"] == "upper:1" and card["ramp"] == [0.7] and card["norm"] is False
+    texts, _ = read_texts("ag_news", "test", 24)
+    loaded, tok = load_checkpoint(out)
+    assert da.converted_layers(loaded) == [1]
+    np.testing.assert_array_equal(torch_logits(loaded, tok, texts, 64), torch_logits(student, tokenizer, texts, 64))
+    # A layer student of this hybrid (as a teacher) keeps the converted layer's trained negative branch.
+    grand, _, copied = build_student(parse_student_spec("layers=1"), out, AG_LABELS)
+    assert copied == [1] and da.converted_layers(grand) == [0]
+    got, want = grand.bert.encoder.layer[0].attention.self, loaded.bert.encoder.layer[1].attention.self
+    for name in ("query", "query2", "key2", "lambda_q1", "ramp", "lambda_init"):
+        assert torch.equal(getattr(got, name).weight if name in ("query", "query2", "key2") else getattr(got, name),
+                           getattr(want, name).weight if name in ("query", "query2", "key2") else getattr(want, name))
+    with pytest.raises(ModelError, match="heads="):
+        build_student(parse_student_spec("layers=1,heads=1,diff=upper:1"), tiny_bert, AG_LABELS)
+
+
+def test_train_and_distill_cli_with_differential_attention(tiny_bert: Path, tmp_path: Path) -> None:
+    """`edgekd train --diff-attention`: the ramp reaches 1 and the card records it; `evaluate` and
+    `distill --teacher` load the hybrid; a student's diff= converts its own layers."""
+    data = write_dataset(tmp_path / "data", {"train": 64, "test": 32})
+    teacher = tmp_path / "teacher"
+    common = ["--data", str(data), "--epochs", "1", "--batch-size", "16", "--max-length", "32", "--no-progress"]
+    assert main(["train", *common, "--model", str(tiny_bert), "--diff-attention", "upper:1", "--out",
+                 str(teacher)]) == 0
+    card = json.loads((teacher / "edgekd-model.json").read_text())["diff_attention"]
+    assert card["layers"] == [1] and card["ramp"] == [1.0] and card["spec"] == "upper:1"
+    assert main(["evaluate", str(teacher), "--out", str(tmp_path / "eval")]) == 0
+    saved = json.loads((teacher / "metrics.json").read_text())["accuracy"]
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["accuracy"] == pytest.approx(saved)
+    student = tmp_path / "student"
+    assert main(["distill", "--teacher", str(teacher), *common, "--student", "layers=0,1,diff=lower:1",
+                 "--cache-dir", str(tmp_path / "cache"), "--out", str(student)]) == 0
+    card = json.loads((student / "edgekd-model.json").read_text())["diff_attention"]
+    assert card["layers"] == [0, 1] and card["ramp"] == [1.0, 1.0]  # its own layer 0 + the teacher's layer 1
+
+
+def test_bad_value_fails_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--data", str(tmp_path / "none"), "--diff-attention", "middle:1", "--out",
+                 str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "placement 'middle'" in err and "\n" not in err
+
+
+def test_tiny_hybrid_exports_pass_parity_on_every_target(trained_tiny_bert: Path, tmp_path: Path) -> None:
+    """ONNX, OpenVINO and Core ML (run by the MIL reference evaluator) at fp32/fp16 and int8: every
+    artifact kept, every parity check passed; lambda is one constant per layer in the ONNX graph."""
+    import onnx
+    from conftest import TRAINED_ROWS
+
+    from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
+
+    hybrid = _hybrid_from(trained_tiny_bert, tmp_path / "hybrid")
+    texts, names = read_texts("ag_news", "train", TRAINED_ROWS)
+    ids = [AG_LABELS.index(n) for n in names]
+    half = TRAINED_ROWS // 2
+    data = ExportData(test_texts=texts[half:], train=(texts[:half], ids[:half]), validation=(texts[half:], ids[half:]))
+    manifest = export_bundle(hybrid, tmp_path / "bundle", data,
+                             ExportOptions(targets=["all"], int8=True, calibration_size=64, check_per_class=8),
+                             log=lambda m: None)
+    assert manifest.dropped == []
+    assert {a.name for a in manifest.artifacts} == {"onnx-fp32", "onnx-int8", "openvino-fp32", "openvino-fp16",
+                                                     "openvino-int8", "coreml-fp16", "coreml-int8"}
+    for name, parity in manifest.parity.items():
+        assert parity.get("status") == "passed" or parity.get("decided_by") == "accuracy control", (name, parity)
+    assert manifest.parity["onnx-fp32"]["max_abs_logit"] <= 1e-3
+    assert manifest.parity["coreml-fp16"]["engine"] == "mil-reference"
+    graph = onnx.load(str(tmp_path / "bundle" / "onnx" / "model.onnx")).graph
+    assert not [n for n in graph.node if n.op_type == "Exp"]  # lambda folded to a constant
