@@ -1,0 +1,163 @@
+"""Vocabulary adaptation (`edgekd/train/adapt.py`, `edgekd adapt-vocab`): FVT rows are the mean of the
+base pieces' rows, unseen words split into known characters, special-token ids consistent, the adapted
+model exports and loads with its gates passing, bad input errors name the fix, and the recipe's step."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from conftest import AG_LABELS, read_texts
+
+import edgekd
+from edgekd import bundle as bundle_mod
+from edgekd.cli import main as cli_main
+from edgekd.data import Split
+from edgekd.errors import ModelError
+from edgekd.train.adapt import adapt_vocab, old_pieces
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+SIZE = 600
+MAX_LENGTH = 64
+
+
+def _arabic(n: int, skip: int = 0) -> Split:
+    texts, names = read_texts("arabic_news_ant", "train", skip + n)
+    labels = sorted(set(names))
+    return Split(texts[skip:], np.array([labels.index(x) for x in names[skip:]], dtype=np.int64))
+
+
+@pytest.fixture(scope="module")
+def splits() -> SimpleNamespace:
+    return SimpleNamespace(train=_arabic(200), validation=_arabic(20, skip=200), test=_arabic(20, skip=220))
+
+
+@pytest.fixture(scope="module")
+def adapted(tiny_bert: Path, splits: SimpleNamespace, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("adapted") / "base"
+    adapt_vocab(str(tiny_bert), splits, out, SIZE, log=lambda m: None)
+    return out
+
+
+def test_card_records_the_adaptation(adapted: Path, splits: SimpleNamespace) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    record = json.loads((adapted / "edgekd-model.json").read_text())["vocab_adaptation"]
+    assert record["requested_size"] == record["vocab_size"] == SIZE == len(AutoTokenizer.from_pretrained(adapted))
+    assert record["corpus_rows"] == len(splits.train.texts) and record["original_vocab_size"] == 30522
+    assert AutoConfig.from_pretrained(adapted).num_hidden_layers == record["layers_kept"] == 2
+    # Arabic is split into characters by the English vocabulary; the native one needs far fewer tokens.
+    assert record["after"]["tokens_per_1000_chars"] < 0.7 * record["before"]["tokens_per_1000_chars"]
+    assert sum(record["init"].values()) == SIZE and record["init"]["mean_of_pieces"] > SIZE // 2
+
+
+def test_fvt_row_is_the_mean_of_its_pieces(adapted: Path, tiny_bert: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from edgekd.train.infer import load_checkpoint
+
+    old_model, old_tok = load_checkpoint(tiny_bert)
+    new_tok = AutoTokenizer.from_pretrained(adapted)
+    from transformers import AutoModel
+
+    new_rows = AutoModel.from_pretrained(adapted).get_input_embeddings().weight.detach().numpy()
+    old_rows = old_model.get_input_embeddings().weight.detach().numpy()
+    words = [t for t in new_tok.convert_ids_to_tokens(list(range(len(new_tok))))
+             if not t.startswith("##") and len(old_tok.tokenize(t)) > 2 and "[UNK]" not in old_tok.tokenize(t)]
+    assert len(words) > 20
+    for word in words[:50]:
+        pieces = old_tok.convert_tokens_to_ids(old_tok.tokenize(word))
+        np.testing.assert_allclose(new_rows[new_tok.convert_tokens_to_ids(word)], old_rows[pieces].mean(0), rtol=1e-6)
+    for token in SPECIALS:  # specials (and any token the base vocabulary has) are copied
+        np.testing.assert_array_equal(new_rows[new_tok.convert_tokens_to_ids(token)],
+                                      old_rows[old_tok.convert_tokens_to_ids(token)])
+    # a continuation token decomposes as the continuation of a word: the first piece carries ## too
+    vocab = old_tok.vocab
+    assert old_pieces("##ing", vocab, "##", 100) == [vocab["##ing"]]
+    assert "##ingzq" not in vocab and "##zq" not in vocab
+    assert old_pieces("##ingzq", vocab, "##", 100) == [vocab["##ing"], vocab["##z"], vocab["##q"]]
+    assert old_pieces("\u1401", vocab, "##", 100) is None
+
+
+def test_unseen_word_splits_into_characters(adapted: Path, splits: SimpleNamespace) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(adapted)
+    seen = " ".join(splits.train.texts)
+    word = "".join(reversed("الاستراتيجيات")) + "قظغ"
+    assert word not in seen
+    pieces = tok.tokenize(word)
+    assert "[UNK]" not in pieces and "".join(p.removeprefix("##") for p in pieces) == word
+    # Latin letters and digits are in the alphabet even when the corpus has few of them
+    assert "[UNK]" not in tok.tokenize("zqxj 90210")
+
+
+def test_special_token_ids_consistent(adapted: Path) -> None:
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(adapted)
+    config = AutoConfig.from_pretrained(adapted)
+    rows = AutoModel.from_pretrained(adapted).get_input_embeddings().weight
+    assert rows.shape[0] == len(tok) == config.vocab_size == SIZE
+    assert tok.convert_tokens_to_ids(SPECIALS) == [0, 1, 2, 3, 4]
+    assert config.pad_token_id == tok.pad_token_id == 0
+    ids = tok("مرحبا بكم")["input_ids"]
+    assert ids[0] == tok.cls_token_id == 2 and ids[-1] == tok.sep_token_id == 3
+    spec = json.loads((adapted / "tokenizer.json").read_text())
+    assert {t["content"]: t["id"] for t in spec["added_tokens"]} == dict(zip(SPECIALS, range(5), strict=True))
+    assert spec["post_processor"]["special_tokens"]["[SEP]"]["ids"] == [3]
+    assert (adapted / "vocab.txt").read_text(encoding="utf-8").splitlines() == tok.convert_ids_to_tokens(list(range(SIZE)))
+    decoder = json.loads((adapted / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    assert {v["content"]: int(k) for k, v in decoder.items()} == dict(zip(SPECIALS, range(5), strict=True))
+
+
+def test_adapted_checkpoint_exports_and_loads(adapted: Path, splits: SimpleNamespace, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoTokenizer, BertForSequenceClassification
+
+    from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
+    from edgekd.train.infer import load_checkpoint, torch_logits
+
+    ckpt = tmp_path / "classifier"
+    torch.manual_seed(0)
+    model = BertForSequenceClassification.from_pretrained(
+        adapted, num_labels=4, id2label=dict(enumerate(AG_LABELS)), label2id={n: i for i, n in enumerate(AG_LABELS)})
+    with torch.no_grad():  # logits with spread, as conftest's tiny_bert (parity needs them)
+        model.classifier.weight.mul_(20.0)
+    model.save_pretrained(ckpt)
+    AutoTokenizer.from_pretrained(adapted).save_pretrained(ckpt)
+    (ckpt / "edgekd-model.json").write_text(json.dumps({"max_length": MAX_LENGTH, "role": "test"}))
+    out = tmp_path / "bundle"
+    export_bundle(ckpt, out, ExportData(test_texts=splits.train.texts, source="arabic_news_ant/train"),
+                  ExportOptions(targets=["onnx"], check_per_class=16), log=lambda m: None)
+    manifest = bundle_mod.read_manifest(out)
+    assert manifest.parity["onnx-fp32"]["status"] == "passed"
+    texts = splits.test.texts
+    got = edgekd.load(out, backend="onnx").logits(texts)
+    np.testing.assert_allclose(got, torch_logits(*load_checkpoint(ckpt), texts, MAX_LENGTH), atol=1e-3)
+
+
+def test_bad_input_errors(tiny_bert: Path, splits: SimpleNamespace, tmp_path: Path) -> None:
+    few = SimpleNamespace(train=_arabic(5), validation=_arabic(2, skip=5))
+    with pytest.raises(ModelError, match=r"yields only [\d,]+ tokens .* use --size \d+ or less"):
+        adapt_vocab(str(tiny_bert), few, tmp_path / "a", 5000, log=lambda m: None)
+    with pytest.raises(ModelError, match="leaves no room for learned tokens.*use --size"):
+        adapt_vocab(str(tiny_bert), splits, tmp_path / "b", 150, log=lambda m: None)
+    unseen = SimpleNamespace(train=Split(["ᐁᐃᐅ ᐊᐋ"] * 20, np.zeros(20, dtype=np.int64)), validation=Split([], np.zeros(0)))
+    with pytest.raises(ModelError, match="none of the training texts' characters.*covers this script"):
+        adapt_vocab(str(tiny_bert), unseen, tmp_path / "c", 200, log=lambda m: None)
+    mostly = SimpleNamespace(train=Split([t + " ᐁᐃᐅᐊᐋ" * 20 for t in splits.train.texts], splits.train.labels),
+                             validation=splits.validation)
+    logged: list[str] = []
+    adapt_vocab(str(tiny_bert), mostly, tmp_path / "d", SIZE, log=logged.append)
+    assert any(m.startswith("warning:") and "unknown to" in m and "--model DIR" in m for m in logged)
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging left behind
+    # CLI: one-line errors, exit 2, before data or model loads
+    assert cli_main(["adapt-vocab", str(tiny_bert), "--data", str(tmp_path / "nowhere"), "--size", "50",
+                     "--out", str(tmp_path / "o")]) == 2
+    assert cli_main(["adapt-vocab", str(tmp_path), "--data", str(tmp_path / "nowhere"), "--size", "800",
+                     "--out", str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
