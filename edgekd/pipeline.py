@@ -127,13 +127,20 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         argv = ["baseline", *data, "--out", str(paths["baseline"])]
         steps.append(Step("baseline", _cli(argv), [paths["baseline"] / "metrics.json"], {"argv": argv},
                           after=["data"], rmtree_before=[paths["baseline"]]))
+    base, teacher_deps = t.model, ["data"]
+    if t.vocab_size is not None and not t.path:  # a native vocabulary first: the teacher fine-tunes it
+        paths["base"], teacher_deps = out / f"base-vocab{t.vocab_size}", ["adapt-vocab"]
+        base, argv = str(paths["base"]), ["adapt-vocab", t.model, *data, "--size", str(t.vocab_size),
+                                          "--out", str(paths["base"]), "--force"]
+        steps.append(Step("adapt-vocab", _cli(argv), [paths["base"] / "edgekd-model.json"], {"argv": argv},
+                          after=["data"], rmtree_before=[paths["base"]]))
     if not t.path:
-        argv = ["train", *data, "--model", t.model, "--out", str(paths["teacher"]), "--epochs", str(t.epochs),
+        argv = ["train", *data, "--model", base, "--out", str(paths["teacher"]), "--epochs", str(t.epochs),
                 "--lr", str(t.lr), "--batch-size", str(t.batch_size), "--max-length", str(t.max_length)]
         if t.diff_attention is not None:
             argv += ["--diff-attention", str(t.diff_attention)]
         steps.append(Step("teacher", _cli(argv), [paths["teacher"] / "edgekd-model.json"], {"argv": argv},
-                          after=["data"], rmtree_before=[paths["teacher"]]))
+                          after=teacher_deps, rmtree_before=[paths["teacher"]]))
     teacher_after = ["data"] if t.path else ["teacher"]
     for spec in s.specs:
         name = _student_name(spec)

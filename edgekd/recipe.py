@@ -60,6 +60,9 @@ class TeacherConfig:
     max_length: int = 128
     # differential-attention layers (`edgekd train --diff-attention`): 0.5, upper:1, 0+2, ...; None = plain
     diff_attention: str | float | None = None
+    # a WordPiece vocabulary of this many tokens trained on the training texts before fine-tuning (`edgekd
+    # adapt-vocab`, FVT embeddings; a new language); None = the base model's vocabulary. Students inherit it.
+    vocab_size: int | None = None
 
 
 @dataclass
@@ -222,6 +225,10 @@ def _validate(recipe: Recipe) -> None:
             parse_diff(recipe.teacher.diff_attention)
         except ModelError as exc:
             raise RecipeError(f"recipe key 'teacher.diff_attention': {exc}") from None
+    if recipe.teacher.vocab_size is not None and (recipe.teacher.vocab_size < 100 or recipe.teacher.path):
+        raise RecipeError(f"recipe key 'teacher.vocab_size' is {recipe.teacher.vocab_size}"
+                          + (" with teacher.path set: a trained teacher keeps its vocabulary; drop one of them"
+                             if recipe.teacher.path else "; use 100 or more (e.g. 16000), or null for the base vocabulary"))
     if not recipe.data.path:
         raise RecipeError("recipe key 'data.path' is required: the dataset directory, file or hf:NAME")
     if not recipe.students.specs:

@@ -161,3 +161,25 @@ def test_bad_input_errors(tiny_bert: Path, splits: SimpleNamespace, tmp_path: Pa
     assert cli_main(["adapt-vocab", str(tmp_path), "--data", str(tmp_path / "nowhere"), "--size", "800",
                      "--out", str(tmp_path / "o")]) == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_recipe_adds_an_adapt_step_before_the_teacher(tmp_path: Path) -> None:
+    from edgekd import pipeline
+    from edgekd.errors import RecipeError
+    from edgekd.recipe import parse_recipe
+
+    base = {"out": str(tmp_path), "data": {"path": "d"}, "baseline": {"enabled": False},
+            "students": {"specs": ["layers=2"]}}
+    steps, paths = pipeline.plan(parse_recipe(base, ["teacher.vocab_size=16000"]))
+    assert [s.name for s in steps][:3] == ["data", "adapt-vocab", "teacher"]
+    by = {s.name: s for s in steps}
+    adapt, train = by["adapt-vocab"].key["argv"], by["teacher"].key["argv"]
+    assert adapt[:2] == ["adapt-vocab", "sentence-transformers/all-MiniLM-L6-v2"]
+    assert adapt[adapt.index("--size") + 1] == "16000" and adapt[adapt.index("--out") + 1] == str(paths["base"])
+    assert train[train.index("--model") + 1] == str(paths["base"]) and by["teacher"].after == ["adapt-vocab"]
+    steps, _ = pipeline.plan(parse_recipe(base))
+    assert "adapt-vocab" not in [s.name for s in steps]
+    with pytest.raises(RecipeError, match="teacher.vocab_size.*use 100 or more"):
+        parse_recipe(base, ["teacher.vocab_size=10"])
+    with pytest.raises(RecipeError, match="teacher.vocab_size.*teacher.path set"):
+        parse_recipe(base, ["teacher.vocab_size=8000", "teacher.path=/models/t"])
