@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,97 @@ def plot_class_distribution(counts: dict[str, dict[str, int]], path: str | Path,
 def split_counts(report: dict[str, Any]) -> dict[str, dict[str, int]]:
     """`{split: {label: count}}` from a `Splits.report`, for `plot_class_distribution`."""
     return {name: info["counts"] for name, info in report["splits"].items()}
+
+
+# --- what a careful reviewer would say ------------------------------------------------------------
+
+# A class with at least this many test texts and F1 = 0: the model never gets it right, which is a
+# finding, not noise (at 10 texts a model with any skill on the class would get one right).
+ZERO_F1_MIN_SUPPORT = 10
+
+
+@dataclass
+class ModelScores:
+    """The numbers `review` reads of one model: `per_class` = {label: (f1, support)}."""
+
+    name: str
+    kind: str  # baseline | teacher | student | artifact
+    accuracy: float
+    f1_macro: float
+    per_class: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+def scores_from_metrics(name: str, kind: str, metrics: dict[str, Any]) -> ModelScores:
+    """ModelScores of a `metrics.json` (train, distill, baseline, evaluate)."""
+    per_class = {label: (float(m["f1"]), int(m["support"])) for label, m in metrics.get("per_class", {}).items()}
+    return ModelScores(name, kind, float(metrics["accuracy"]), float(metrics["f1_macro"]), per_class)
+
+
+def scores_from_report(model: dict[str, Any], labels: list[str]) -> ModelScores:
+    """ModelScores of one model row of a verification report (`accuracy` holds f1_per_class and
+    support in the bundle's label order; older reports have neither)."""
+    acc = model["accuracy"]
+    f1, support = acc.get("f1_per_class") or [], acc.get("support") or []
+    per_class = {label: (float(f), int(n)) for label, f, n in zip(labels, f1, support, strict=False)}
+    return ModelScores(model["name"], model["kind"], float(acc["accuracy"]), float(acc["f1_macro"]), per_class)
+
+
+def review(models: list[ModelScores]) -> list[str]:
+    """Warnings a careful reviewer would give, one line each (empty when there is nothing to say):
+    a class with F1 = 0 on >= ZERO_F1_MIN_SUPPORT test texts, and a transformer model (teacher,
+    student or artifact) below the TF-IDF baseline on macro F1 or on accuracy. Models with the same
+    finding share one line."""
+    by_finding: dict[str, list[str]] = {}
+    for m in models:
+        never = [f"{label} ({n} texts)" for label, (f1, n) in m.per_class.items() if f1 == 0 and n >= ZERO_F1_MIN_SUPPORT]
+        if never:
+            finding = (f"F1 = 0 on {len(never)} of {len(m.per_class)} classes: {', '.join(never)}: never predicted "
+                       "right (more rows of them, --class-weight balanced or --select-metric f1_macro may help)")
+            by_finding.setdefault(finding, []).append(m.name)
+    out = [f"{', '.join(names)}: {finding}" for finding, names in by_finding.items()]
+    baseline = next((m for m in models if m.kind == "baseline"), None)
+    if baseline is None:
+        return out
+    for key, title in (("f1_macro", "macro F1"), ("accuracy", "accuracy")):
+        ref = getattr(baseline, key)
+        below = [f"{m.name} {getattr(m, key):.3f}" for m in models if m.kind != "baseline" and getattr(m, key) < ref]
+        if below:
+            out.append(f"below the TF-IDF baseline ({baseline.name} {ref:.3f}) on {title}: {', '.join(below)}; "
+                       "the transformer does not earn its cost here (see the per-class F1 chart)")
+    return out
+
+
+def report_warnings(report: dict[str, Any]) -> list[str]:
+    """`review` of every model of a verification report."""
+    labels = report["bundle"]["labels"]
+    return review([scores_from_report(m, labels) for m in report["models"]])
+
+
+def print_warnings(warnings: list[str], console: Any = None) -> None:
+    """Each warning as one bold yellow line."""
+    from rich.console import Console
+    from rich.text import Text
+
+    console = console or Console()
+    for line in warnings:
+        console.print(Text(f"warning: {line}", style="bold yellow"))
+
+
+def print_decisions(checkpoint: str | Path, console: Any = None) -> None:
+    """One line of what a checkpoint's training decided (edgekd-model.json `decisions`): class weights,
+    selection metric and schedule, and the epoch it kept."""
+    from rich.console import Console
+
+    path = Path(checkpoint) / "edgekd-model.json"
+    card = json.loads(path.read_text()) if path.is_file() else {}
+    d = card.get("decisions")
+    if not d:
+        return
+    best = card.get("best_validation") or {}
+    kept = f", kept epoch {best['epoch']:g} (validation {d['select_metric']} {best[d['select_metric']]:.4f})" \
+        if best.get("epoch") is not None else ""
+    console = console or Console()
+    console.print(f"{Path(checkpoint).name}: class weight {d['class_weight']}, selected on {d['select_metric']}, "
+                  f"{d['epochs']:g} epochs planned (ran {card.get('epochs_run') or 0:g}), warm-up {d['warmup_ratio']:g}"
+                  f"{kept}; imbalance {d.get('imbalance_ratio')} (threshold {d['imbalance_threshold']:g})",
+                  markup=False, highlight=False)

@@ -255,6 +255,7 @@ def test_teacher_logits_reach_the_distillation_loss(tiny_bert: Path, tmp_path: P
     with torch.no_grad():
         loss = trainer.compute_loss(model, dict(batch))
         logits = model(**inputs).logits
-    expected = kd_loss(logits, batch["teacher_logits"], batch["labels"], config.temperature, config.alpha)
+    expected = kd_loss(logits, batch["teacher_logits"], batch["labels"], config.temperature, config.alpha,
+                       trainer.class_weights)  # auto: the 64-row slice is imbalanced, so weighted
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
     assert abs(float(loss) - float(F.cross_entropy(logits, batch["labels"]))) > 1e-3  # not plain CE

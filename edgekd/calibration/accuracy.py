@@ -1,6 +1,7 @@
 """Accuracy control for int8: try quantization settings from the most aggressive to the most
 conservative and keep the first that passes the int8 gates of THE gate table
-(`edgekd.verify.parity.DEFAULT_GATES`: top-1 agreement with the PyTorch source and accuracy drop),
+(`edgekd.verify.parity.DEFAULT_GATES`: top-1 agreement with the PyTorch source and accuracy drop;
+the macro-F1 drop too for a source selected on macro F1, `parity.SELECTION_GATES`),
 measured on the whole validation split (plus held-out train texts for agreement when it is small).
 
 This is the one int8 decision per artifact: the post-export check records the kept artifact's
@@ -22,7 +23,9 @@ from edgekd.verify.parity import (
     conversion_parity,
     describe_agreement,
     evaluate_gates,
+    f1_scores,
     paired_drop_interval,
+    paired_f1_drop_interval,
 )
 
 
@@ -90,10 +93,17 @@ def measure(logits: np.ndarray, reference_logits: np.ndarray, labels: Sequence[i
     par = conversion_parity(logits, reference_logits, max_examples=0)
     del par["flipped"]
     acc, ref_acc = accuracy(logits[:n], labels), accuracy(reference_logits[:n], labels)
-    y = np.asarray(labels)
-    interval = paired_drop_interval(reference_logits[:n].argmax(1) == y, logits[:n].argmax(1) == y)
+    y = np.asarray(labels, dtype=np.int64)
+    ref_pred, pred = reference_logits[:n].argmax(1), logits[:n].argmax(1)
+    interval = paired_drop_interval(ref_pred == y, pred == y)
+    k = logits.shape[1]
+    f1, ref_f1 = f1_scores(y, pred, k)["f1_macro"], f1_scores(y, ref_pred, k)["f1_macro"]
+    # Macro F1 is always measured and recorded; it is gated when the source was selected on it
+    # (the int8 f1_macro_drop gate of parity.SELECTION_GATES).
     return {**par, "accuracy": acc, "reference_accuracy": ref_acc, "accuracy_drop": ref_acc - acc,
-            "accuracy_drop_ci": list(interval), "n_accuracy": n}
+            "accuracy_drop_ci": list(interval), "f1_macro": f1, "reference_f1_macro": ref_f1,
+            "f1_macro_drop": ref_f1 - f1, "f1_macro_drop_ci": list(paired_f1_drop_interval(y, ref_pred, pred, k)),
+            "n_accuracy": n}
 
 
 def _keeps(row: dict[str, Any]) -> bool:
@@ -137,7 +147,8 @@ def select_int8(reference_logits: np.ndarray, labels: Sequence[int], candidates:
         tried.append({"name": cand.name, **metrics, "accepted": ok, "failed": "; ".join(failed),
                       "verdicts": {r["metric"]: r["verdict"] for r in rows}})
         if log is not None:
-            log(f"int8 {cand.name}: accuracy {metrics['accuracy']:.4f} (source {reference_accuracy:.4f}) on {n}, "
+            log(f"int8 {cand.name}: accuracy {metrics['accuracy']:.4f} (source {reference_accuracy:.4f}), macro F1 "
+                f"{metrics['f1_macro']:.4f} (source {metrics['reference_f1_macro']:.4f}) on {n}, "
                 f"agreement {describe_agreement(metrics)} -> {'kept' if ok else 'rejected'}")
         if ok:
             chosen = cand

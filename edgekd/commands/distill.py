@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     loss = parser.add_argument_group("loss")
     loss.add_argument("--temperature", type=float, default=2.0, help="softmax temperature T (default: 2)")
     loss.add_argument("--alpha", type=float, default=0.5,
-                      help="weight of the soft-target KL term; 1-alpha weighs cross-entropy (default: 0.5)")
+                      help="weight of the soft-target KL term; 1-alpha weighs the (class-weighted) "
+                           "cross-entropy (default: 0.5)")
     loss.add_argument("--hidden-weight", type=float, default=0.0,
                       help="weight of the hidden-state MSE (same-tokenizer students; default: 0)")
     loss.add_argument("--attention-weight", type=float, default=0.0,
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="teacher-logit cache (default: $EDGEKD_CACHE/teacher-logits or "
                              "~/.cache/edgekd/teacher-logits)")
-    add_optimisation_arguments(parser, epochs=3.0, lr=1e-4)
+    add_optimisation_arguments(parser, lr=1e-4)
 
 
 def _check_loss_args(args: argparse.Namespace) -> None:
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
                         compare_no_teacher=args.compare_no_teacher, data_spec=data_spec)
     if rows:  # empty on the other ranks under torchrun
         _print_rows(rows)
+        _print_review(rows)
         print(f"comparison: {args.out / 'comparison.md'}")
     return 0
 
@@ -97,3 +99,21 @@ def _print_rows(rows: list[dict]) -> None:
     print_table(make_console(), "distillation (test split)", [title for _, title in COMPARISON_COLUMNS],
                 [[format_cell(row.get(k), k) for k, _ in COMPARISON_COLUMNS] for row in rows],
                 justify=["left" if key == "model" else "right" for key, _ in COMPARISON_COLUMNS])
+
+
+def _print_review(rows: list[dict]) -> None:
+    """The class weights and selection metric each student used, and the reviewer's warnings (a class
+    never predicted right, a student below the teacher is expected and not warned about)."""
+    import json
+
+    from edgekd.console import make_console
+    from edgekd.metrics import print_decisions, print_warnings, review, scores_from_metrics
+
+    console = make_console()
+    scores = []
+    for row in rows:
+        path = Path(row["path"]) / "metrics.json"
+        if row["model"] != "teacher" and path.is_file():
+            print_decisions(Path(row["path"]), console)
+            scores.append(scores_from_metrics(row["model"], "student", json.loads(path.read_text())))
+    print_warnings(review(scores), console)

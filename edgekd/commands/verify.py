@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def print_gate_table(report: dict[str, Any], console: Any = None) -> None:
-    """The models table and the per-check table, then the report's notes."""
+    """The models table and the per-check table, then the report's notes and warnings."""
     from rich.text import Text
 
     from edgekd.console import make_console, print_table
@@ -56,6 +56,9 @@ def print_gate_table(report: dict[str, Any], console: Any = None) -> None:
     print_table(console, "gates", GATE_HEADER, checks)
     for note in report.get("notes", []):
         console.print(f"note: {note}", markup=False, highlight=False)
+    from edgekd.metrics import print_warnings, report_warnings
+
+    print_warnings(report_warnings(report), console)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -114,6 +114,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
     log(f"loading {model_dir}")
     model, tokenizer = load_checkpoint(model_dir)
     model_card = _model_card(model_dir)
+    options.gates.select_on(model_card.get("select_metric"))  # selected on macro F1: int8 must keep it
     labels = label_order(model.config.id2label, str(model_dir / "config.json"))
     settings = _tokenizer_settings(tokenizer, model_card)
     tokenizer_json = _tokenizer_json(model_dir, tokenizer)

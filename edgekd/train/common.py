@@ -22,16 +22,31 @@ CHECKPOINTS_SUBDIR = "checkpoints"  # intermediate Trainer checkpoints; removed 
 
 @dataclass
 class TrainConfig:
-    """Optimisation settings shared by `train` and `distill`."""
+    """Optimisation settings shared by `train` and `distill`. `None` / `"auto"` are decided from the
+    training data (`train.imbalance.plan_training`) and recorded in the model card."""
 
-    epochs: float = 3.0
+    epochs: float | None = None  # None: from the number of training rows (imbalance.schedule)
     lr: float = 5e-5
     batch_size: int = 32
     max_length: int = 128
     seed: int = 42
-    warmup_ratio: float = 0.06
+    warmup_ratio: float | None = None  # None: from the number of training rows
     weight_decay: float = 0.01
     progress: bool = True
+    class_weight: str = "auto"  # auto | none | balanced | sqrt: weights of the cross-entropy term
+    select_metric: str = "auto"  # auto | accuracy | f1_macro: picks the best validation checkpoint
+    patience: int = 3  # evaluations without improvement before stopping early; 0 = never
+
+    def resolved(self, train_labels: np.ndarray, labels: list[str]) -> tuple[TrainConfig, Any]:
+        """(this config with every auto setting decided from the training labels, the TrainingPlan)."""
+        import dataclasses
+
+        from edgekd.train.imbalance import plan_training
+
+        plan = plan_training(train_labels, labels, self.batch_size, self.class_weight, self.select_metric,
+                             self.epochs, self.warmup_ratio, self.patience)
+        return dataclasses.replace(self, epochs=plan.epochs, warmup_ratio=plan.warmup_ratio,
+                                   class_weight=plan.class_weight, select_metric=plan.select_metric), plan
 
 
 def text_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray, max_length: int,
@@ -104,9 +119,10 @@ def device_description() -> str:
     return f"cpu:{platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def training_arguments(out: Path, config: TrainConfig, metric: str = "accuracy") -> Any:
+def training_arguments(out: Path, config: TrainConfig) -> Any:
     """`TrainingArguments`: evaluate and save each epoch into `out/checkpoints`, keep the best on
-    validation `metric`, fixed seed, bf16/fp16 on CUDA when supported, no hub, no report_to."""
+    validation `config.select_metric` (a resolved config: see `TrainConfig.resolved`), fixed seed,
+    bf16/fp16 on CUDA when supported, no hub, no report_to."""
     import torch
     from transformers import TrainingArguments
 
@@ -125,7 +141,7 @@ def training_arguments(out: Path, config: TrainConfig, metric: str = "accuracy")
         save_strategy="epoch",
         save_total_limit=2,
         load_best_model_at_end=True,
-        metric_for_best_model=metric,
+        metric_for_best_model=config.select_metric,
         greater_is_better=True,
         logging_strategy="epoch",
         seed=config.seed,
@@ -145,12 +161,37 @@ def training_arguments(out: Path, config: TrainConfig, metric: str = "accuracy")
     )
 
 
-def accuracy_metric(eval_pred: Any) -> dict[str, float]:
-    """`compute_metrics` for the Trainer: validation accuracy from (logits, labels)."""
+def selection_metrics(eval_pred: Any) -> dict[str, float]:
+    """`compute_metrics` for the Trainer: validation accuracy and macro F1 from (logits, labels), the
+    metrics a checkpoint can be selected on (`--select-metric`)."""
+    from edgekd.verify.parity import f1_scores
+
     logits, labels = eval_pred
     if isinstance(logits, tuple):
         logits = logits[0]
-    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+    pred = np.argmax(logits, axis=-1)
+    return {"accuracy": float((pred == labels).mean()),
+            "f1_macro": f1_scores(labels, pred, np.asarray(logits).shape[-1])["f1_macro"]}
+
+
+def cross_entropy(logits: Any, labels: Any, class_weights: Any = None) -> Any:
+    """Cross-entropy of logits [batch, num_labels] against label ids [batch], at least float32.
+    With `class_weights` [num_labels] it is PyTorch's weighted mean: sum_i w[y_i] * ce_i / sum_i w[y_i]."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    weight = None if class_weights is None else class_weights.to(device=logits.device, dtype=logits.dtype)
+    return F.cross_entropy(logits, labels, weight=weight)
+
+
+def early_stopping(config: TrainConfig) -> list[Any]:
+    """Trainer callbacks: stop after `config.patience` evaluations without a better selection metric."""
+    if config.patience <= 0:
+        return []
+    from transformers import EarlyStoppingCallback
+
+    return [EarlyStoppingCallback(early_stopping_patience=config.patience)]
 
 
 def label_maps(labels: list[str]) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """Knowledge distillation: a `Trainer` subclass whose loss is
 
-    alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE(student, labels)
+    alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE_w(student, labels)
+
+where CE_w is the class-weighted cross-entropy (`--class-weight`; the KL term is not weighted: the
+teacher's soft targets carry its own class preferences, re-balanced when it was trained weighted),
 
 with optional intermediate losses for same-tokenizer students: hidden-state MSE (through a
 learned projection when widths differ) and attention-distribution KL. Soft targets are the
@@ -23,23 +26,20 @@ from edgekd.train.common import (
     TrainConfig,
     count_parameters,
     cpu_only,
+    cross_entropy,
     device_description,
     save_final,
     set_seed,
     write_json,
 )
-
-try:  # torch is the train extra; this module is only imported where it is installed
-    from transformers import Trainer as _Trainer
-except ImportError:  # pragma: no cover - exercised only without the train extra
-    _Trainer = object
+from edgekd.train.teacher import ClassWeightedTrainer
 
 
 @dataclass
 class DistillConfig:
     """Loss and optimisation settings of one distillation run (defaults work on AG News)."""
 
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=3.0, lr=1e-4))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4))
     temperature: float = 2.0
     alpha: float = 0.5
     hidden_weight: float = 0.0
@@ -47,8 +47,10 @@ class DistillConfig:
     use_teacher: bool = True  # False: plain fine-tuning of the same student init (no soft targets)
 
 
-def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float, alpha: float) -> Any:
-    """alpha * T^2 * KL(teacher/T || student/T) (batch mean) + (1 - alpha) * cross-entropy."""
+def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float, alpha: float,
+            class_weights: Any = None) -> Any:
+    """alpha * T^2 * KL(teacher/T || student/T) (batch mean) + (1 - alpha) * cross-entropy, the
+    cross-entropy weighted per class by `class_weights` [num_labels] when given (`common.cross_entropy`)."""
     import torch
     import torch.nn.functional as F
 
@@ -57,7 +59,7 @@ def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: 
     s, t_logits, t = student_logits.to(dtype), teacher_logits.to(dtype), float(temperature)
     soft = F.kl_div(F.log_softmax(s / t, dim=-1), F.log_softmax(t_logits / t, dim=-1),
                     reduction="batchmean", log_target=True) * (t * t)
-    hard = F.cross_entropy(s, labels)
+    hard = cross_entropy(s, labels, class_weights)
     return alpha * soft + (1.0 - alpha) * hard
 
 
@@ -87,7 +89,7 @@ def attention_kl(student_attn: Any, teacher_attn: Any, layer_map: list[int], mas
     return total / len(layer_map)
 
 
-class DistillationTrainer(_Trainer):
+class DistillationTrainer(ClassWeightedTrainer):
     """`Trainer` with the KD loss; `teacher_logits` come in each batch from the collator."""
 
     def __init__(self, *args: Any, distill: DistillConfig, teacher: Any = None,
@@ -139,7 +141,6 @@ class DistillationTrainer(_Trainer):
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
         """KD loss (plus intermediate losses while training) for one batch."""
-        import torch.nn.functional as F
 
         inputs = dict(inputs)
         teacher_logits = inputs.pop("teacher_logits", None)
@@ -149,9 +150,9 @@ class DistillationTrainer(_Trainer):
         want_h, want_a = online and cfg.hidden_weight > 0, online and cfg.attention_weight > 0
         outputs = model(**inputs, output_hidden_states=want_h, output_attentions=want_a)
         if teacher_logits is None or not cfg.use_teacher:
-            loss = F.cross_entropy(outputs.logits, labels)
+            loss = cross_entropy(outputs.logits, labels, self.class_weights)
         else:
-            loss = kd_loss(outputs.logits, teacher_logits, labels, cfg.temperature, cfg.alpha)
+            loss = kd_loss(outputs.logits, teacher_logits, labels, cfg.temperature, cfg.alpha, self.class_weights)
         if want_h or want_a:
             import torch
 
@@ -175,10 +176,13 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
     `soft` holds `train` / `validation` / `test` teacher logits and `cache_hit`. Returns the
     student's comparison row (None on the other ranks under torchrun: only rank 0 evaluates and writes).
     """
+    from edgekd.train.imbalance import best_epoch, validation_history
     from edgekd.train.students import build_student, evenly_spaced_layers
     from edgekd.train.teacher import build_trainer, finish_checkpoint, library_versions
     from edgekd.train.width import prune_width
 
+    train, plan = config.train.resolved(splits.train.labels, list(splits.labels))
+    config = dataclasses.replace(config, train=train)
     set_seed(config.train.seed)
     student, tokenizer, layers = build_student(spec, teacher_dir, list(splits.labels))
     # ffn=/heads=: prune the copied layers by importance on the training texts (None: no pruning).
@@ -191,7 +195,7 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
     trainer = build_trainer(
         student, tokenizer, splits, Path(out), config.train, trainer_cls=DistillationTrainer,
         train_logits=soft["train"] if use else None, validation_logits=soft["validation"] if use else None,
-        distill=config, teacher=teacher, layer_map=layer_map)
+        distill=config, teacher=teacher, layer_map=layer_map, class_weights=plan.weights)
     from edgekd.train import diff_attention as diff
 
     diff.attach_ramp(trainer)  # diff= layers (or ones inherited from the teacher below ramp 1)
@@ -215,7 +219,11 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
         "role": "student", "teacher": str(teacher_dir), "max_length": config.train.max_length,
         "width_pruning": width,
         "labels": list(splits.labels), "data": data_spec.to_dict() if data_spec is not None else None,
-        "dataset_fingerprint": splits.fingerprint, "base_model": spec.text,
+        "dataset_fingerprint": splits.fingerprint, "base_model": spec.text, "training": dataclasses.asdict(config.train),
+        "decisions": plan.record(), "select_metric": config.train.select_metric,
+        "best_validation": best_epoch(trainer.state.log_history, config.train.select_metric),
+        "validation_history": validation_history(trainer.state.log_history),
+        "epochs_run": trainer.state.epoch, "test_accuracy": metrics["accuracy"], "test_f1_macro": metrics["f1_macro"],
         "wall_time_s": round(wall, 2), "device": device_description(), "versions": library_versions()})
     diff.record(Path(out), trainer.model, spec.option("diff"))
     return {"model": spec.name + ("" if use else " (no teacher)"), "spec": spec.text, "path": str(out),

@@ -1,5 +1,6 @@
 """Teacher fine-tuning: a Hugging Face sequence classifier trained with the `Trainer` (dynamic
-padding, evaluation each epoch, best checkpoint on validation accuracy, fixed seeds, device auto).
+padding, class-weighted cross-entropy, evaluation each epoch, best checkpoint and early stopping on
+the validation selection metric, fixed seeds, device auto; `auto` settings from `train.imbalance`).
 
 Because it is the stock `Trainer`, `torchrun` / `accelerate launch` run it on several GPUs or
 machines unchanged. The output directory is a plain HF checkpoint plus `edgekd-model.json`,
@@ -17,16 +18,44 @@ from edgekd.errors import ModelError
 from edgekd.train.common import (
     PaddingCollator,
     TrainConfig,
-    accuracy_metric,
+    cross_entropy,
     device_description,
+    early_stopping,
     evaluate_checkpoint,
     label_maps,
     save_final,
+    selection_metrics,
     set_seed,
     text_dataset,
     training_arguments,
     write_json,
 )
+from edgekd.train.imbalance import best_epoch, validation_history
+
+try:  # torch is the train extra; this module is only imported where it is installed
+    from transformers import Trainer as _Trainer
+except ImportError:  # pragma: no cover - exercised only without the train extra
+    _Trainer = object
+
+
+class ClassWeightedTrainer(_Trainer):
+    """`Trainer` whose loss is the (optionally class-weighted) cross-entropy of the logits."""
+
+    def __init__(self, *args: Any, class_weights: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        super().__init__(*args, **kwargs)
+        # [num_labels] float32, or None (plain cross-entropy)
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.model_accepts_loss_kwargs = False
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = cross_entropy(outputs.logits, labels, self.class_weights)
+        return (loss, outputs) if return_outputs else loss
 
 
 def load_base_model(model_ref: str, labels: list[str]) -> tuple[Any, Any, str]:
@@ -54,7 +83,7 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
 
     Returns the test-split metrics (also written to `out/metrics.json`).
     """
-    config = config or TrainConfig()
+    config, plan = (config or TrainConfig()).resolved(splits.train.labels, list(splits.labels))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     set_seed(config.seed)
@@ -62,13 +91,14 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
 
     model, tokenizer, path = load_base_model(model_ref, splits.labels)
     model = diff.prepare(model, diff_attention)
-    trainer = build_trainer(model, tokenizer, splits, out, config)
+    trainer = build_trainer(model, tokenizer, splits, out, config, class_weights=plan.weights)
     diff.attach_ramp(trainer)
     start = time.perf_counter()
     trainer.train()
     wall = time.perf_counter() - start
     save_final(trainer, tokenizer, out)
     best = trainer.state.best_metric
+    selected = best_epoch(trainer.state.log_history, config.select_metric)
     if not trainer.is_world_process_zero():  # under torchrun only rank 0 evaluates and writes
         return {}
     metrics, _ = finish_checkpoint(trainer.model, tokenizer, splits, out, config.max_length)
@@ -82,8 +112,14 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
         "base_model_path": path,
         "training": dataclasses.asdict(config),
         "train_samples": len(splits.train.texts),
-        "best_validation_accuracy": best,
+        "decisions": plan.record(),
+        "select_metric": config.select_metric,
+        "best_validation": selected,
+        "validation_history": validation_history(trainer.state.log_history),
+        "best_validation_accuracy": (selected or {}).get("validation", {}).get("accuracy", best),
+        "epochs_run": trainer.state.epoch,
         "test_accuracy": metrics["accuracy"],
+        "test_f1_macro": metrics["f1_macro"],
         "wall_time_s": round(wall, 2),
         "device": device_description(),
         "versions": library_versions(),
@@ -94,22 +130,25 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
 
 def build_trainer(model: Any, tokenizer: Any, splits: Any, out: Path, config: TrainConfig,
                   trainer_cls: Any = None, **extra: Any) -> Any:
-    """A `Trainer` (or `trainer_cls`) over the train / validation splits with dynamic padding.
+    """A `ClassWeightedTrainer` (or `trainer_cls`, a subclass) over the train / validation splits with
+    dynamic padding, selecting and stopping early on `config.select_metric` (`auto` settings left in
+    `config` are decided here from the training labels, as `TrainConfig.resolved` does).
 
-    `extra` may hold `train_logits` / `validation_logits` (teacher soft targets) and keyword
-    arguments for `trainer_cls`.
+    `extra` may hold `train_logits` / `validation_logits` (teacher soft targets), `class_weights`
+    ([num_labels] or None) and keyword arguments for `trainer_cls`.
     """
-    from transformers import Trainer
-
+    if config.epochs is None or config.warmup_ratio is None or "auto" in (config.class_weight, config.select_metric):
+        config, plan = config.resolved(splits.train.labels, list(splits.labels))
+        extra.setdefault("class_weights", plan.weights)
     train_logits = extra.pop("train_logits", None)
     validation_logits = extra.pop("validation_logits", None)
     train = text_dataset(tokenizer, splits.train.texts, splits.train.labels, config.max_length, train_logits)
     validation = text_dataset(tokenizer, splits.validation.texts, splits.validation.labels,
                               config.max_length, validation_logits)
-    return (trainer_cls or Trainer)(
+    return (trainer_cls or ClassWeightedTrainer)(
         model=model, args=training_arguments(out, config), train_dataset=train, eval_dataset=validation,
         data_collator=PaddingCollator(tokenizer), processing_class=tokenizer,
-        compute_metrics=accuracy_metric, **extra,
+        compute_metrics=selection_metrics, callbacks=early_stopping(config), **extra,
     )
 
 

@@ -108,30 +108,64 @@ def parity_by_length(artifact_logits: np.ndarray, source_logits: np.ndarray, len
     return out
 
 
-def f1_scores(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict[str, float]:
+def _f1_from_counts(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(per-class F1, mask of the classes macro F1 averages over) from counts [..., num_labels]."""
+    denom = support + predicted
+    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp, dtype=np.float64), where=denom > 0)
+    return f1, denom > 0
+
+
+def f1_scores(y_true: np.ndarray, y_pred: np.ndarray, num_labels: int) -> dict[str, Any]:
     """Macro and weighted F1 over `num_labels` classes (a class with no true and no predicted rows
-    scores 0 and, for macro, still counts only if it has support or predictions, as sklearn does)."""
+    scores 0 and, for macro, still counts only if it has support or predictions, as sklearn does),
+    plus `f1_per_class` and `support` (lists in label-id order)."""
     y_true, y_pred = np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)
     cm = np.zeros((num_labels, num_labels), dtype=np.int64)  # cm[true, pred]
     np.add.at(cm, (y_true, y_pred), 1)
-    tp = np.diag(cm).astype(np.float64)
     support = cm.sum(axis=1).astype(np.float64)
-    predicted = cm.sum(axis=0).astype(np.float64)
-    denom = support + predicted
-    f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
-    present = np.flatnonzero(denom > 0)
-    macro = float(f1[present].mean()) if len(present) else 0.0
+    f1, present = _f1_from_counts(np.diag(cm).astype(np.float64), support, cm.sum(axis=0).astype(np.float64))
+    macro = float(f1[present].mean()) if present.any() else 0.0
     weighted = float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
-    return {"f1_macro": macro, "f1_weighted": weighted}
+    return {"f1_macro": macro, "f1_weighted": weighted, "f1_per_class": [float(x) for x in f1],
+            "support": [int(x) for x in support]}
 
 
-def accuracy_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """accuracy, f1_macro, f1_weighted of logits [n, num_labels] against true label ids [n]."""
+def accuracy_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """accuracy, f1_macro, f1_weighted, f1_per_class and support of logits [n, num_labels] against
+    true label ids [n]."""
     logits = np.asarray(logits)
     labels = np.asarray(labels, dtype=np.int64)
     pred = logits.argmax(axis=1)
     acc = float((pred == labels).mean()) if len(labels) else 0.0
     return {"accuracy": acc, **f1_scores(labels, pred, logits.shape[1])}
+
+
+def paired_f1_drop_interval(y_true: np.ndarray, source_pred: np.ndarray, artifact_pred: np.ndarray,
+                            num_labels: int, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% interval of a macro-F1 drop (source - artifact) on the same labelled texts: a paired
+    percentile bootstrap (both models scored on each resample of the texts). Macro F1 has no closed-form
+    variance. No text predicted differently: the drop is exactly 0 on these texts (interval [0, 0])."""
+    y, a, b = (np.asarray(v, dtype=np.int64) for v in (y_true, source_pred, artifact_pred))
+    n = len(y)
+    if n == 0:
+        return -1.0, 1.0
+    if np.array_equal(a, b):
+        return 0.0, 0.0
+    rows = np.random.default_rng(seed).integers(0, n, size=(resamples, n))  # [resamples, n]
+
+    offset = num_labels * np.arange(resamples)[:, None]  # each resample counts into its own row
+    size = resamples * num_labels
+
+    def macro(pred: np.ndarray) -> np.ndarray:  # macro F1 of each resample, [resamples]
+        yt, pt = y[rows] + offset, pred[rows] + offset
+        support = np.bincount(yt.ravel(), minlength=size).reshape(resamples, num_labels)
+        predicted = np.bincount(pt.ravel(), minlength=size).reshape(resamples, num_labels)
+        tp = np.bincount(yt.ravel(), weights=(yt == pt).ravel(), minlength=size).reshape(resamples, num_labels)
+        f1, present = _f1_from_counts(tp, support.astype(np.float64), predicted.astype(np.float64))
+        return (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+
+    drops = macro(a) - macro(b)
+    return float(np.percentile(drops, 2.5)), float(np.percentile(drops, 97.5))
 
 
 def distillation_gap(model_logits: np.ndarray, teacher_logits: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -173,6 +207,11 @@ class Gate:
 # verify, the recipe default and the CLI default all read it from here).
 INT8_MAX_ACCURACY_DROP = 0.005
 
+# The int8 macro-F1 budget, gated when the model was selected on macro F1 (SELECTION_GATES): twice the
+# accuracy budget, because macro F1 weighs a 30-text class like a 3,000-text one, so it moves more per
+# flipped text (one text of a 30-text class moves that class's F1 by ~3 points, macro F1 by 3/K).
+INT8_MAX_F1_MACRO_DROP = 0.01
+
 # THE gate table. Accuracy control (int8 decision on the validation split), the post-export check
 # (fp32/fp16 vs PyTorch on held-out texts) and `edgekd verify` (every artifact on the test split)
 # all read their thresholds from here; a recipe or `--gate-<precision>-<metric>` flags override them.
@@ -191,7 +230,14 @@ DEFAULT_GATES: dict[str, tuple[Gate, ...]] = {
         Gate("accuracy_drop", "<=", INT8_MAX_ACCURACY_DROP, "int8 may cost at most 0.5 accuracy point vs its source"),
     ),
 }
-GATE_METRICS = ("agreement", "max_abs_logit", "max_abs_prob", "accuracy_drop")
+GATE_METRICS = ("agreement", "max_abs_logit", "max_abs_prob", "accuracy_drop", "f1_macro_drop")
+
+# Gates added to the table for a model whose best checkpoint was selected on a metric (its card's
+# `select_metric`, `edgekd train/distill --select-metric`): what it was selected on, int8 must keep.
+SELECTION_GATES: dict[str, dict[str, tuple[Gate, ...]]] = {
+    "f1_macro": {"int8": (Gate("f1_macro_drop", "<=", INT8_MAX_F1_MACRO_DROP,
+                               "selected on macro F1: int8 may cost at most 1 macro-F1 point vs its source"),)},
+}
 
 
 @dataclass
@@ -214,6 +260,14 @@ class GateSet:
         op = ">=" if metric == "agreement" else "<="
         rows.append(Gate(metric, op, float(threshold), "added"))
 
+    def select_on(self, metric: str | None) -> GateSet:
+        """Add the gates of SELECTION_GATES[metric] (a model selected on that metric); a gate the user
+        already set on the same metric is kept. Returns self."""
+        for precision, extra in SELECTION_GATES.get(metric or "", {}).items():
+            rows = self.gates.setdefault(precision, [])
+            rows += [g for g in extra if all(r.metric != g.metric for r in rows)]
+        return self
+
     def threshold(self, precision: str, metric: str) -> float:
         """The threshold of `metric` for `precision` (RecipeError naming the fix when none is set)."""
         for g in self.gates.get(precision, []):
@@ -226,7 +280,7 @@ class GateSet:
 
 
 # The 95% interval a metric carries in a parity row (a metric without one is exact on its texts).
-INTERVAL_OF = {"agreement": "agreement_ci", "accuracy_drop": "accuracy_drop_ci"}
+INTERVAL_OF = {"agreement": "agreement_ci", "accuracy_drop": "accuracy_drop_ci", "f1_macro_drop": "f1_macro_drop_ci"}
 
 
 def evaluate_gates(artifact: str, precision: str, parity: dict[str, Any], gates: GateSet) -> list[dict[str, Any]]:

@@ -143,3 +143,26 @@ def embedding_chart(embedding: dict[str, Any], labels: Sequence[str], model: str
     ax.legend(fontsize=7, markerscale=1.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
               ncol=1 if len(labels) <= 12 else 2)
     return _png(fig)
+
+
+def per_class_f1_chart(models: Sequence[dict[str, Any]], labels: Sequence[str]) -> bytes:
+    """Grouped bars: F1 per class (groups, with their test support) for the baseline, the teacher and
+    the PyTorch student (bars) side by side; a class none of them gets right shows as an empty group."""
+    import numpy as np
+
+    shown = [m for m in models if m["kind"] in ("baseline", "teacher", "student") and m["accuracy"].get("f1_per_class")]
+    fig, ax = _figure(max(7.0, 0.55 * len(labels) * max(1, len(shown)) + 2), 3.6)
+    width = 0.8 / max(1, len(shown))
+    x = np.arange(len(labels))
+    for k, m in enumerate(shown):
+        ax.bar(x + k * width - 0.4 + width / 2, m["accuracy"]["f1_per_class"], width, label=m["name"],
+               color=KIND_COLOURS.get(m["kind"], "#888"))
+    support = shown[0]["accuracy"].get("support") if shown else None
+    ticks = [f"{name} ({support[i]})" if support else name for i, name in enumerate(labels)]
+    ax.set_xticks(x, ticks, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("F1 (test)")
+    ax.set_title("F1 per class (test texts per class): baseline vs teacher vs student", fontsize=11)
+    if shown:
+        ax.legend(fontsize=8)
+    return _png(fig)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.metrics import report_warnings
 from edgekd.verify.parity import wilson_interval
 
 SCHEMA_NAME = "edgekd.verify.report"
@@ -170,6 +171,21 @@ def gate_rows(report: dict[str, Any]) -> list[list[str]]:
              g.get("verdict") or ("PASS" if g["passed"] else "FAIL")] for g in report["gates"]]
 
 
+def per_class_rows(report: dict[str, Any]) -> list[list[str]]:
+    """Header + one row per class: its test support and the F1 of the baseline, teacher and PyTorch
+    student (the models the per-class chart shows); [] when the report has no per-class F1."""
+    shown = [m for m in report["models"]
+             if m["kind"] in ("baseline", "teacher", "student") and m["accuracy"].get("f1_per_class")]
+    if not shown:
+        return []
+    support = shown[0]["accuracy"].get("support") or []
+    rows = [["class", "test texts", *[m["name"] for m in shown]]]
+    for i, label in enumerate(report["bundle"]["labels"]):
+        rows.append([label, str(support[i]) if i < len(support) else "–",
+                     *[f"{m['accuracy']['f1_per_class'][i]:.3f}" for m in shown]])
+    return rows
+
+
 SKIPPED_HEADER = ["artifact", "not verified because"]
 
 
@@ -207,8 +223,14 @@ def to_markdown(report: dict[str, Any]) -> str:
         verdict += f" · **partial: {len(skipped)} artifact(s) not verified**"
     out = [f"# edgekd verification: {dev['device_id']}", "",
            f"{report['created']} · bundle `{report['bundle']['path']}` · {report['data']['n']} texts from "
-           f"`{report['data']['path']}` · {verdict}", "", f"Device: {device_line(dev)}", "", f"Libraries: {libs}", "",
-           "## Models", "", _md_table(MODEL_HEADER, model_rows(report)), "", "## Gates", "",
+           f"`{report['data']['path']}` · {verdict}", "", f"Device: {device_line(dev)}", "", f"Libraries: {libs}", ""]
+    warnings = report_warnings(report)
+    if warnings:
+        out += ["## Warnings", "", *[f"- **{w}**" for w in warnings], ""]
+    per_class = per_class_rows(report)
+    if per_class:
+        out += ["## F1 per class", "", _md_table(per_class[0], per_class[1:]), ""]
+    out += ["## Models", "", _md_table(MODEL_HEADER, model_rows(report)), "", "## Gates", "",
            _md_table(GATE_HEADER, gate_rows(report)) if report["gates"] else "(no artifacts gated)", ""]
     if skipped:
         out += ["## Not verified on this device", "", _md_table(SKIPPED_HEADER, skipped), ""]
@@ -234,7 +256,8 @@ table{border-collapse:collapse;font-size:12px;margin:8px 0}th,td{border:1px soli
 th{background:#f3f5f8}td:nth-child(n+3){white-space:nowrap}td:first-child,th:first-child{text-align:left}.pass{color:#17803d;font-weight:600}
 .fail{color:#c0262d;font-weight:700}.meta{color:#555;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:10px}
 .charts img{width:calc(50% - 8px);min-width:420px;box-sizing:border-box;border:1px solid #eee}.verdict{font-size:15px;padding:6px 10px;display:inline-block;border-radius:4px}
-.ok{background:#e5f5ea}.bad{background:#fbe4e4}"""
+.ok{background:#e5f5ea}.bad{background:#fbe4e4}
+.warning{background:#fff4d6;border-left:4px solid #d99a00;padding:6px 10px;margin:8px 0;font-size:14px}"""
 
 
 def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -269,6 +292,8 @@ def to_html(report: dict[str, Any]) -> str:
     charts = [_img(plots.accuracy_chart(models), "accuracy per model"), _img(plots.size_chart(models), "size"),
               _img(plots.latency_chart(models), "latency per model"),
               _img(plots.latency_distribution(models), "latency distribution")]
+    if per_class_rows(report):
+        charts.insert(1, _img(plots.per_class_f1_chart(models, report["bundle"]["labels"]), "F1 per class"))
     charts += [_img(plots.embedding_chart(m["embedding_map"], report["bundle"]["labels"], m["name"]),
                     f"embedding map of {m['name']}") for m in models if m.get("embedding_map")]
     flips = "".join(f"<li>{html.escape(m['name'])} #{f['index']}: {html.escape(f['source'])} → "
@@ -280,7 +305,8 @@ def to_html(report: dict[str, Any]) -> str:
             f"<p class='meta'>{html.escape(report['created'])} · bundle <code>{html.escape(report['bundle']['path'])}"
             f"</code> · {report['data']['n']} test texts from <code>{html.escape(report['data']['path'])}</code></p>"
             f"<p class='meta'>{html.escape(device_line(dev))}</p>"
-            f"<h2>Charts</h2><div class='charts'>{''.join(charts)}</div>"
+            + "".join(f"<div class='warning'>⚠ {html.escape(w)}</div>" for w in report_warnings(report))
+            + f"<h2>Charts</h2><div class='charts'>{''.join(charts)}</div>"
             f"<h2>Models</h2>{_html_table(MODEL_HEADER, model_rows(report))}"
             f"<h2>Gates</h2>{_html_table(GATE_HEADER, gate_rows(report))}"
             + (f"<h2>Not verified on this device</h2>{_html_table(SKIPPED_HEADER, skipped)}" if skipped else "")

@@ -280,6 +280,9 @@ def _artifact_model(run: Run, tests: TestSet, student: dict[str, Any], student_l
     par["accuracy_drop"] = student["accuracy"]["accuracy"] - acc["accuracy"]
     par["accuracy_drop_ci"] = list(parity.paired_drop_interval(student_logits.argmax(1) == tests.labels,
                                                                logits.argmax(1) == tests.labels))
+    par["f1_macro_drop"] = student["accuracy"]["f1_macro"] - acc["f1_macro"]
+    par["f1_macro_drop_ci"] = list(parity.paired_f1_drop_interval(tests.labels, student_logits.argmax(1),
+                                                                  logits.argmax(1), logits.shape[1]))
     lengths = [len(ids) for ids in clf.tokenizer.encode(tests.texts)]
     par["by_length"] = parity.parity_by_length(logits, student_logits, lengths)
     src, mine = student_logits.argmax(axis=1), logits.argmax(axis=1)
@@ -321,10 +324,15 @@ def preflight(config: VerifyConfig, manifest: Any) -> Preflight:
     return Preflight(student, teacher, student_cols, teacher_cols, runs, notes, skipped)
 
 
+def _card(ckpt: Path) -> dict[str, Any]:
+    """A checkpoint's edgekd-model.json ({} when absent)."""
+    card = Path(ckpt) / "edgekd-model.json"
+    return json.loads(card.read_text()) if card.is_file() else {}
+
+
 def _max_length(ckpt: Path, default: int) -> int:
     """The max_length a checkpoint was trained with (its edgekd-model.json), else `default`."""
-    card = Path(ckpt) / "edgekd-model.json"
-    return int(json.loads(card.read_text()).get("max_length", default)) if card.is_file() else default
+    return int(_card(ckpt).get("max_length", default))
 
 
 def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
@@ -343,6 +351,7 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
     manifest = read_manifest(config.bundle)
     pre = preflight(config, manifest)
     runs, notes = pre.runs, pre.notes
+    config.gates.select_on(_card(pre.student).get("select_metric"))  # selected on macro F1: gate its drop
     tests = load_test_set(config.data, manifest.labels, config.text_columns, config.label_column, config.max_samples,
                           label_map=config.label_map)
     max_length = manifest.tokenizer.max_length
