@@ -1,5 +1,5 @@
 """`python -m benchmarks [PART ...]`: all (the default: baseline teacher students export speed small fairness
-report), any of those, or a separate part (firstrun, serve, vocab, pareto; run only when named).
+report), any of those, or a separate part (firstrun, serve, vocab, pareto, diffattn; run only when named).
 
 Runs the AG News benchmark from ../shared/data: TF-IDF baseline, MiniLM teacher, distilled students
 (and the same student without the teacher), the exported bundle (every target, fp32 + int8), `edgekd
@@ -35,7 +35,7 @@ from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_j
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
 # Parts with their own results file and RESULTS.md section, run only when named (not by `all`).
-SEPARATE = ["firstrun", "serve", "vocab", "pareto"]
+SEPARATE = ["firstrun", "serve", "vocab", "pareto", "diffattn"]
 
 
 def log(msg: str) -> None:
@@ -245,6 +245,23 @@ def pareto_part(device: dict[str, Any]) -> None:
                                      if result["grid"]["name"] == "full" else ""))
 
 
+def diffattn_part(device: dict[str, Any]) -> None:
+    """Differential-attention hybrids vs plain (benchmarks/diffattn.py): results/diffattn-<device-id>.json and
+    its RESULTS.md section; the smoke scale (EDGEKD_BENCH_DIFFATTN=smoke) writes diffattn-smoke-<device-id>.json only."""
+    from benchmarks import diffattn
+
+    scale = diffattn.scale()
+    result = {"device": device, **diffattn.study(log, scale)}
+    tag = "diffattn" if scale.name == "full" else f"diffattn-{scale.name}"
+    path = RESULTS / f"{tag}-{device['device_id']}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    if scale.name == "full":
+        _section(diffattn.SECTION, diffattn.markdown(result, device["device_id"]))
+    log(f"wrote {path.relative_to(ROOT)}" + (" and the diffattn section of benchmarks/RESULTS.md"
+                                              if scale.name == "full" else ""))
+
+
 def _section(name: str, lines: list[str]) -> None:
     """Replace one separate part's section of RESULTS.md."""
     from benchmarks.sections import splice
@@ -304,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     if "pareto" in parts:
         pareto_part(device)
         parts = [x for x in parts if x != "pareto"]
+        if not parts:
+            return 0
+    if "diffattn" in parts:
+        diffattn_part(device)
+        parts = [x for x in parts if x != "diffattn"]
         if not parts:
             return 0
     path = RESULTS / f"{device['device_id']}.json"

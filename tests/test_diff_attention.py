@@ -250,3 +250,50 @@ def test_tiny_hybrid_exports_pass_parity_on_every_target(trained_tiny_bert: Path
     assert manifest.parity["coreml-fp16"]["engine"] == "mil-reference"
     graph = onnx.load(str(tmp_path / "bundle" / "onnx" / "model.onnx")).graph
     assert not [n for n in graph.node if n.op_type == "Exp"]  # lambda folded to a constant
+
+
+def test_activation_peaks_are_the_largest_real_token_values(tiny_bert: Path) -> None:
+    """benchmarks/outliers.py on the tiny model: per layer, the hooked peaks equal the max |value| of the
+    hidden states over real tokens only (padding excluded), and the model is left without hooks."""
+    import torch
+
+    from benchmarks.outliers import activation_peaks, summary
+    from edgekd.train.infer import load_checkpoint
+
+    model, tokenizer = load_checkpoint(tiny_bert)
+    model = da.apply(model, "upper:1")
+    texts, _ = read_texts("ag_news", "test", 12)
+    texts[3] = "short"  # a padded row in its batch
+    peaks = activation_peaks(model, tokenizer, texts, 64, batch_size=4)
+    assert len(peaks) == 2
+    want = [0.0, 0.0]
+    with torch.no_grad():
+        for i in range(0, 12, 4):
+            enc = tokenizer(texts[i:i + 4], truncation=True, max_length=64, padding=True, return_tensors="pt")
+            states = model(**enc, output_hidden_states=True).hidden_states[1:]
+            real = enc["attention_mask"].bool()
+            want = [max(w, float(s[real].abs().max())) for w, s in zip(want, states, strict=True)]
+    assert [p["hidden"] for p in peaks] == pytest.approx(want, abs=1e-3)
+    assert all(p["ffn"] > 0 and p["context"] > 0 and p["outlier_ratio"] >= 1.0 for p in peaks)
+    assert summary(peaks)["hidden"] == pytest.approx(max(want), abs=1e-3)
+    assert not any(m._forward_hooks for m in model.modules())
+
+
+def test_diffattn_benchmark_steps_and_table() -> None:
+    """The benchmark part's plan (a hybrid student distils from the plain teacher; every model is exported)
+    and its RESULTS.md table from two seeds' rows."""
+    from benchmarks import diffattn
+
+    steps = diffattn.steps("ag_news", 42, diffattn.SMOKE)
+    assert steps["teacher-hybrid-50"].argv[-5:-3] == ["--diff-attention", "0.5"]
+    student = steps["student-hybrid-25"].argv
+    assert "layers=3,diff=0.25" in student and student[student.index("--teacher") + 1].endswith("teacher-plain")
+    assert sum(1 for k in steps if k.startswith("bundle-")) == 6
+    rows = [{"dataset": "ag_news", "seed": s, "role": "student", "variant": v, "converted": c,
+             "fp32": {"accuracy": a, "agreement": 0.9, "bytes": 9e7, "ratio": r}, "int8": {"accuracy": a, "bytes": 2e7},
+             "static_int8": {"agreement": 0.95}, "peak_max": {"ffn": 10.0, "hidden": 5.0, "outlier_ratio": 3.0}}
+            for s, a in ((42, 0.8), (43, 0.9)) for v, c, r in (("plain", [], 1.0), ("hybrid-50", [1, 2], 1.2))]
+    lines = diffattn.markdown({"scale": diffattn.SMOKE.__dict__, "rows": rows, "wall_time_s": 3600}, "dev")
+    hybrid = next(line for line in lines if "student hybrid-50" in line)
+    assert "| [1, 2] | 0.8500 (0.8000 / 0.9000) |" in hybrid and "| 1.20 |" in hybrid
+    assert "| 90.0 / 20.0 |" in hybrid

@@ -1,0 +1,238 @@
+"""Differential-attention hybrids (issue 15): plain vs 25% / 50% of the layers converted (upper, the
+default placement), for the MiniLM-L6 teacher and a distilled 3-layer student, on AG News and
+arabic_news_ant, two seeds. Every model is exported to ONNX with --int8; the table gives accuracy and
+agreement with the plain teacher of the same seed (fp32 and int8, through `edgekd.load`), batch-1
+latency as a ratio to the plain model (interleaved call by call, one thread), file size, the static
+QDQ int8 agreement accuracy control measured, and the largest activation per layer (outliers.py).
+
+Students distil from the PLAIN teacher of their seed (so every student of a seed has the same soft
+targets); a hybrid student converts its own layers (`layers=3,diff=0.25`).
+
+`python -m benchmarks diffattn`: results/diffattn-<device-id>.json and the `diffattn` section of
+RESULTS.md. `EDGEKD_BENCH_DIFFATTN=smoke python -m benchmarks diffattn`: a tiny slice (AG News, one
+seed, 1 epoch) to check the plumbing; writes results/diffattn-smoke-<device-id>.json only. Every step is cached
+(benchmarks/steps.py); evaluations are cached beside each bundle by artifact sha256.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.steps import CACHE, DATA, Step, read_json, run_step
+
+SECTION = "diffattn"
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DATASETS: dict[str, dict[str, Any]] = {"ag_news": {"text_columns": "text", "max_length": 64},
+                                       "arabic_news_ant": {"text_columns": "title,text", "max_length": 128}}
+VARIANTS: dict[str, str | None] = {"plain": None, "hybrid-25": "0.25", "hybrid-50": "0.5"}
+ROLES = ("teacher", "student")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How much data and time one run spends (FULL is the benchmark, SMOKE checks the plumbing)."""
+
+    name: str
+    datasets: tuple[str, ...]
+    seeds: tuple[int, ...]
+    train_rows: int
+    test_rows: int
+    teacher_epochs: str
+    student_epochs: str
+    max_length: int | None  # None: the dataset's own (DATASETS)
+    latency_runs: int
+    peak_texts: int
+
+
+FULL = Scale("full", tuple(DATASETS), (42, 43), 4000, 2000, "2", "2", None, 200, 256)
+SMOKE = Scale("smoke", ("ag_news",), (42,), 160, 64, "1", "1", 32, 20, 32)
+
+
+def scale() -> Scale:
+    """FULL, or SMOKE when EDGEKD_BENCH_DIFFATTN=smoke."""
+    return SMOKE if os.environ.get("EDGEKD_BENCH_DIFFATTN", "") == "smoke" else FULL
+
+
+def _data_flags(dataset: str, scale: Scale) -> list[str]:
+    return ["--data", str(DATA / dataset), "--text-column", DATASETS[dataset]["text_columns"],
+            "--max-train-samples", str(scale.train_rows)]
+
+
+def steps(dataset: str, seed: int, scale: Scale) -> dict[str, Step]:
+    """Teachers, students and ONNX bundles of one dataset and seed, keyed `<role>-<variant>` and
+    `bundle-<role>-<variant>`, in dependency order."""
+    c = CACHE / f"diffattn-{scale.name}" / dataset / f"seed-{seed}"
+    data = [*_data_flags(dataset, scale), "--seed", str(seed)]
+    length = str(scale.max_length or DATASETS[dataset]["max_length"])
+    out: dict[str, Step] = {}
+    for variant, value in VARIANTS.items():
+        diff = ["--diff-attention", value] if value else []
+        out[f"teacher-{variant}"] = Step(f"teacher-{variant}", c / f"teacher-{variant}", [
+            "train", *data, "--model", MODEL, "--epochs", scale.teacher_epochs, "--max-length", length, *diff,
+            "--out", str(c / f"teacher-{variant}"), "--no-progress"])
+    for variant, value in VARIANTS.items():
+        spec = "layers=3" + (f",diff={value}" if value else "")
+        out[f"student-{variant}"] = Step(f"student-{variant}", c / f"student-{variant}", [
+            "distill", *data, "--teacher", str(c / "teacher-plain"), "--student", spec, "--epochs",
+            scale.student_epochs, "--out", str(c / f"student-{variant}"), "--no-progress"])
+    for role in ROLES:
+        for variant in VARIANTS:
+            name = f"bundle-{role}-{variant}"
+            out[name] = Step(name, c / name, ["export", str(c / f"{role}-{variant}"), "--target", "onnx", "--int8",
+                                              "--out", str(c / name), "--force"])
+    return out
+
+
+def _test_split(dataset: str, labels: list[str], scale: Scale) -> tuple[list[str], np.ndarray]:
+    from edgekd.data import DataSpec, load_splits
+
+    spec = DataSpec(str(DATA / dataset), text_columns=DATASETS[dataset]["text_columns"].split(","))
+    test = load_splits(spec, labels=labels).test
+    return list(test.texts[: scale.test_rows]), np.asarray(test.labels[: scale.test_rows])
+
+
+def evaluate(bundle: Path, texts: list[str], log: Any) -> dict[str, Any]:
+    """{precision: {sha256, bytes, predictions}} of the bundle's ONNX artifacts on `texts`, cached by sha256."""
+    import edgekd
+
+    manifest = read_json(bundle / "edgekd.json")
+    cache_path = bundle.parent / f"eval-{bundle.name}-{len(texts)}.json"
+    cached = read_json(cache_path) if cache_path.is_file() else {}
+    out: dict[str, Any] = {}
+    for a in manifest["artifacts"]:
+        p = a["precision"]
+        if cached.get(p, {}).get("sha256") != a["sha256"]:
+            log(f"evaluating {bundle.name} onnx-{p} on {len(texts)} test texts")
+            clf = edgekd.load(str(bundle), backend="onnx", precision=p)
+            cached[p] = {"sha256": a["sha256"], "bytes": a["bytes"],
+                         "predictions": clf.logits(texts, batch_size=64).argmax(1).tolist()}
+            cache_path.write_text(json.dumps(cached))
+        out[p] = cached[p]
+    return out
+
+
+def latency(bundles: dict[str, Path], texts: list[str], precision: str, runs: int) -> dict[str, Any]:
+    """Batch-1 p50 (ms) of each variant's ONNX artifact at `precision`, interleaved call by call (one
+    thread, no spinning, so the variants share the cores alike), and each hybrid's ratio to plain."""
+    import edgekd
+    from benchmarks.timing import interleaved
+
+    clfs = {v: edgekd.load(str(b), backend="onnx", precision=precision, threads=1, spin=False)
+            for v, b in bundles.items() if any(a["precision"] == precision
+                                                 for a in read_json(b / "edgekd.json")["artifacts"])}
+    if "plain" not in clfs:
+        return {}
+    timings = interleaved({v: (lambda i, c=c: c.predict(texts[i % len(texts)])) for v, c in clfs.items()}, runs)
+    return {v: {"p50_ms": t.p50_ms, "iqr_ms": t.iqr_ms, "ratio": t.p50_ms / timings["plain"].p50_ms}
+            for v, t in timings.items()}
+
+
+def run_seed(dataset: str, seed: int, scale: Scale, log: Any) -> list[dict[str, Any]]:
+    """Every step of one dataset and seed, then one row per (role, variant)."""
+    from benchmarks.outliers import activation_peaks, static_int8_agreement, summary
+    from edgekd.train.infer import load_checkpoint
+
+    all_steps = steps(dataset, seed, scale)
+    for step in all_steps.values():
+        run_step(step, log)
+    labels = read_json(all_steps["bundle-teacher-plain"].out / "edgekd.json")["labels"]
+    texts, y = _test_split(dataset, labels, scale)
+    evals = {(r, v): evaluate(all_steps[f"bundle-{r}-{v}"].out, texts, log) for r in ROLES for v in VARIANTS}
+    reference = np.asarray(evals[("teacher", "plain")]["fp32"]["predictions"])
+    rows = []
+    for role in ROLES:
+        bundles = {v: all_steps[f"bundle-{role}-{v}"].out for v in VARIANTS}
+        log(f"latency {dataset} seed {seed} {role}")
+        speed = {p: latency(bundles, texts, p, scale.latency_runs) for p in ("fp32", "int8")}
+        for variant in VARIANTS:
+            ckpt = all_steps[f"{role}-{variant}"].out
+            card = read_json(ckpt / "edgekd-model.json")
+            model, tokenizer = load_checkpoint(ckpt)
+            peaks = activation_peaks(model, tokenizer, texts[: scale.peak_texts], card["max_length"])
+            row: dict[str, Any] = {"dataset": dataset, "seed": seed, "role": role, "variant": variant,
+                                   "converted": (card.get("diff_attention") or {}).get("layers", []),
+                                   "lambda": (card.get("diff_attention") or {}).get("lambda", []),
+                                   "static_int8": static_int8_agreement(bundles[variant]),
+                                   "peaks": peaks, "peak_max": summary(peaks), "command": all_steps[f"{role}-{variant}"].command}
+            for p, ev in evals[(role, variant)].items():
+                pred = np.asarray(ev["predictions"])
+                row[p] = {"accuracy": float((pred == y).mean()), "agreement": float((pred == reference).mean()),
+                          "bytes": ev["bytes"], **speed.get(p, {}).get(variant, {})}
+            rows.append(row)
+    return rows
+
+
+def study(log: Any, scale: Scale = FULL) -> dict[str, Any]:
+    """Every dataset and seed of `scale`; the rows and the settings that produced them."""
+    started = time.perf_counter()
+    rows = [r for d in scale.datasets for s in scale.seeds for r in run_seed(d, s, scale, log)]
+    return {"scale": scale.__dict__, "rows": rows, "wall_time_s": round(time.perf_counter() - started, 1)}
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One line per (dataset, role, variant): the mean over seeds and the per-seed values."""
+    keys = sorted({(r["dataset"], r["role"], r["variant"]) for r in rows},
+                  key=lambda k: (k[0], ROLES.index(k[1]), list(VARIANTS).index(k[2])))
+    out = []
+    for d, role, v in keys:
+        group = [r for r in rows if (r["dataset"], r["role"], r["variant"]) == (d, role, v)]
+
+        def values(path: tuple[str, ...], group: list[dict[str, Any]] = group) -> list[float]:
+            got = []
+            for r in group:
+                x: Any = r
+                for p in path:
+                    x = (x or {}).get(p)
+                if isinstance(x, (int, float)):
+                    got.append(float(x))
+            return got
+        out.append({"dataset": d, "role": role, "variant": v, "seeds": len(group), "converted": group[0]["converted"],
+                    **{".".join(p): values(p) for p in [
+                        ("fp32", "accuracy"), ("fp32", "agreement"), ("int8", "accuracy"), ("int8", "agreement"),
+                        ("static_int8", "agreement"), ("fp32", "bytes"), ("int8", "bytes"), ("fp32", "ratio"),
+                        ("int8", "ratio"), ("peak_max", "ffn"), ("peak_max", "hidden"), ("peak_max", "outlier_ratio")]}})
+    return out
+
+
+def _cell(xs: list[float], fmt: str = "{:.4f}", scale: float = 1.0) -> str:
+    if not xs:
+        return "-"
+    mean = fmt.format(float(np.mean(xs)) * scale)
+    each = [fmt.format(x * scale) for x in xs]
+    return mean if len(set(each)) == 1 else f"{mean} ({' / '.join(each)})"
+
+
+def markdown(result: dict[str, Any], device_id: str) -> list[str]:
+    """The diffattn section of RESULTS.md."""
+    s = result["scale"]
+    lines = ["## Differential-attention hybrids (issue 15)", "",
+             f"`python -m benchmarks diffattn` on `{device_id}`: MiniLM-L6 teacher ({s['teacher_epochs']} epochs) and "
+             f"distilled 3-layer student ({s['student_epochs']} epochs, from the plain teacher) on {s['train_rows']} "
+             f"training rows per seed (seeds {', '.join(map(str, s['seeds']))}), the upper 25% / 50% of the layers "
+             f"converted (ramp over the first quarter of training steps); the first {s['test_rows']} test texts. "
+             "Mean over seeds (per seed in brackets). Agreement: top-1 with the plain teacher's ONNX fp32 of the "
+             "same seed. Latency: batch-1 p50 ratio to the plain model of the same role, ONNX Runtime, one "
+             "thread, interleaved. static QDQ: accuracy control's first int8 try (agreement with the PyTorch "
+             "model on its decision texts). Peaks: max |activation| over layers (FFN after GELU; layer output) "
+             "and the layer output's peak / 99.9th percentile.", "",
+             "| dataset | model | layers converted | accuracy fp32 | agreement fp32 | accuracy int8 | agreement int8 | "
+             "static QDQ agreement | size fp32 / int8 MB | latency ratio fp32 | latency ratio int8 | FFN peak | "
+             "hidden peak | outlier ratio |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for a in aggregate(result["rows"]):
+        size = f"{_cell(a['fp32.bytes'], '{:.1f}', 1e-6)} / {_cell(a['int8.bytes'], '{:.1f}', 1e-6)}"
+        lines.append(f"| {a['dataset']} | {a['role']} {a['variant']} | {a['converted'] or '-'} | "
+                     f"{_cell(a['fp32.accuracy'])} | {_cell(a['fp32.agreement'])} | {_cell(a['int8.accuracy'])} | "
+                     f"{_cell(a['int8.agreement'])} | {_cell(a['static_int8.agreement'])} | {size} | "
+                     f"{_cell(a['fp32.ratio'], '{:.2f}')} | {_cell(a['int8.ratio'], '{:.2f}')} | "
+                     f"{_cell(a['peak_max.ffn'], '{:.1f}')} | {_cell(a['peak_max.hidden'], '{:.1f}')} | "
+                     f"{_cell(a['peak_max.outlier_ratio'], '{:.1f}')} |")
+    lines += ["", f"Wall time {result['wall_time_s'] / 3600:.1f} h. Commands: see results/diffattn-{device_id}.json."]
+    return lines
