@@ -64,6 +64,13 @@ def gate_flags(recipe: Recipe) -> list[str]:
             for arg in (f"--gate-{precision}-{metric.replace('_', '-')}", str(threshold))]
 
 
+def training_flags(section: Any) -> list[str]:
+    """The teacher's or the students' --epochs (when set), --class-weight, --select-metric, --patience."""
+    return [*([] if section.epochs is None else ["--epochs", str(section.epochs)]),
+            "--class-weight", section.class_weight, "--select-metric", section.select_metric,
+            "--patience", str(section.patience)]
+
+
 def prepare_data(recipe: Recipe, out: Path) -> dict[str, Any]:
     """Load the recipe's dataset once (text columns, label map, carving, train sampling), sample the
     test split to `max_test_samples` (stratified, fixed seed) and write `out/{train,validation,test}.csv.gz`
@@ -135,7 +142,7 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         steps.append(Step("adapt-vocab", _cli(argv), [paths["base"] / "edgekd-model.json"], {"argv": argv},
                           after=["data"], rmtree_before=[paths["base"]]))
     if not t.path:
-        argv = ["train", *data, "--model", base, "--out", str(paths["teacher"]), "--epochs", str(t.epochs),
+        argv = ["train", *data, "--model", base, "--out", str(paths["teacher"]), *training_flags(t),
                 "--lr", str(t.lr), "--batch-size", str(t.batch_size), "--max-length", str(t.max_length)]
         if t.diff_attention is not None:
             argv += ["--diff-attention", str(t.diff_attention)]
@@ -147,7 +154,7 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         student, bundle = out / "students" / name, out / "bundles" / name
         paths[f"student:{name}"], paths[f"bundle:{name}"] = student, bundle
         argv = ["distill", *data, "--teacher", str(paths["teacher"]), "--student", spec,
-                "--out", str(student), "--epochs", str(s.epochs), "--lr", str(s.lr),
+                "--out", str(student), *training_flags(s), "--lr", str(s.lr),
                 "--batch-size", str(s.batch_size), "--temperature", str(s.temperature), "--alpha", str(s.alpha)]
         steps.append(Step(f"distill {name}", _cli(argv), [student / "edgekd-model.json"], {"argv": argv},
                           after=teacher_after, rmtree_before=[student]))

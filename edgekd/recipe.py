@@ -54,10 +54,13 @@ class TeacherConfig:
 
     model: str = "sentence-transformers/all-MiniLM-L6-v2"
     path: str | None = None
-    epochs: float = 3.0
+    epochs: float | None = None  # None: from the number of training rows (see `edgekd train --help`)
     lr: float = 5e-5
     batch_size: int = 32
     max_length: int = 128
+    class_weight: str = "auto"  # auto | none | balanced | sqrt (edgekd train --class-weight)
+    select_metric: str = "auto"  # auto | accuracy | f1_macro (edgekd train --select-metric)
+    patience: int = 3  # early stopping on the selection metric; 0 = never
     # differential-attention layers (`edgekd train --diff-attention`): 0.5, upper:1, 0+2, ...; None = plain
     diff_attention: str | float | None = None
     # a WordPiece vocabulary of this many tokens trained on the training texts before fine-tuning (`edgekd
@@ -71,11 +74,14 @@ class StudentsConfig:
     pruning, or a model reference)."""
 
     specs: list[str] = field(default_factory=lambda: ["layers=3"])
-    epochs: float = 3.0
+    epochs: float | None = None  # None: from the number of training rows
     lr: float = 1e-4
     batch_size: int = 32
     temperature: float = 2.0
     alpha: float = 0.5
+    class_weight: str = "auto"  # weights the cross-entropy term only (1 - alpha), not the soft targets
+    select_metric: str = "auto"
+    patience: int = 3
 
 
 @dataclass
@@ -198,6 +204,15 @@ def _build(cls: type, data: Any, where: str) -> Any:
 
 
 def _validate(recipe: Recipe) -> None:
+    from edgekd.train.imbalance import CLASS_WEIGHTS, SELECT_METRICS
+
+    for section in ("teacher", "students"):
+        cfg = getattr(recipe, section)
+        for key, allowed in (("class_weight", CLASS_WEIGHTS), ("select_metric", SELECT_METRICS)):
+            if getattr(cfg, key) not in allowed:
+                raise RecipeError(f"recipe key '{section}.{key}' is {getattr(cfg, key)!r}; use one of {', '.join(allowed)}")
+        if cfg.patience < 0:
+            raise RecipeError(f"recipe key '{section}.patience' is {cfg.patience}; use 0 (no early stopping) or more")
     bad = [t for t in recipe.export.targets if t not in _VALID_TARGETS]
     if bad:
         raise RecipeError(f"recipe key 'export.targets' has {bad}; choose from {list(_VALID_TARGETS)}")

@@ -248,3 +248,21 @@ def test_int8_macro_f1_gate_rejects_a_setting_that_loses_a_small_class() -> None
     mine.override("int8", "f1_macro_drop", 0.3)
     assert mine.select_on("f1_macro").threshold("int8", "f1_macro_drop") == 0.3
     assert [g.metric for g in GateSet().select_on("accuracy").gates["int8"]] == ["agreement", "accuracy_drop"]
+
+
+def test_recipe_keys_reach_train_and_distill_and_bad_values_name_the_key() -> None:
+    from edgekd.errors import RecipeError
+    from edgekd.pipeline import plan
+    from edgekd.recipe import parse_recipe
+
+    base = {"data": {"path": "data"}, "students": {"specs": ["layers=2"], "class_weight": "sqrt", "epochs": 2}}
+    steps, _ = plan(parse_recipe(base, ["teacher.select_metric=f1_macro", "teacher.patience=0"]))
+    argv = {s.name: s.key["argv"] for s in steps if "argv" in s.key}
+    teacher, student = argv["teacher"], argv["distill layers-2"]
+    assert "--epochs" not in teacher  # unset: decided from the training rows
+    assert teacher[teacher.index("--select-metric") + 1] == "f1_macro" and teacher[teacher.index("--patience") + 1] == "0"
+    assert student[student.index("--class-weight") + 1] == "sqrt" and student[student.index("--epochs") + 1] == "2.0"
+    with pytest.raises(RecipeError, match="recipe key 'teacher.class_weight' is 'heavy'; use one of auto, none"):
+        parse_recipe(base, ["teacher.class_weight=heavy"])
+    with pytest.raises(RecipeError, match="students.patience"):
+        parse_recipe(base, ["students.patience=-2"])
