@@ -1,5 +1,5 @@
 """`python -m benchmarks [PART ...]`: all (the default: baseline teacher students export speed small fairness
-report), any of those, or a separate part (firstrun, serve, vocab, pareto, diffattn; run only when named).
+report), any of those, or a separate part (firstrun, serve, vocab, adapt, pareto, diffattn; run only when named).
 
 Runs the AG News benchmark from ../shared/data: TF-IDF baseline, MiniLM teacher, distilled students
 (and the same student without the teacher), the exported bundle (every target, fp32 + int8), `edgekd
@@ -35,7 +35,7 @@ from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_j
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
 # Parts with their own results file and RESULTS.md section, run only when named (not by `all`).
-SEPARATE = ["firstrun", "serve", "vocab", "pareto", "diffattn"]
+SEPARATE = ["firstrun", "serve", "vocab", "adapt", "pareto", "diffattn"]
 
 
 def log(msg: str) -> None:
@@ -262,6 +262,28 @@ def diffattn_part(device: dict[str, Any]) -> None:
                                               if scale.name == "full" else ""))
 
 
+def adapt_part(device: dict[str, Any]) -> None:
+    """English vs adapted vocabulary on arabic_news_ant: results/adapt-<device-id>.json and its section
+    (EDGEKD_BENCH_ADAPT=smoke: only $CACHE/arabic_news_ant-adapt-smoke/adapt.{json,md})."""
+    from benchmarks import adapt
+
+    started = time.perf_counter()
+    result = {"device": device, **adapt.study(log)}
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(result, indent=2, default=str, ensure_ascii=False) + "\n"
+    if result["setting"] != "full":
+        folder = adapt.folder(adapt.setting())
+        (folder / "adapt.json").write_text(text, encoding="utf-8")
+        (folder / "adapt.md").write_text("\n".join(adapt.markdown(result, device["device_id"])) + "\n", encoding="utf-8")
+        log(f"wrote {folder}/adapt.{{json,md}} (smoke: RESULTS.md untouched)")
+        return
+    path = RESULTS / f"adapt-{device['device_id']}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    _section(adapt.SECTION, adapt.markdown(result, device["device_id"]))
+    log(f"wrote {path.relative_to(ROOT)} and the adapt section of benchmarks/RESULTS.md")
+
+
 def _section(name: str, lines: list[str]) -> None:
     """Replace one separate part's section of RESULTS.md."""
     from benchmarks.sections import splice
@@ -316,6 +338,11 @@ def main(argv: list[str] | None = None) -> int:
     if "vocab" in parts:
         vocab_pruning(device)
         parts = [x for x in parts if x != "vocab"]
+        if not parts:
+            return 0
+    if "adapt" in parts:
+        adapt_part(device)
+        parts = [x for x in parts if x != "adapt"]
         if not parts:
             return 0
     if "pareto" in parts:

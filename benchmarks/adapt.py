@@ -1,0 +1,215 @@
+"""A native vocabulary for Arabic (issue 16 part 2): on arabic_news_ant (title + text), the MiniLM teacher
+and its distilled 3-layer student with the English vocabulary vs with a vocabulary adapted by `edgekd
+adapt-vocab` (FVT), each at max_length 128 and 256. Per model: tokens per 1,000 characters and the share
+of test texts longer than max_length, test accuracy and F1 macro (teacher, student, the student's ONNX int8
+artifact), and the batch-1 p50 of the ONNX int8 student (English and adapted interleaved call by call).
+The TF-IDF + logistic regression baseline is the reference (0.874 in issue 16).
+
+`python -m benchmarks adapt` (CPU: hours); `EDGEKD_BENCH_ADAPT=smoke python -m benchmarks adapt` runs the
+same steps on a slice (SMOKE) into its own cache folder, to check that the part runs. Writes
+results/adapt-<device-id>.json and the `adapt` section of RESULTS.md (smoke: only the cache folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.steps import CACHE, DATA, Step, read_json, run_step
+
+SECTION = "adapt"
+BASE = "sentence-transformers/all-MiniLM-L6-v2"
+TFIDF_ISSUE = 0.874  # the baseline's accuracy the issue quotes; the run measures its own too
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    train_rows: int | None  # None: the whole dataset
+    test_rows: int | None
+    vocab_size: int
+    max_lengths: tuple[int, ...]
+    epochs: str
+    runs: int  # interleaved batch-1 rounds
+    latency_texts: int
+
+
+FULL = Setting("full", None, None, 16000, (128, 256), "2", 200, 300)
+SMOKE = Setting("smoke", 600, 150, 2000, (64, 128), "1", 20, 30)
+
+
+def setting() -> Setting:
+    """FULL, or SMOKE when EDGEKD_BENCH_ADAPT=smoke."""
+    return SMOKE if os.environ.get("EDGEKD_BENCH_ADAPT", "") == "smoke" else FULL
+
+
+def folder(s: Setting) -> Path:
+    return CACHE / ("arabic_news_ant-adapt" + ("" if s.name == "full" else f"-{s.name}"))
+
+
+def _data(s: Setting) -> list[str]:
+    """The data flags: the dataset with title + text, or (smoke) its first rows per split as CSV."""
+    if s.train_rows is None:
+        return ["--data", str(DATA / "arabic_news_ant"), "--text-column", "title,text"]
+    out = folder(s) / "data"
+    for split, n in (("train", s.train_rows), ("test", s.test_rows)):
+        path = out / f"{split}.csv"
+        if path.is_file():
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        with gzip.open(DATA / "arabic_news_ant" / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
+            rows = [(f"{r['title']} {r['text']}", r["label"]) for r in itertools.islice(csv.DictReader(f), n)]
+        with open(path.with_suffix(".tmp"), "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("text", "label"), *rows])
+        path.with_suffix(".tmp").rename(path)
+    return ["--data", str(out)]
+
+
+def steps(s: Setting) -> dict[str, Step]:
+    """baseline, adapt, then per vocabulary (english, adapted) and max_length: teacher, student, bundle."""
+    c, data = folder(s), _data(s)
+    base = c / f"base-vocab{s.vocab_size}"
+    out = {"baseline": Step("baseline", c / "baseline", ["baseline", *data, "--out", str(c / "baseline")]),
+           "adapt": Step("adapt", base, ["adapt-vocab", BASE, *data, "--size", str(s.vocab_size), "--out", str(base),
+                                         "--force"])}
+    for vocab, model in (("english", BASE), ("adapted", str(base))):
+        for n in s.max_lengths:
+            v = f"{vocab}-{n}"
+            teacher, student, bundle = c / "teachers" / v, c / "students" / v, c / "bundles" / v
+            out[f"teacher {v}"] = Step(f"teacher {v}", teacher, [
+                "train", *data, "--model", model, "--epochs", s.epochs, "--max-length", str(n), "--out", str(teacher),
+                "--no-progress"])
+            out[f"student {v}"] = Step(f"student {v}", student, [
+                "distill", "--teacher", str(teacher), *data, "--student", "layers=3", "--epochs", s.epochs,
+                "--out", str(student), "--no-progress"])
+            out[f"bundle {v}"] = Step(f"bundle {v}", bundle, [
+                "export", str(student), "--target", "onnx", "--int8", "--calibration-data", data[1],
+                *data[2:], "--out", str(bundle), "--force"])
+    return out
+
+
+def tokenization(ckpt: Path, texts: list[str], max_length: int) -> dict[str, float]:
+    """Tokens per 1,000 characters (whole texts, no special tokens) and the share of texts longer than
+    max_length tokens (special tokens included: what truncation cuts)."""
+    from tokenizers import Tokenizer
+
+    from edgekd.train.vocab import untruncated
+
+    tok = untruncated(Tokenizer.from_file(str(ckpt / "tokenizer.json")))
+    lengths = [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]
+    return {"tokens_per_1000_chars": round(1000 * sum(lengths) / max(sum(map(len, texts)), 1), 1),
+            "truncated_share": round(float(np.mean([n + 2 > max_length for n in lengths])), 4)}
+
+
+def int8_scores(bundle: Path, data: list[str]) -> dict[str, Any]:
+    """Accuracy and F1 macro of the bundle's ONNX int8 artifact (fp32 when accuracy control kept no int8)
+    on the whole test split, through `edgekd.load`."""
+    import edgekd
+    from edgekd.data import DataSpec, load_splits
+    from edgekd.metrics import classification_metrics
+
+    manifest = read_json(bundle / "edgekd.json")
+    precision = "int8" if any(a["precision"] == "int8" for a in manifest["artifacts"]) else "fp32"
+    columns = data[data.index("--text-column") + 1].split(",") if "--text-column" in data else ["text"]
+    test = load_splits(DataSpec(data[1], text_columns=columns), labels=manifest["labels"]).test
+    pred = edgekd.load(str(bundle), backend="onnx", precision=precision).logits(test.texts, batch_size=32).argmax(1)
+    m = classification_metrics(np.asarray(test.labels), pred, manifest["labels"])
+    return {"precision": precision, "accuracy": round(m["accuracy"], 4), "f1_macro": round(m["f1_macro"], 4),
+            "n": len(test.texts)}
+
+
+def latency(bundles: dict[str, Path], texts: list[str], runs: int) -> dict[str, Any]:
+    """Batch-1 p50 of each bundle's ONNX int8 student, interleaved call by call (benchmarks.timing)."""
+    from benchmarks.speed import _load
+    from benchmarks.timing import interleaved
+
+    systems = {}
+    for name, bundle in bundles.items():
+        kept = {a["precision"] for a in read_json(bundle / "edgekd.json")["artifacts"] if a["backend"] == "onnx"}
+        clf = _load(bundle, "onnx", "int8" if "int8" in kept else "fp32")
+        systems[name] = (lambda c: lambda i: c.predict(texts[i % len(texts)]))(clf)
+    return {name: t.to_dict() for name, t in interleaved(systems, runs=runs).items()}
+
+
+def _headline(ckpt: Path) -> dict[str, Any]:
+    m = read_json(ckpt / "metrics.json")
+    return {"accuracy": round(m["accuracy"], 4), "f1_macro": round(m["f1_macro"], 4), "n": m.get("n")}
+
+
+def study(log: Any) -> dict[str, Any]:
+    """Every step, then the measurements; the table rows, the verdict and the commands with wall times."""
+    s = setting()
+    all_steps, data = steps(s), _data(s)
+    commands = []
+    for name, step in all_steps.items():
+        stamp = run_step(step, log)
+        commands.append({"step": name, "command": step.command, "wall_time_s": stamp["wall_time_s"]})
+    from edgekd.data import DataSpec, load_splits
+
+    columns = ["title", "text"] if s.train_rows is None else ["text"]
+    test = list(load_splits(DataSpec(data[1], text_columns=columns)).test.texts)
+    texts = test[: s.latency_texts]
+    rows = []
+    for n in s.max_lengths:
+        bundles = {v: all_steps[f"bundle {v}-{n}"].out for v in ("english", "adapted")}
+        log(f"batch-1 latency, ONNX int8 students at max_length {n}")
+        timings = latency(bundles, texts, s.runs)
+        for vocab in ("english", "adapted"):
+            v = f"{vocab}-{n}"
+            rows.append({"vocab": vocab, "max_length": n,
+                         "tokenization": tokenization(all_steps[f"teacher {v}"].out, test, n),
+                         "teacher": _headline(all_steps[f"teacher {v}"].out),
+                         "student": _headline(all_steps[f"student {v}"].out),
+                         "student_onnx_int8": int8_scores(all_steps[f"bundle {v}"].out, data),
+                         "student_p50_ms": timings[vocab]["p50_ms"]})
+    baseline = _headline(all_steps["baseline"].out)
+    return {"setting": s.name, "train_rows": s.train_rows, "test_rows": s.test_rows, "vocab_size": s.vocab_size,
+            "epochs": s.epochs, "adaptation": read_json(all_steps["adapt"].out / "edgekd-model.json")["vocab_adaptation"],
+            "baseline": baseline, "rows": rows, "verdict": verdict(rows, baseline), "commands": commands}
+
+
+def verdict(rows: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, Any]:
+    """The target: an adapted-vocabulary 3-layer student (ONNX int8) above the TF-IDF baseline and above the
+    English-vocabulary teacher at the same max_length."""
+    out = {}
+    for r in (r for r in rows if r["vocab"] == "adapted"):
+        english = next(e for e in rows if e["vocab"] == "english" and e["max_length"] == r["max_length"])
+        acc = r["student_onnx_int8"]["accuracy"]
+        out[str(r["max_length"])] = {"student_int8": acc, "tfidf": baseline["accuracy"],
+                                     "english_teacher": english["teacher"]["accuracy"],
+                                     "met": acc > max(baseline["accuracy"], TFIDF_ISSUE, english["teacher"]["accuracy"])}
+    return out
+
+
+def markdown(result: dict[str, Any], device_id: str) -> list[str]:
+    """The adapt section of RESULTS.md."""
+    a = result["adaptation"]
+    lines = ["## A native vocabulary for Arabic (issue 16)", "",
+             f"`python -m benchmarks adapt` on `{device_id}` ({result['setting']}): arabic_news_ant (title + text), "
+             f"MiniLM-L6 teacher and a distilled 3-layer student ({result['epochs']} epochs each) with the English "
+             f"vocabulary and with a {a['vocab_size']:,}-token vocabulary from `edgekd adapt-vocab` (trained on "
+             f"{a['corpus_rows']:,} rows; FVT init: {a['init']['copied']:,} copied, {a['init']['mean_of_pieces']:,} "
+             f"mean of pieces, {a['init']['unk']:,} [UNK]). TF-IDF + LR: {result['baseline']['accuracy']:.4f} "
+             f"(issue: {TFIDF_ISSUE}).", "",
+             "| vocabulary | max_length | tokens / 1k chars | texts truncated | teacher acc / F1m | student acc / F1m "
+             "| student ONNX int8 acc / F1m | int8 p50 ms (batch 1) |", "|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        t, s, q = r["teacher"], r["student"], r["student_onnx_int8"]
+        lines.append(f"| {r['vocab']} | {r['max_length']} | {r['tokenization']['tokens_per_1000_chars']:.1f} | "
+                     f"{r['tokenization']['truncated_share']:.1%} | {t['accuracy']:.4f} / {t['f1_macro']:.4f} | "
+                     f"{s['accuracy']:.4f} / {s['f1_macro']:.4f} | {q['accuracy']:.4f} / {q['f1_macro']:.4f} "
+                     f"({q['precision']}) | {r['student_p50_ms']:.2f} |")
+    lines += ["", "Target: an adapted-vocabulary 3-layer student beats the TF-IDF baseline and the English-vocabulary "
+              "teacher: " + "; ".join(f"max_length {n}: {v['student_int8']:.4f} vs {v['tfidf']:.4f} / "
+                                      f"{v['english_teacher']:.4f} -> {'**met**' if v['met'] else '**not met**'}"
+                                      for n, v in result["verdict"].items()), "",
+              "| step | command | wall time |", "|---|---|---|"]
+    lines += [f"| {c['step']} | `{c['command']}` | {c['wall_time_s']:.1f} s |" for c in result["commands"]]
+    return lines
