@@ -76,7 +76,7 @@ def write_metrics(metrics: dict[str, Any], out_dir: str | Path,
 
 
 def print_metrics(metrics: dict[str, Any], title: str = "test metrics", console: Any = None) -> None:
-    """Print the overall numbers and the per-class table."""
+    """Print the overall numbers, the per-class table and `review`'s warnings (a class never right)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -95,6 +95,7 @@ def print_metrics(metrics: dict[str, Any], title: str = "test metrics", console:
         per.add_row(label, *(f"{m[k]:.4f}" for k in ("precision", "recall", "f1")),
                     *(str(m[k]) for k in ("support", "tp", "fp", "fn", "tn")))
     console.print(per)
+    print_warnings(review([scores_from_metrics(title.split(",")[0], "model", metrics)]), console)
 
 
 def _figure(width: float, height: float) -> Any:

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     splits = load_splits(spec)
     print_data_report(splits, make_console(stderr=True))
 
-    from edgekd.metrics import print_decisions, print_metrics, print_warnings, review, scores_from_metrics
+    from edgekd.metrics import print_decisions, print_metrics
     from edgekd.train.teacher import train_teacher
 
     metrics = train_teacher(splits, spec, args.model, args.out, config, diff_attention=args.diff_attention)
@@ -102,6 +102,5 @@ def run(args: argparse.Namespace) -> int:
         console = make_console()
         print_metrics(metrics, title=f"teacher {args.out} test", console=console)
         print_decisions(args.out, console)
-        print_warnings(review([scores_from_metrics("teacher", "teacher", metrics)]), console)
         print(f"teacher checkpoint: {args.out}")
     return 0
