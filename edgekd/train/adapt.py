@@ -119,7 +119,7 @@ def train_wordpiece(original: Any, spec: dict[str, Any], texts: list[str], size:
     if len(base) + len(learned) < size:
         fits = len(base) + len(learned)
         raise ModelError(f"the training corpus ({len(texts):,} texts) yields only {fits:,} tokens that occur at least "
-                         f"{MIN_FREQUENCY} times, fewer than --size {size:,}; use --size {_round_down(fits):,} or "
+                         f"{MIN_FREQUENCY} times, fewer than --size {size}; use --size {_round_down(fits)} or "
                          "less, or train the vocabulary on more text (more rows, no --max-train-samples)")
     return base + learned[: size - len(base)]
 
