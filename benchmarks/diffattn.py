@@ -49,10 +49,13 @@ class Scale:
     max_length: int | None  # None: the dataset's own (DATASETS)
     latency_runs: int
     peak_texts: int
+    # a file slice of the dataset (train rows, test rows) instead of the whole files: train and distill
+    # evaluate on the whole test split, which is most of a smoke run's time at full size
+    slice_rows: tuple[int, int] | None = None
 
 
 FULL = Scale("full", tuple(DATASETS), (42, 43), 4000, 2000, "2", "2", None, 200, 256)
-SMOKE = Scale("smoke", ("ag_news",), (42,), 160, 64, "1", "1", 32, 20, 32)
+SMOKE = Scale("smoke", ("ag_news",), (42,), 160, 64, "1", "1", 32, 20, 32, slice_rows=(400, 64))
 
 
 def scale() -> Scale:
@@ -60,8 +63,32 @@ def scale() -> Scale:
     return SMOKE if os.environ.get("EDGEKD_BENCH_DIFFATTN", "") == "smoke" else FULL
 
 
+def _dataset_dir(dataset: str, scale: Scale) -> Path:
+    """The dataset directory the steps read: ../shared/data/<dataset>, or a slice of its first rows."""
+    if scale.slice_rows is None:
+        return DATA / dataset
+    import csv
+    import gzip
+    import itertools
+
+    out = CACHE / f"diffattn-{scale.name}" / "data" / dataset
+    out.mkdir(parents=True, exist_ok=True)
+    for split, n in zip(("train", "test"), scale.slice_rows, strict=True):
+        target = out / f"{split}.csv"
+        if target.is_file():
+            continue
+        with gzip.open(DATA / dataset / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(itertools.islice(reader, n))
+        with open(target, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return out
+
+
 def _data_flags(dataset: str, scale: Scale) -> list[str]:
-    return ["--data", str(DATA / dataset), "--text-column", DATASETS[dataset]["text_columns"],
+    return ["--data", str(_dataset_dir(dataset, scale)), "--text-column", DATASETS[dataset]["text_columns"],
             "--max-train-samples", str(scale.train_rows)]
 
 
@@ -93,7 +120,7 @@ def steps(dataset: str, seed: int, scale: Scale) -> dict[str, Step]:
 def _test_split(dataset: str, labels: list[str], scale: Scale) -> tuple[list[str], np.ndarray]:
     from edgekd.data import DataSpec, load_splits
 
-    spec = DataSpec(str(DATA / dataset), text_columns=DATASETS[dataset]["text_columns"].split(","))
+    spec = DataSpec(str(_dataset_dir(dataset, scale)), text_columns=DATASETS[dataset]["text_columns"].split(","))
     test = load_splits(spec, labels=labels).test
     return list(test.texts[: scale.test_rows]), np.asarray(test.labels[: scale.test_rows])
 
