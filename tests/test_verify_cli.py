@@ -91,7 +91,7 @@ def test_verify_writes_valid_report(fp32_bundle: Path, test_csv: Path, teacher: 
     assert onnx_row["latency"]["batch1"]["runs"] >= 5
     assert report["passed"] and [g["metric"] for g in report["gates"]] == ["agreement", "max_abs_logit"]
     html = path.with_suffix(".html").read_text()
-    assert html.count("data:image/png;base64,") == 5  # 4 charts + the student's embedding map
+    assert html.count("data:image/png;base64,") == 6  # 5 charts (with F1 per class) + the student's embedding map
     assert 'alt="embedding map of student-torch"' in html
     # the map: every one of the 40 test texts (under the 2,000 cap), in file order, with its true label
     emb = report["models"][1]["embedding_map"]
