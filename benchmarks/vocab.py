@@ -46,12 +46,11 @@ def steps() -> dict[str, Step]:
             "train", "--data", data, "--max-train-samples", str(TEACHER_ROWS), "--model",
             "sentence-transformers/all-MiniLM-L6-v2", "--epochs", EPOCHS, "--max-length", MAX_LENGTH,
             "--out", str(teacher), "--no-progress"]),
-        "students": Step("students", students, [
-            "distill", "--teacher", str(teacher), "--data", data, "--max-train-samples", str(TEACHER_ROWS),
-            *[a for k in LAYERS for a in ("--student", f"layers={k}")], "--epochs", EPOCHS, "--out", str(students),
-            "--no-progress"]),
     }
-    for k in LAYERS:
+    for k in LAYERS:  # one distill step per student, so the 2-layer rows (the target's) come first
+        out[f"student_{k}"] = Step(f"student_{k}", students / f"layers-{k}", [
+            "distill", "--teacher", str(teacher), "--data", data, "--max-train-samples", str(TEACHER_ROWS),
+            "--student", f"layers={k}", "--epochs", EPOCHS, "--out", str(students / f"layers-{k}"), "--no-progress"])
         for m in (None, *MIN_COUNTS):
             ckpt = students / f"layers-{k}"
             if m is not None:
@@ -106,14 +105,16 @@ def evaluate(bundle: Path, log: Any) -> dict[str, Any]:
 
 
 def study(log: Any) -> dict[str, Any]:
-    """Run every step and evaluation; the rows of the table and the commands with their wall times."""
+    """Run every step and evaluation; the rows of the table and the commands with their wall times. The
+    result so far is written to $CACHE/ag_news-vocab/partial.json after each bundle (a long run that is
+    stopped still has its finished rows: `vocab.markdown(json.load(open(...)), device_id)`)."""
     all_steps = steps()
     commands: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
-    order = ["teacher", "students"] + [n for k in LAYERS for m in (None, *MIN_COUNTS)
-                                       for n in ((f"prune_{k}_{m}",) if m else ()) + (f"bundle_{k}_{m or 'full'}",)]
+    result = {"teacher_rows": TEACHER_ROWS, "epochs": EPOCHS, "max_length": MAX_LENGTH, "min_counts": list(MIN_COUNTS),
+              "rows": rows, "commands": commands}
     evals: dict[tuple[int, int | None], dict[str, Any]] = {}
-    for name in order:
+    for name in all_steps:
         step = all_steps[name]
         stamp = run_step(step, log)
         commands.append({"step": name, "command": step.command, "wall_time_s": stamp["wall_time_s"]})
@@ -127,11 +128,12 @@ def study(log: Any) -> dict[str, Any]:
                              "wall_time_s": round(sum(e["seconds"] for e in evals[key].values()), 1),
                              "wall_time_this_run_s": round(time.perf_counter() - started, 1)})
             rows.append(_row(all_steps, k, key[1], evals[key], evals[(k, None)]))
-    teacher_card = read_json(all_steps["teacher"].out / "edgekd-model.json")
-    return {"teacher_rows": TEACHER_ROWS, "epochs": EPOCHS, "max_length": MAX_LENGTH, "min_counts": list(MIN_COUNTS),
-            "teacher_metrics": _metrics(all_steps["teacher"].out), "teacher_card_max_length": teacher_card.get("max_length"),
-            "students": {k: _metrics(all_steps["students"].out / f"layers-{k}") for k in LAYERS},
-            "rows": rows, "target": TARGET | {"verdict": verdict(rows)}, "commands": commands}
+            result |= {"teacher_metrics": _metrics(all_steps["teacher"].out),
+                       "students": {j: _metrics(all_steps[f"student_{j}"].out) for j in LAYERS
+                                    if (all_steps[f"student_{j}"].out / "metrics.json").is_file()},
+                       "target": TARGET | {"verdict": verdict(rows)}}
+            (CACHE / "ag_news-vocab" / "partial.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def _metrics(ckpt: Path) -> dict[str, Any] | None:
