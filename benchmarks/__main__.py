@@ -240,7 +240,7 @@ def pareto_part(device: dict[str, Any]) -> None:
     result["wall_time_s"] = round(time.perf_counter() - started, 1)
     data, png = pareto.write(result, device["device_id"], RESULTS)
     if result["grid"]["name"] == "full":
-        _section(pareto.SECTION, pareto.markdown(result, device["device_id"], png.name))
+        _section(pareto.SECTION, pareto.markdown(result, device["device_id"], f"results/{png.name}"))
     log(f"wrote {data} and {png}" + (" and the pareto section of benchmarks/RESULTS.md"
                                      if result["grid"]["name"] == "full" else ""))
 

@@ -300,8 +300,8 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path)
 
 
-def markdown(result: dict[str, Any], device_id: str, chart_name: str) -> list[str]:
-    """The pareto section of RESULTS.md (or the smoke run's pareto.md)."""
+def markdown(result: dict[str, Any], device_id: str, chart: str) -> list[str]:
+    """The pareto section of RESULTS.md (or the smoke run's pareto.md); `chart`: the PNG relative to it."""
     g, t = result["grid"], result["target"]
     data = "all of AG News" if g["train_rows"] is None else f"the first {g['train_rows']} AG News train rows"
     teacher = next(r for r in result["rows"] if r["kind"] == "teacher")
@@ -312,7 +312,7 @@ def markdown(result: dict[str, Any], device_id: str, chart_name: str) -> list[st
              f"{teacher.get('n') or 'every'} test texts; batch-1 p50 over {g['latency_texts']} test texts, "
              f"{g['runs']} rounds interleaved with the teacher's `transformers.pipeline` (speed-up measured in the "
              "same window). Frontier: no other model is both faster (smaller) and more accurate.", "",
-             f"![pareto](results/{chart_name})", "",
+             f"![pareto]({chart})", "",
              "| model | accuracy | % of teacher | p50 ms (b=1) | speed-up vs teacher pipeline | size MB | frontier |",
              "|---|---:|---:|---:|---:|---:|---|"]
     for r in sorted(result["rows"], key=lambda r: r["p50_ms"]):

@@ -52,7 +52,7 @@ def test_section_and_chart(tmp_path: Path) -> None:
     result = {"grid": {"name": "full", "specs": ["layers=2,ffn=384"], "epochs": "2", "train_rows": None,
                        "targets": "onnx", "runs": 100, "latency_texts": 500},
               "rows": rows, "target": pareto.TARGET | pareto.verdict(rows), "dropped": {"b": ["onnx-int8 (x): y"]}}
-    lines = pareto.markdown(result, "dev-1", "pareto-dev-1.png")
+    lines = pareto.markdown(result, "dev-1", "results/pareto-dev-1.png")
     text = "\n".join(lines)
     assert "**met** by a int8" in text and "![pareto](results/pareto-dev-1.png)" in text
     table = [line for line in lines if line.startswith("| ") and "model" not in line]
