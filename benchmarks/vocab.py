@@ -31,6 +31,11 @@ MAX_LENGTH = "64"
 # The target (issue 16): a 2-layer int8 student of at most this size, within this accuracy of the
 # unpruned student's same artifact, agreeing with it on at least this share of the test texts.
 TARGET = {"layers": 2, "max_mb": 9.0, "max_drop_points": 0.1, "min_agreement": 0.995}
+# The artifacts run on the whole test split. Not Core ML: off macOS it runs only in the numpy ML Program
+# evaluator, ~1 s a text on this shared 2-core machine (2 h an artifact); export's parity check still compares
+# it with the checkpoint. Not OpenVINO fp32/fp16: they match ONNX fp32 to 1e-5 (the main benchmark's verify:
+# agreement 1.0000). Every artifact's size is in the table; PyTorch fp32 accuracy/agreement from the prune card.
+EVALUATED = ("onnx-fp32", "onnx-int8", "openvino-int8")
 
 
 def _data() -> str:
@@ -90,6 +95,9 @@ def evaluate(bundle: Path, log: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for a in manifest["artifacts"]:
         name = f"{a['backend']}-{a['precision']}"
+        if name not in EVALUATED:
+            out[name] = {"sha256": a["sha256"], "bytes": a["bytes"], "accuracy": None, "predictions": None}
+            continue
         if cached.get(name, {}).get("sha256") == a["sha256"]:
             out[name] = cached[name]
             continue
@@ -151,19 +159,23 @@ def _row(all_steps: dict[str, Step], k: int, m: int | None, ev: dict[str, Any], 
     artifacts = {}
     for name, e in ev.items():
         r = ref.get(name)
-        agree = float(np.mean(np.asarray(e["predictions"]) == np.asarray(r["predictions"]))) if r else None
-        artifacts[name] = {"mb": round(e["bytes"] / 1e6, 2), "accuracy": round(e["accuracy"], 4),
+        run = e["predictions"] is not None and r is not None and r["predictions"] is not None
+        agree = float(np.mean(np.asarray(e["predictions"]) == np.asarray(r["predictions"]))) if run else None
+        artifacts[name] = {"mb": round(e["bytes"] / 1e6, 2),
+                           "accuracy": None if e["accuracy"] is None else round(e["accuracy"], 4),
                            "agreement_with_unpruned": None if agree is None else round(agree, 4),
-                           "drop_points": None if r is None else round((r["accuracy"] - e["accuracy"]) * 100, 2)}
+                           "drop_points": round((r["accuracy"] - e["accuracy"]) * 100, 2) if run else None}
     return {"layers": k, "min_count": m, "vocab_size": pruning["vocab_size"] if pruning else None,
             "original_vocab_size": pruning["original_vocab_size"] if pruning else None,
             "test_unk_rate": pruning["test_after"]["unk_rate"] if pruning else None,
+            "torch_accuracy": pruning["accuracy"] if pruning else None,
+            "torch_accuracy_unpruned": pruning["accuracy_unpruned"] if pruning else None,
             "torch_agreement": pruning["agreement"] if pruning else None, "artifacts": artifacts}
 
 
 def holds(row: dict[str, Any]) -> bool:
     """The target on one row: every int8 artifact of a 2-layer bundle meets size, drop and agreement."""
-    int8 = {n: a for n, a in row["artifacts"].items() if n.endswith("-int8")}
+    int8 = {n: a for n, a in row["artifacts"].items() if n.endswith("-int8") and a["accuracy"] is not None}
     return bool(row["layers"] == TARGET["layers"] and row["min_count"] and int8) and all(
         a["mb"] <= TARGET["max_mb"] and a["drop_points"] <= TARGET["max_drop_points"]
         and a["agreement_with_unpruned"] >= TARGET["min_agreement"] for a in int8.values())
@@ -186,9 +198,10 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
              f"min-count {', '.join(map(str, result['min_counts']))} (counts over the whole train + validation "
              "split), then every pruned and unpruned student exported with `--target onnx,openvino,coreml --int8 "
              "--calibration-data ../shared/data/ag_news`. Accuracy: every artifact on all 7,600 test texts through "
-             "`edgekd.load(bundle, backend, precision)` (Core ML through the numpy ML Program evaluator on Linux). "
-             "Agreement and drop are against the unpruned student's same artifact. Sizes from each manifest "
-             "(MB = 10^6 bytes).", ""]
+             "`edgekd.load(bundle, backend, precision)` for " + ", ".join(EVALUATED) + " (Core ML runs here only in "
+             "the numpy ML Program evaluator, ~1 s a text; OpenVINO fp32/fp16 match ONNX fp32); pytorch-fp32 is "
+             "`prune-vocab`'s own check on the test split. Agreement and drop are against the unpruned student's same "
+             "artifact. Sizes from each manifest (MB = 10^6 bytes).", ""]
     tm = result.get("teacher_metrics") or {}
     sm = result.get("students") or {}
     lines.append(f"Teacher test accuracy {tm.get('accuracy', float('nan')):.4f}; students (PyTorch): "
@@ -198,13 +211,19 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
     for r in result["rows"]:
         vocab = f"{r['vocab_size']:,}" if r["vocab_size"] else "30,522"
         unk = f"{r['test_unk_rate']:.4%}" if r["test_unk_rate"] is not None else "-"
-        for name, a in r["artifacts"].items():
-            agree = "-" if r["min_count"] is None else f"{a['agreement_with_unpruned']:.4f}"
-            drop = "-" if r["min_count"] is None else f"{a['drop_points']:+.2f}"
+        torch = {"mb": None, "accuracy": r["torch_accuracy"], "agreement_with_unpruned": r["torch_agreement"],
+                 "drop_points": None if r["min_count"] is None else
+                 round((r["torch_accuracy_unpruned"] - r["torch_accuracy"]) * 100, 2)}
+        for name, a in (({"pytorch-fp32": torch} if r["min_count"] else {}) | r["artifacts"]).items():
+            pruned = r["min_count"] is not None and a["accuracy"] is not None
+            agree = f"{a['agreement_with_unpruned']:.4f}" if pruned else "-"
+            drop = f"{a['drop_points']:+.2f}" if pruned else "-"
+            size = "-" if a["mb"] is None else f"{a['mb']:.2f}"
+            acc = "not run" if a["accuracy"] is None else f"{a['accuracy']:.4f}"
             lines.append(f"| {r['layers']}-layer | {r['min_count'] or 'unpruned'} | {vocab} | {unk} | {name} | "
-                         f"{a['mb']:.2f} | {a['accuracy']:.4f} | {drop} | {agree} |")
+                         f"{size} | {acc} | {drop} | {agree} |")
     smallest = v["smallest_min_count"]
-    lines += ["", f"Target: a {t['layers']}-layer int8 student (every int8 artifact the bundle keeps) of at most "
+    lines += ["", f"Target: a {t['layers']}-layer int8 student (each int8 artifact run here: ONNX, OpenVINO) of at most "
               f"{t['max_mb']:g} MB, within {t['max_drop_points']:g} point of the unpruned student's accuracy and "
               f">= {t['min_agreement']:.1%} agreement with it: "
               + (f"**met** from min-count {smallest} (holding at: {', '.join(map(str, v['holding']))})."
