@@ -11,7 +11,7 @@ import pytest
 
 from edgekd.cli import COMMANDS, main, parse
 
-DESIGN_VERBS = ["run", "train", "distill", "baseline", "evaluate", "prune-vocab", "export", "verify", "report", "predict", "info", "pack", "serve"]
+DESIGN_VERBS = ["run", "adapt-vocab", "train", "distill", "baseline", "evaluate", "prune-vocab", "export", "verify", "report", "predict", "info", "pack", "serve"]
 
 
 def test_help_lists_every_design_verb() -> None:
