@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import ModelError
-from edgekd.runtimes.mil.program import Operation, Program, TensorSpec
+from edgekd.runtimes.mil.ir import Operation, Program, TensorSpec
 
 # Parameters that are MIL tuples (a variadic list of tensors), whatever their length.
 _TUPLE_PARAMS = {"values"}
