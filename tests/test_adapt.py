@@ -183,3 +183,19 @@ def test_recipe_adds_an_adapt_step_before_the_teacher(tmp_path: Path) -> None:
         parse_recipe(base, ["teacher.vocab_size=10"])
     with pytest.raises(RecipeError, match="teacher.vocab_size.*teacher.path set"):
         parse_recipe(base, ["teacher.vocab_size=8000", "teacher.path=/models/t"])
+
+
+def test_teacher_and_student_cards_inherit_the_record(adapted: Path, tmp_path: Path) -> None:
+    from edgekd.train.adapt import inherit
+
+    record = json.loads((adapted / "edgekd-model.json").read_text())["vocab_adaptation"]
+    teacher, student = tmp_path / "teacher", tmp_path / "student"
+    for d in (teacher, student):
+        d.mkdir()
+        (d / "edgekd-model.json").write_text(json.dumps({"role": d.name, "max_length": 64}))
+    inherit(teacher, adapted)
+    inherit(student, teacher)
+    card = json.loads((student / "edgekd-model.json").read_text())
+    assert card["vocab_adaptation"] == record and card["role"] == "student"
+    inherit(teacher, tmp_path / "plain")  # no card there: nothing changes
+    assert json.loads((teacher / "edgekd-model.json").read_text())["vocab_adaptation"] == record

@@ -252,6 +252,19 @@ def adapt_vocab(model_ref: str, splits: Any, out: Path, size: int,
     return record
 
 
+def inherit(out: Path, source: Path) -> None:
+    """Copy `vocab_adaptation` from `source`'s card (a teacher's base model, a student's teacher) into the
+    card already written in `out`: every checkpoint trained from an adapted model says what was done."""
+    src = Path(source) / CARD
+    record = json.loads(src.read_text(encoding="utf-8")).get("vocab_adaptation") if src.is_file() else None
+    if record is None:
+        return
+    path = Path(out) / CARD
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["vocab_adaptation"] = record
+    path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def _round_down(n: int) -> int:
     return max(MIN_SIZE, n // 1000 * 1000 if n >= 2000 else n // 100 * 100)
 

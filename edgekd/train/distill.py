@@ -197,6 +197,7 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
         train_logits=soft["train"] if use else None, validation_logits=soft["validation"] if use else None,
         distill=config, teacher=teacher, layer_map=layer_map, class_weights=plan.weights)
     from edgekd.train import diff_attention as diff
+    from edgekd.train.adapt import inherit as inherit_adaptation
 
     diff.attach_ramp(trainer)  # diff= layers (or ones inherited from the teacher below ramp 1)
     start = time.perf_counter()
@@ -226,6 +227,7 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
         "epochs_run": trainer.state.epoch, "test_accuracy": metrics["accuracy"], "test_f1_macro": metrics["f1_macro"],
         "wall_time_s": round(wall, 2), "device": device_description(), "versions": library_versions()})
     diff.record(Path(out), trainer.model, spec.option("diff"))
+    inherit_adaptation(Path(out), Path(teacher_dir))  # the student has the teacher's (adapted) vocabulary
     return {"model": spec.name + ("" if use else " (no teacher)"), "spec": spec.text, "path": str(out),
             "distilled": use, "params": count_parameters(trainer.model), "accuracy": metrics["accuracy"],
             "f1_macro": metrics["f1_macro"], "f1_weighted": metrics["f1_weighted"],

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import ModelError
+from edgekd.train.adapt import inherit as inherit_adaptation
 from edgekd.train.common import (
     PaddingCollator,
     TrainConfig,
@@ -125,6 +126,7 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
         "versions": library_versions(),
     })
     diff.record(out, trainer.model, diff_attention)
+    inherit_adaptation(out, Path(path))  # a base model from `edgekd adapt-vocab`: its record follows
     return metrics
 
 
