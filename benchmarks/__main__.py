@@ -1,5 +1,6 @@
 """`python -m benchmarks [PART ...]`: all (the default: baseline teacher students export speed small fairness
-report), any of those, or a separate part (firstrun, serve, vocab, adapt, pareto, diffattn; run only when named).
+report), any of those, or a separate part (firstrun, serve, vocab, adapt, pareto, diffattn, imbalance; run only
+when named).
 
 Runs the AG News benchmark from ../shared/data: TF-IDF baseline, MiniLM teacher, distilled students
 (and the same student without the teacher), the exported bundle (every target, fp32 + int8), `edgekd
@@ -35,7 +36,7 @@ from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_j
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
 # Parts with their own results file and RESULTS.md section, run only when named (not by `all`).
-SEPARATE = ["firstrun", "serve", "vocab", "adapt", "pareto", "diffattn"]
+SEPARATE = ["firstrun", "serve", "vocab", "adapt", "pareto", "diffattn", "imbalance"]
 
 
 def log(msg: str) -> None:
@@ -284,6 +285,29 @@ def adapt_part(device: dict[str, Any]) -> None:
     log(f"wrote {path.relative_to(ROOT)} and the adapt section of benchmarks/RESULTS.md")
 
 
+def imbalance_part(device: dict[str, Any]) -> None:
+    """Class weights on imbalanced data: results/imbalance-<device-id>.json and its section
+    (EDGEKD_BENCH_IMBALANCE=smoke: only $CACHE/imbalance-smoke/imbalance.{json,md})."""
+    from benchmarks import imbalance
+
+    started = time.perf_counter()
+    result = {"device": device, **imbalance.study(log)}
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    text = json.dumps(result, indent=2, default=str, ensure_ascii=False) + "\n"
+    lines = imbalance.markdown(result, device["device_id"])
+    if result["setting"] != "full":
+        folder = imbalance.folder(imbalance.setting())
+        (folder / "imbalance.json").write_text(text, encoding="utf-8")
+        (folder / "imbalance.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        log(f"wrote {folder}/imbalance.{{json,md}} (smoke: RESULTS.md untouched)")
+        return
+    path = RESULTS / f"imbalance-{device['device_id']}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    _section(imbalance.SECTION, lines)
+    log(f"wrote {path.relative_to(ROOT)} and the imbalance section of benchmarks/RESULTS.md")
+
+
 def _section(name: str, lines: list[str]) -> None:
     """Replace one separate part's section of RESULTS.md."""
     from benchmarks.sections import splice
@@ -353,6 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     if "diffattn" in parts:
         diffattn_part(device)
         parts = [x for x in parts if x != "diffattn"]
+        if not parts:
+            return 0
+    if "imbalance" in parts:
+        imbalance_part(device)
+        parts = [x for x in parts if x != "imbalance"]
         if not parts:
             return 0
     path = RESULTS / f"{device['device_id']}.json"

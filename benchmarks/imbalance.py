@@ -1,0 +1,248 @@
+"""Small, imbalanced data (issue 19): does the default (`--class-weight auto`, which is balanced on these
+data, with selection on macro F1 and the schedule decided from the training rows) beat `--class-weight
+none`? On arabic_news_ant (title + text; natural imbalance, largest/smallest class 9.2) and an imbalanced
+AG News sample (2,000 / 600 / 200 / 60 training rows per class, test set as is), two seeds each: the
+TF-IDF baseline, the MiniLM teacher and its distilled 3-layer student, each class-weight setting trained
+end to end (the student distils the teacher of the same setting). Per model: accuracy, macro F1, the
+worst class's F1. Also the proxy sweep behind the `auto` threshold (`edgekd.train.imbalance.IMBALANCE_RATIO`):
+TF-IDF + LR with class_weight None vs balanced on AG News at largest/smallest ratios 1 to 33.
+
+`python -m benchmarks imbalance` (2 CPU cores: ~15 h, see the comment above FULL); `EDGEKD_BENCH_IMBALANCE=smoke
+python -m benchmarks imbalance` runs the same steps on slices into its own cache folder, to check that the
+part runs. Writes results/imbalance-<device-id>.json and the `imbalance` section of RESULTS.md (smoke: only
+the cache folder).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.steps import CACHE, DATA, Step, read_json, run_step
+
+SECTION = "imbalance"
+BASE = "sentence-transformers/all-MiniLM-L6-v2"
+# The AG News sample's training rows per class (the issue's), largest to smallest.
+AG_SAMPLE = {"World": 2000, "Sports": 600, "Business": 200, "Sci/Tech": 60}
+WEIGHTS = ("none", "default")  # --class-weight none vs no flag (auto)
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    seeds: tuple[int, ...]
+    scale: float  # share of the AG sample's rows per class (smoke: a slice)
+    arabic_train_rows: int | None  # None: the whole training split; else its first rows (and test_rows)
+    test_rows: int | None  # None: the whole test split
+    epochs: str | None  # None: the default (decided from the training rows)
+    sweep_ratios: tuple[float, ...]
+
+
+# Wall time on 2 quiet CPU cores (MiniLM-L6 ~50 ms per training row at 64 tokens, ~2x at 128; AG News's
+# measured epoch): the AG sample's teacher plans 12 epochs of 2,574 rows (<= ~30 min with its 7,600-text
+# test pass, less when early stopping ends it), its 3-layer student ~20 min; arabic_news_ant (22k rows after
+# the validation carve, 3 epochs at 128 tokens) ~1.9 h per teacher and ~1.1 h per student. x 2 settings x
+# 2 seeds: ~15 h in all, ~12 h of it arabic_news_ant. On one recent GPU: about an hour.
+FULL = Setting("full", (42, 43), 1.0, None, None, None, (1, 1.5, 2, 3, 4, 6, 10, 20, 33))
+SMOKE = Setting("smoke", (42,), 0.05, 150, 60, "1", (1, 3, 10))
+
+
+def setting() -> Setting:
+    """FULL, or SMOKE when EDGEKD_BENCH_IMBALANCE=smoke."""
+    return SMOKE if os.environ.get("EDGEKD_BENCH_IMBALANCE", "") == "smoke" else FULL
+
+
+def folder(s: Setting) -> Path:
+    return CACHE / ("imbalance" + ("" if s.name == "full" else f"-{s.name}"))
+
+
+def _rows(path: Path, text_columns: list[str]) -> list[tuple[str, str]]:
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as f:
+        return [(" ".join(r[c] for c in text_columns), r["label"]) for r in csv.DictReader(f)]
+
+
+def _write(root: Path, split: str, rows: list[tuple[str, str]]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{split}.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+
+
+def datasets(s: Setting) -> dict[str, dict[str, Any]]:
+    """name -> {data flags, max_length}. The AG News sample is written once into the cache folder (the
+    first rows of each class in file order, the test split as is or its first rows in smoke)."""
+    ag = folder(s) / "data" / "ag_news_imbalanced"
+    if not (ag / "test.csv").is_file():
+        quota = {k: max(2, round(v * s.scale)) for k, v in AG_SAMPLE.items()}
+        train = []
+        for text, label in _rows(DATA / "ag_news" / "train.csv.gz", ["text"]):
+            if quota.get(label, 0) > 0:
+                quota[label] -= 1
+                train.append((text, label))
+        test = _rows(DATA / "ag_news" / "test.csv.gz", ["text"])
+        _write(ag, "train", train)
+        _write(ag, "test", test[: s.test_rows] if s.test_rows else test)
+    arabic = ["--data", str(DATA / "arabic_news_ant"), "--text-column", "title,text"]
+    if s.arabic_train_rows:  # smoke: the first rows of each split, title and text joined
+        sliced = folder(s) / "data" / "arabic_news_ant"
+        if not (sliced / "test.csv").is_file():
+            for split, n in (("train", s.arabic_train_rows), ("test", s.test_rows)):
+                _write(sliced, split, _rows(DATA / "arabic_news_ant" / f"{split}.csv.gz", ["title", "text"])[:n])
+        arabic = ["--data", str(sliced)]
+    return {"ag_news_imbalanced": {"data": ["--data", str(ag)], "max_length": 64},
+            "arabic_news_ant": {"data": arabic, "max_length": 128}}
+
+
+def steps(s: Setting) -> dict[str, Step]:
+    """Every step, keyed "<dataset> baseline <seed>" / "<dataset> teacher|student <weight> <seed>"."""
+    out: dict[str, Step] = {}
+    epochs = ["--epochs", s.epochs] if s.epochs else []
+    for name, d in datasets(s).items():
+        for seed in s.seeds:
+            c = folder(s) / name / f"seed{seed}"
+            data = [*d["data"], "--seed", str(seed)]
+            out[f"{name} baseline {seed}"] = Step(f"{name} baseline {seed}", c / "baseline",
+                                                  ["baseline", *data, "--out", str(c / "baseline")])
+            for weight in WEIGHTS:
+                flag = [] if weight == "default" else ["--class-weight", weight]
+                teacher, student = c / f"teacher-{weight}", c / f"student-{weight}"
+                out[f"{name} teacher {weight} {seed}"] = Step(f"{name} teacher {weight} {seed}", teacher, [
+                    "train", *data, "--model", BASE, "--out", str(teacher), "--max-length", str(d["max_length"]),
+                    *flag, *epochs, "--no-progress"])
+                out[f"{name} student {weight} {seed}"] = Step(f"{name} student {weight} {seed}", student, [
+                    "distill", "--teacher", str(teacher), *data, "--student", "layers=3", "--out", str(student),
+                    *flag, *epochs, "--no-progress"])
+    return out
+
+
+def scores(model_dir: Path) -> dict[str, Any]:
+    """accuracy, macro F1 and the worst class (test split) of a trained model, plus its card's decisions."""
+    m = read_json(model_dir / "metrics.json")
+    worst = min(m["per_class"].items(), key=lambda kv: kv[1]["f1"])
+    row = {"accuracy": round(m["accuracy"], 4), "f1_macro": round(m["f1_macro"], 4),
+           "worst_class": worst[0], "worst_f1": round(worst[1]["f1"], 4),
+           "zero_f1_classes": [k for k, v in m["per_class"].items() if v["f1"] == 0]}
+    card = model_dir / "edgekd-model.json"
+    if card.is_file():
+        c = read_json(card)
+        d = c.get("decisions") or {}
+        row |= {"class_weight_used": d.get("class_weight"), "select_metric": d.get("select_metric"),
+                "epochs_planned": d.get("epochs"), "epochs_run": c.get("epochs_run"),
+                "best_epoch": (c.get("best_validation") or {}).get("epoch"), "imbalance_ratio": d.get("imbalance_ratio")}
+    return row
+
+
+def threshold_sweep(s: Setting) -> list[dict[str, Any]]:
+    """The proxy behind IMBALANCE_RATIO: TF-IDF + LR (the baseline's settings, one BLAS thread) with
+    class_weight None vs balanced on AG News, geometric class sizes from 2,000 rows (x scale) down to
+    2,000 / ratio; macro F1 and worst-class F1 on the whole test set and on a test sample with the
+    training class shares; one row per (ratio, seed)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from threadpoolctl import threadpool_limits
+
+    from edgekd.train.baseline import CLASSIFIER_SETTINGS, VECTORIZER_SETTINGS
+
+    train = _rows(DATA / "ag_news" / "train.csv.gz", ["text"])
+    test = _rows(DATA / "ag_news" / "test.csv.gz", ["text"])[: s.test_rows * 10 if s.test_rows else None]
+    labels = sorted({lab for _, lab in train})
+    vec_settings = dict(VECTORIZER_SETTINGS, ngram_range=tuple(VECTORIZER_SETTINGS["ngram_range"]))
+    rows = []
+    for ratio in s.sweep_ratios:
+        for seed in s.seeds:
+            rng = np.random.default_rng(seed)
+            order = rng.permutation(len(labels))
+            pick, pick_test = [], []
+            for k, c in enumerate(order):
+                share = ratio ** (-k / (len(labels) - 1))
+                pool = [i for i, (_, lab) in enumerate(train) if lab == labels[c]]
+                pick += list(rng.choice(pool, max(2, round(2000 * s.scale * share)), replace=False))
+                tpool = [i for i, (_, lab) in enumerate(test) if lab == labels[c]]
+                pick_test += list(rng.choice(tpool, max(1, round(len(tpool) * share)), replace=False))
+            vec = TfidfVectorizer(**vec_settings)
+            x = vec.fit_transform([train[i][0] for i in pick])
+            y = [train[i][1] for i in pick]
+            row: dict[str, Any] = {"ratio": ratio, "seed": seed, "train_rows": len(pick)}
+            for weight in (None, "balanced"):
+                with threadpool_limits(1):
+                    clf = LogisticRegression(class_weight=weight, **CLASSIFIER_SETTINGS).fit(x, y)
+                for test_name, idx in (("balanced_test", range(len(test))), ("same_shares_test", pick_test)):
+                    truth = [test[i][1] for i in idx]
+                    pred = clf.predict(vec.transform([test[i][0] for i in idx]))
+                    f1 = f1_score(truth, pred, labels=labels, average=None, zero_division=0)
+                    row[f"{weight or 'none'} {test_name}"] = {
+                        "accuracy": round(float(accuracy_score(truth, pred)), 4),
+                        "f1_macro": round(float(f1.mean()), 4), "worst_f1": round(float(f1.min()), 4)}
+            rows.append(row)
+    return rows
+
+
+def study(log: Any) -> dict[str, Any]:
+    s = setting()
+    log(f"imbalance ({s.name}): TF-IDF + LR threshold sweep")
+    result: dict[str, Any] = {"setting": s.name, "seeds": list(s.seeds), "sweep": threshold_sweep(s), "models": []}
+    commands, walls = {}, {}
+    for name, step in steps(s).items():
+        stamp = run_step(step, log)
+        commands[name], walls[name] = step.command, stamp["wall_time_s"]
+        dataset, kind, *rest = name.split()
+        result["models"].append({"dataset": dataset, "model": kind, "class_weight": rest[0] if len(rest) == 2 else "-",
+                                 "seed": int(rest[-1]), **scores(step.out), "wall_time_s": stamp["wall_time_s"]})
+    result["commands"] = commands
+    result["verdict"] = verdict(result["models"])
+    return result
+
+
+def verdict(models: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per dataset and model (teacher, student): mean over seeds of macro F1, accuracy and the worst class's
+    F1 with the default and with none, and the default's gain (positive: the default is better)."""
+    out: dict[str, Any] = {}
+    for dataset in sorted({m["dataset"] for m in models}):
+        for kind in ("teacher", "student"):
+            means = {}
+            for weight in WEIGHTS:
+                rows = [m for m in models if (m["dataset"], m["model"], m["class_weight"]) == (dataset, kind, weight)]
+                if rows:
+                    means[weight] = {k: round(float(np.mean([r[k] for r in rows])), 4)
+                                     for k in ("f1_macro", "accuracy", "worst_f1")}
+            if len(means) == 2:
+                means["default_minus_none"] = {k: round(means["default"][k] - means["none"][k], 4)
+                                               for k in means["default"]}
+            out[f"{dataset} {kind}"] = means
+    return out
+
+
+def markdown(result: dict[str, Any], device_id: str) -> list[str]:
+    """The imbalance section of RESULTS.md."""
+    lines = ["## Small, imbalanced data: class weights (issue 19)", "",
+             f"`python -m benchmarks imbalance` on `{device_id}` ({result['setting']}): the default (`--class-weight "
+             "auto`, balanced here; selection on validation macro F1; epochs and warm-up from the training rows) vs "
+             f"`--class-weight none`, seeds {', '.join(map(str, result['seeds']))}, test split.", "",
+             "| dataset | model | class weight | seed | accuracy | macro F1 | worst class (F1) | F1 = 0 | epochs run / planned |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for m in result["models"]:
+        epochs = f"{m.get('epochs_run') or 0:g} / {m['epochs_planned']:g}" if m.get("epochs_planned") else "-"
+        weight = m["class_weight"] + (f" ({m['class_weight_used']})" if m["class_weight"] == "default" else "")
+        lines.append(f"| {m['dataset']} | {m['model']} | {weight} | {m['seed']} | {m['accuracy']:.4f} | "
+                     f"{m['f1_macro']:.4f} | {m['worst_class']} ({m['worst_f1']:.3f}) | "
+                     f"{', '.join(m['zero_f1_classes']) or '-'} | {epochs} |")
+    lines += ["", "Mean over seeds, default minus none (positive: the default is better):", ""]
+    for key, v in result["verdict"].items():
+        d = v.get("default_minus_none")
+        if d:
+            lines.append(f"- {key}: macro F1 {d['f1_macro'] * 100:+.2f} pt, accuracy {d['accuracy'] * 100:+.2f} pt, "
+                         f"worst class F1 {d['worst_f1'] * 100:+.2f} pt")
+    lines += ["", "The `auto` threshold's proxy (TF-IDF + LR, class_weight balanced minus None, macro F1 in points; "
+              "whole balanced test set / test sample with the training class shares):", "",
+              "| largest/smallest | seed | balanced test | same-shares test |", "|---|---|---|---|"]
+    for r in result["sweep"]:
+        gain = [(r[f"balanced {t}"]["f1_macro"] - r[f"none {t}"]["f1_macro"]) * 100
+                for t in ("balanced_test", "same_shares_test")]
+        lines.append(f"| {r['ratio']:g} | {r['seed']} | {gain[0]:+.2f} | {gain[1]:+.2f} |")
+    return lines
