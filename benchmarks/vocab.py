@@ -140,9 +140,24 @@ def study(log: Any) -> dict[str, Any]:
             result |= {"teacher_metrics": _metrics(all_steps["teacher"].out),
                        "students": {j: _metrics(all_steps[f"student_{j}"].out) for j in LAYERS
                                     if (all_steps[f"student_{j}"].out / "metrics.json").is_file()},
-                       "target": TARGET | {"verdict": verdict(rows)}}
+                       "target": TARGET | {"verdict": verdict(rows)}, "pruning": pruning_rows(all_steps)}
             (CACHE / "ag_news-vocab" / "partial.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+def pruning_rows(all_steps: dict[str, Step]) -> list[dict[str, Any]]:
+    """Per finished prune step, its card's record: vocabulary, [UNK] rate and tokens per test text, and the
+    PyTorch fp32 accuracy and agreement with the unpruned student on the whole test split."""
+    rows = []
+    for name, step in all_steps.items():
+        if name.startswith("prune_") and (step.out / "edgekd-model.json").is_file():
+            r = read_json(step.out / "edgekd-model.json")["vocab_pruning"]
+            rows.append({"layers": int(name.split("_")[1]), "min_count": r["min_count"], "vocab_size": r["vocab_size"],
+                         "test_unk_rate": r["test_after"]["unk_rate"],
+                         "tokens_per_text": [r["test_before"]["tokens_per_text"], r["test_after"]["tokens_per_text"]],
+                         "accuracy_unpruned": r["accuracy_unpruned"], "accuracy": r["accuracy"],
+                         "agreement": r["agreement"], "weights_mb": round(r["weights_bytes_after"] / 1e6, 2)})
+    return rows
 
 
 def _metrics(ckpt: Path) -> dict[str, Any] | None:
@@ -207,7 +222,15 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
     sm = result.get("students") or {}
     lines.append(f"Teacher test accuracy {tm.get('accuracy', float('nan')):.4f}; students (PyTorch): "
                  + ", ".join(f"{k}-layer {(m or {}).get('accuracy', float('nan')):.4f}" for k, m in sm.items()) + ".")
-    lines += ["", "| student | min-count | vocab | test [UNK] | artifact | MB | accuracy | drop (pt) | agreement |",
+    lines += ["", "PyTorch fp32 (`prune-vocab`'s own check on the whole test split: the pruned checkpoint against the "
+              "unpruned one):", "", "| student | min-count | vocab | test [UNK] | tokens per text (before -> after) | "
+              "weights MB | accuracy unpruned -> pruned | agreement |", "|---|---|---|---|---|---|---|---|"]
+    for p in sorted(result.get("pruning", []), key=lambda p: (p["layers"], p["min_count"])):
+        lines.append(f"| {p['layers']}-layer | {p['min_count']} | {p['vocab_size']:,} | {p['test_unk_rate']:.4%} | "
+                     f"{p['tokens_per_text'][0]:.2f} -> {p['tokens_per_text'][1]:.2f} | {p['weights_mb']:.1f} | "
+                     f"{p['accuracy_unpruned']:.4f} -> {p['accuracy']:.4f} | {p['agreement']:.4f} |")
+    lines += ["", "Exported bundles (every artifact's size; accuracy on the whole test split for the artifacts run here):",
+              "", "| student | min-count | vocab | test [UNK] | artifact | MB | accuracy | drop (pt) | agreement |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(result["rows"], key=lambda r: (r["layers"], r["min_count"] or 0)):
         vocab = f"{r['vocab_size']:,}" if r["vocab_size"] else "30,522"
@@ -228,9 +251,21 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
               f"{t['max_mb']:g} MB, within {t['max_drop_points']:g} point of the unpruned student's accuracy and "
               f">= {t['min_agreement']:.1%} agreement with it: "
               + (f"**met** from min-count {smallest} (holding at: {', '.join(map(str, v['holding']))})."
-                 if smallest else "**not met** at any min-count tried."), "",
+                 if smallest else _unmet(result)), "",
               "| step | command | wall time |", "|---|---|---|"]
     lines += [f"| {c['step']} | `{c['command']}` | {c['wall_time_s']:.1f} s |" for c in result["commands"]]
-    lines += ["", f"Total wall time of this run: {result.get('wall_time_s', 0):.0f} s (cached steps count their "
-              "first run's time in the table)."]
+    if result.get("partial"):
+        lines += ["", "**Partial run**: the steps above finished; the rest of `python -m benchmarks vocab` (the remaining "
+                  "bundles, the 3-layer student) had not finished when this was written."]
+    else:
+        lines += ["", f"Total wall time of this run: {result.get('wall_time_s', 0):.0f} s (cached steps count their "
+                  "first run's time in the table)."]
     return lines
+
+
+def _unmet(result: dict[str, Any]) -> str:
+    tried = sorted(r["min_count"] for r in result["rows"] if r["min_count"] and r["layers"] == TARGET["layers"])
+    if not result.get("partial"):
+        return "**not met** at any min-count tried."
+    return ("**undecided**: not met at min-count " + ", ".join(map(str, tried)) if tried else
+            "**undecided**: no pruned 2-layer bundle measured yet") + " (partial run)."
