@@ -269,3 +269,32 @@ def _unmet(result: dict[str, Any]) -> str:
         return "**not met** at any min-count tried."
     return ("**undecided**: not met at min-count " + ", ".join(map(str, tried)) if tried else
             "**undecided**: no pruned 2-layer bundle measured yet") + " (partial run)."
+
+
+def from_cache() -> dict[str, Any]:
+    """The result as far as the step cache has it (the rows of partial.json, every prune record, each
+    finished step's command and wall time), marked partial: for a run stopped or still going."""
+    from benchmarks.steps import STAMP
+
+    partial = CACHE / "ag_news-vocab" / "partial.json"
+    result = read_json(partial) if partial.is_file() else {
+        "teacher_rows": TEACHER_ROWS, "epochs": EPOCHS, "max_length": MAX_LENGTH, "min_counts": list(MIN_COUNTS),
+        "rows": [], "commands": [], "target": TARGET | {"verdict": verdict([])}}
+    all_steps = steps()
+    done = {c["step"] for c in result["commands"]}
+    result["commands"] += [{"step": name, "command": step.command, "wall_time_s": read_json(step.out / STAMP)["wall_time_s"]}
+                           for name, step in all_steps.items() if name not in done and (step.out / STAMP).is_file()]
+    return result | {"pruning": pruning_rows(all_steps), "teacher_metrics": _metrics(all_steps["teacher"].out),
+                     "students": {k: _metrics(all_steps[f"student_{k}"].out) for k in LAYERS
+                                  if (all_steps[f"student_{k}"].out / "metrics.json").is_file()}, "partial": True}
+
+
+if __name__ == "__main__":  # `python -m benchmarks.vocab`: publish what the cache holds, running nothing
+    from benchmarks.__main__ import RESULTS, _section
+    from edgekd.verify.device import fingerprint
+
+    device = fingerprint()
+    result = {"device": device, **from_cache()}
+    (RESULTS / f"vocab-{device['device_id']}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    _section(SECTION, markdown(result, device["device_id"]))
+    print(f"wrote benchmarks/results/vocab-{device['device_id']}.json and the vocab section of RESULTS.md (partial)")
