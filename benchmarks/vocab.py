@@ -134,7 +134,7 @@ def study(log: Any) -> dict[str, Any]:
             evals[key] = evaluate(step.out, log)
             commands.append({"step": f"eval_{k}_{m}", "command": f"edgekd.load({step.out.name}, backend, precision)"
                              ".logits(test texts) for every artifact",
-                             "wall_time_s": round(sum(e["seconds"] for e in evals[key].values()), 1),
+                             "wall_time_s": round(sum(e.get("seconds", 0) for e in evals[key].values()), 1),
                              "wall_time_this_run_s": round(time.perf_counter() - started, 1)})
             rows.append(_row(all_steps, k, key[1], evals[key], evals[(k, None)]))
             result |= {"teacher_metrics": _metrics(all_steps["teacher"].out),
