@@ -349,41 +349,15 @@ def main(argv: list[str] | None = None) -> int:
     from edgekd.verify.device import fingerprint
 
     device = fingerprint()
-    if "firstrun" in parts:
-        first_run(device)
-        parts = [x for x in parts if x != "firstrun"]
-        if not parts:
-            return 0
-    if "serve" in parts:
-        serve_load(device)
-        parts = [x for x in parts if x != "serve"]
-        if not parts:
-            return 0
-    if "vocab" in parts:
-        vocab_pruning(device)
-        parts = [x for x in parts if x != "vocab"]
-        if not parts:
-            return 0
-    if "adapt" in parts:
-        adapt_part(device)
-        parts = [x for x in parts if x != "adapt"]
-        if not parts:
-            return 0
-    if "pareto" in parts:
-        pareto_part(device)
-        parts = [x for x in parts if x != "pareto"]
-        if not parts:
-            return 0
-    if "diffattn" in parts:
-        diffattn_part(device)
-        parts = [x for x in parts if x != "diffattn"]
-        if not parts:
-            return 0
-    if "imbalance" in parts:
-        imbalance_part(device)
-        parts = [x for x in parts if x != "imbalance"]
-        if not parts:
-            return 0
+    # Separate parts: each writes its own results file and RESULTS.md section, in the order named.
+    runners = {"firstrun": first_run, "serve": serve_load, "vocab": vocab_pruning, "adapt": adapt_part,
+               "pareto": pareto_part, "diffattn": diffattn_part, "imbalance": imbalance_part}
+    assert set(runners) == set(SEPARATE), "every separate part needs its runner here"
+    for name in [x for x in parts if x in SEPARATE]:
+        runners[name](device)
+    parts = [x for x in parts if x not in SEPARATE]
+    if not parts:
+        return 0
     path = RESULTS / f"{device['device_id']}.json"
     results: dict[str, Any] = read_json(path) if path.is_file() else {}
     results["device"] = device
