@@ -12,9 +12,6 @@ results/adapt-<device-id>.json and the `adapt` section of RESULTS.md (smoke: onl
 
 from __future__ import annotations
 
-import csv
-import gzip
-import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.steps import CACHE, DATA, Step, read_json, run_step
+from benchmarks.steps import CACHE, DATA, Step, head_slice, read_json, run_step
 
 SECTION = "adapt"
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
@@ -58,18 +55,8 @@ def _data(s: Setting) -> list[str]:
     """The data flags: the dataset with title + text, or (smoke) its first rows per split as CSV."""
     if s.train_rows is None:
         return ["--data", str(DATA / "arabic_news_ant"), "--text-column", "title,text"]
-    out = folder(s) / "data"
-    for split, n in (("train", s.train_rows), ("test", s.test_rows)):
-        path = out / f"{split}.csv"
-        if path.is_file():
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        with gzip.open(DATA / "arabic_news_ant" / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
-            rows = [(f"{r['title']} {r['text']}", r["label"]) for r in itertools.islice(csv.DictReader(f), n)]
-        with open(path.with_suffix(".tmp"), "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *rows])
-        path.with_suffix(".tmp").rename(path)
-    return ["--data", str(out)]
+    out = head_slice("arabic_news_ant", folder(s) / "data", {"train": s.train_rows, "test": s.test_rows})
+    return ["--data", str(out), "--text-column", "title,text"]
 
 
 def steps(s: Setting) -> dict[str, Step]:
@@ -153,8 +140,7 @@ def study(log: Any) -> dict[str, Any]:
         commands.append({"step": name, "command": step.command, "wall_time_s": stamp["wall_time_s"]})
     from edgekd.data import DataSpec, load_splits
 
-    columns = ["title", "text"] if s.train_rows is None else ["text"]
-    test = list(load_splits(DataSpec(data[1], text_columns=columns)).test.texts)
+    test = list(load_splits(DataSpec(data[1], text_columns=["title", "text"])).test.texts)
     texts = test[: s.latency_texts]
     rows = []
     for n in s.max_lengths:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.steps import CACHE, DATA, Step, read_json, run_step
+from benchmarks.steps import CACHE, DATA, Step, head_slice, read_json, run_step
 
 SECTION = "diffattn"
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -67,24 +67,8 @@ def _dataset_dir(dataset: str, scale: Scale) -> Path:
     """The dataset directory the steps read: ../shared/data/<dataset>, or a slice of its first rows."""
     if scale.slice_rows is None:
         return DATA / dataset
-    import csv
-    import gzip
-    import itertools
-
-    out = CACHE / f"diffattn-{scale.name}" / "data" / dataset
-    out.mkdir(parents=True, exist_ok=True)
-    for split, n in zip(("train", "test"), scale.slice_rows, strict=True):
-        target = out / f"{split}.csv"
-        if target.is_file():
-            continue
-        with gzip.open(DATA / dataset / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(itertools.islice(reader, n))
-        with open(target, "w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-    return out
+    return head_slice(dataset, CACHE / f"diffattn-{scale.name}" / "data" / dataset,
+                      dict(zip(("train", "test"), scale.slice_rows, strict=True)))
 
 
 def _data_flags(dataset: str, scale: Scale) -> list[str]:

@@ -16,9 +16,6 @@ pipeline on the same texts (benchmarks/timing.py), so every speed-up is measured
 
 from __future__ import annotations
 
-import csv
-import gzip
-import itertools
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -27,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.steps import CACHE, DATA, Step, pipeline, read_json, run_step
+from benchmarks.steps import CACHE, DATA, Step, head_slice, pipeline, read_json, run_step
 
 SECTION = "pareto"
 TARGET = {"min_speedup": 8.0, "min_accuracy_share": 0.99}
@@ -71,18 +68,7 @@ def _slice(g: Grid) -> str:
     """The dataset the grid trains on: AG News itself, or its first rows per split as CSV (smoke)."""
     if g.train_rows is None:
         return str(DATA / "ag_news")
-    out = folder(g) / "data"
-    for split, n in (("train", g.train_rows), ("test", g.test_rows)):
-        path = out / f"{split}.csv"
-        if path.is_file():
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        with gzip.open(DATA / "ag_news" / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
-            rows = [(r["text"], r["label"]) for r in itertools.islice(csv.DictReader(f), n)]
-        with open(path.with_suffix(".tmp"), "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *rows])
-        path.with_suffix(".tmp").rename(path)
-    return str(out)
+    return str(head_slice("ag_news", folder(g) / "data", {"train": g.train_rows, "test": g.test_rows}))
 
 
 def steps(g: Grid) -> dict[str, Step]:

@@ -56,6 +56,29 @@ def ag_news() -> str:
     return str(DATA / "ag_news")
 
 
+def head_slice(dataset: str, out: Path, rows: dict[str, int]) -> Path:
+    """`out` holding the first `rows[split]` rows of each split of ../shared/data/<dataset> as CSV,
+    every column kept (smoke settings train on these); a split already written is kept as is, and a
+    split is written whole or not at all (temporary file, then rename)."""
+    import csv
+    import gzip
+    import itertools
+
+    out.mkdir(parents=True, exist_ok=True)
+    for split, n in rows.items():
+        path = out / f"{split}.csv"
+        if path.is_file():
+            continue
+        with gzip.open(DATA / dataset / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            kept = list(itertools.islice(reader, n + 1))  # the header and n rows
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows(kept)
+        tmp.rename(path)
+    return out
+
+
 def pipeline(dataset: str = "ag_news") -> dict[str, Step]:
     """The steps of the AG News benchmark, keyed by name, in dependency order."""
     data = str(DATA / dataset)

@@ -244,3 +244,22 @@ def test_separate_parts_keep_their_results_sections() -> None:
     rewritten = keep("# Benchmark results\n\nnew body\n", text)  # the main parts rewrite the file
     assert "new body" in rewritten and "old body" not in rewritten
     assert "| a |" in rewritten and "v2" in rewritten
+
+
+def test_head_slice_keeps_the_header_every_column_and_n_rows(tmp_path: Path) -> None:
+    import csv
+    import gzip
+
+    from benchmarks.steps import DATA, head_slice
+
+    out = head_slice("arabic_news_ant", tmp_path / "slice", {"train": 5, "test": 3})
+    for split, n in (("train", 5), ("test", 3)):
+        with open(out / f"{split}.csv", newline="", encoding="utf-8") as f:
+            got = list(csv.reader(f))
+        with gzip.open(DATA / "arabic_news_ant" / f"{split}.csv.gz", "rt", encoding="utf-8", newline="") as f:
+            source = csv.reader(f)
+            expected = [next(source) for _ in range(n + 1)]
+        assert got == expected and "title" in got[0]  # every column, the header first
+    (out / "test.csv").write_text("kept")  # a split already written is not rewritten
+    head_slice("arabic_news_ant", out, {"test": 3})
+    assert (out / "test.csv").read_text() == "kept" and not list(out.glob("*.tmp"))
