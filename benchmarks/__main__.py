@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,17 +188,39 @@ def speed_part(results: dict[str, Any]) -> None:
     results["speed"] = out
 
 
+def _study(device: dict[str, Any], study: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A separate part's result: the device, what `study()` returns, and its wall time."""
+    started = time.perf_counter()
+    result = {"device": device, **study()}
+    result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def _publish(tag: str, result: dict[str, Any], lines: list[str], section: str | None,
+             smoke_dir: Path | None = None) -> None:
+    """Write a separate part's result: results/<tag>-<device-id>.json and its RESULTS.md `section`
+    (None: no section); a smoke setting (`smoke_dir`) writes only <smoke_dir>/<tag>.{json,md}."""
+    text = json.dumps(result, indent=2, default=str, ensure_ascii=False) + "\n"
+    if smoke_dir is not None:
+        smoke_dir.mkdir(parents=True, exist_ok=True)
+        (smoke_dir / f"{tag}.json").write_text(text, encoding="utf-8")
+        (smoke_dir / f"{tag}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        log(f"wrote {smoke_dir}/{tag}.{{json,md}} (smoke: RESULTS.md untouched)")
+        return
+    path = RESULTS / f"{tag}-{result['device']['device_id']}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    if section is not None:
+        _section(section, lines)
+    log(f"wrote {path.relative_to(ROOT)}" + (f" and the {section} section of benchmarks/RESULTS.md" if section else ""))
+
+
 def first_run(device: dict[str, Any]) -> None:
     """The first-run matrix: results/first-run-<device-id>.json and its section of RESULTS.md."""
     from benchmarks import firstrun
 
-    started = time.perf_counter()
-    result = {"device": device, **firstrun.study(log), "wall_time_s": round(time.perf_counter() - started, 1)}
-    path = RESULTS / f"first-run-{device['device_id']}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    _section(firstrun.SECTION, firstrun.markdown(result, device["device_id"]))
-    log(f"wrote {path.relative_to(ROOT)} and the first-run section of benchmarks/RESULTS.md")
+    result = _study(device, lambda: firstrun.study(log))
+    _publish("first-run", result, firstrun.markdown(result, device["device_id"]), firstrun.SECTION)
 
 
 def serve_load(device: dict[str, Any]) -> None:
@@ -205,14 +228,8 @@ def serve_load(device: dict[str, Any]) -> None:
     that differs from direct predict."""
     from benchmarks import serve
 
-    started = time.perf_counter()
-    result = {"device": device, **serve.study(serve.bundle_path(), log)}
-    result["wall_time_s"] = round(time.perf_counter() - started, 1)
-    path = RESULTS / f"serve-{device['device_id']}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    _section(serve.SECTION, serve.markdown(result, device["device_id"]))
-    log(f"wrote {path.relative_to(ROOT)} and the serve section of benchmarks/RESULTS.md")
+    result = _study(device, lambda: serve.study(serve.bundle_path(), log))
+    _publish("serve", result, serve.markdown(result, device["device_id"]), serve.SECTION)
     if serve.failures(result):
         raise SystemExit("serve load test failed: " + "; ".join(serve.failures(result)))
 
@@ -221,14 +238,8 @@ def vocab_pruning(device: dict[str, Any]) -> None:
     """Vocabulary pruning on AG News at each min-count: results/vocab-<device-id>.json and its section."""
     from benchmarks import vocab
 
-    started = time.perf_counter()
-    result = {"device": device, **vocab.study(log)}
-    result["wall_time_s"] = round(time.perf_counter() - started, 1)
-    path = RESULTS / f"vocab-{device['device_id']}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    _section(vocab.SECTION, vocab.markdown(result, device["device_id"]))
-    log(f"wrote {path.relative_to(ROOT)} and the vocab section of benchmarks/RESULTS.md")
+    result = _study(device, lambda: vocab.study(log))
+    _publish("vocab", result, vocab.markdown(result, device["device_id"]), vocab.SECTION)
 
 
 def pareto_part(device: dict[str, Any]) -> None:
@@ -236,14 +247,12 @@ def pareto_part(device: dict[str, Any]) -> None:
     (EDGEKD_BENCH_PARETO=smoke) writes only into its cache folder."""
     from benchmarks import pareto
 
-    started = time.perf_counter()
-    result = {"device": device, **pareto.study(log)}
-    result["wall_time_s"] = round(time.perf_counter() - started, 1)
-    data, png = pareto.write(result, device["device_id"], RESULTS)
-    if result["grid"]["name"] == "full":
+    result = _study(device, lambda: pareto.study(log))
+    data, png = pareto.write(result, device["device_id"], RESULTS)  # the JSON and the chart
+    full = result["grid"]["name"] == "full"
+    if full:
         _section(pareto.SECTION, pareto.markdown(result, device["device_id"], f"results/{png.name}"))
-    log(f"wrote {data} and {png}" + (" and the pareto section of benchmarks/RESULTS.md"
-                                     if result["grid"]["name"] == "full" else ""))
+    log(f"wrote {data} and {png}" + (" and the pareto section of benchmarks/RESULTS.md" if full else ""))
 
 
 def diffattn_part(device: dict[str, Any]) -> None:
@@ -252,15 +261,10 @@ def diffattn_part(device: dict[str, Any]) -> None:
     from benchmarks import diffattn
 
     scale = diffattn.scale()
-    result = {"device": device, **diffattn.study(log, scale)}
-    tag = "diffattn" if scale.name == "full" else f"diffattn-{scale.name}"
-    path = RESULTS / f"{tag}-{device['device_id']}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    if scale.name == "full":
-        _section(diffattn.SECTION, diffattn.markdown(result, device["device_id"]))
-    log(f"wrote {path.relative_to(ROOT)}" + (" and the diffattn section of benchmarks/RESULTS.md"
-                                              if scale.name == "full" else ""))
+    result = _study(device, lambda: diffattn.study(log, scale))
+    full = scale.name == "full"
+    _publish("diffattn" if full else f"diffattn-{scale.name}", result,
+             diffattn.markdown(result, device["device_id"]), diffattn.SECTION if full else None)
 
 
 def adapt_part(device: dict[str, Any]) -> None:
@@ -268,21 +272,9 @@ def adapt_part(device: dict[str, Any]) -> None:
     (EDGEKD_BENCH_ADAPT=smoke: only $CACHE/arabic_news_ant-adapt-smoke/adapt.{json,md})."""
     from benchmarks import adapt
 
-    started = time.perf_counter()
-    result = {"device": device, **adapt.study(log)}
-    result["wall_time_s"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=2, default=str, ensure_ascii=False) + "\n"
-    if result["setting"] != "full":
-        folder = adapt.folder(adapt.setting())
-        (folder / "adapt.json").write_text(text, encoding="utf-8")
-        (folder / "adapt.md").write_text("\n".join(adapt.markdown(result, device["device_id"])) + "\n", encoding="utf-8")
-        log(f"wrote {folder}/adapt.{{json,md}} (smoke: RESULTS.md untouched)")
-        return
-    path = RESULTS / f"adapt-{device['device_id']}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    _section(adapt.SECTION, adapt.markdown(result, device["device_id"]))
-    log(f"wrote {path.relative_to(ROOT)} and the adapt section of benchmarks/RESULTS.md")
+    result = _study(device, lambda: adapt.study(log))
+    smoke = adapt.folder(adapt.setting()) if result["setting"] != "full" else None
+    _publish("adapt", result, adapt.markdown(result, device["device_id"]), adapt.SECTION, smoke)
 
 
 def imbalance_part(device: dict[str, Any]) -> None:
@@ -290,22 +282,9 @@ def imbalance_part(device: dict[str, Any]) -> None:
     (EDGEKD_BENCH_IMBALANCE=smoke: only $CACHE/imbalance-smoke/imbalance.{json,md})."""
     from benchmarks import imbalance
 
-    started = time.perf_counter()
-    result = {"device": device, **imbalance.study(log)}
-    result["wall_time_s"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=2, default=str, ensure_ascii=False) + "\n"
-    lines = imbalance.markdown(result, device["device_id"])
-    if result["setting"] != "full":
-        folder = imbalance.folder(imbalance.setting())
-        (folder / "imbalance.json").write_text(text, encoding="utf-8")
-        (folder / "imbalance.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        log(f"wrote {folder}/imbalance.{{json,md}} (smoke: RESULTS.md untouched)")
-        return
-    path = RESULTS / f"imbalance-{device['device_id']}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    _section(imbalance.SECTION, lines)
-    log(f"wrote {path.relative_to(ROOT)} and the imbalance section of benchmarks/RESULTS.md")
+    result = _study(device, lambda: imbalance.study(log))
+    smoke = imbalance.folder(imbalance.setting()) if result["setting"] != "full" else None
+    _publish("imbalance", result, imbalance.markdown(result, device["device_id"]), imbalance.SECTION, smoke)
 
 
 def _section(name: str, lines: list[str]) -> None:

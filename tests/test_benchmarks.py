@@ -263,3 +263,20 @@ def test_head_slice_keeps_the_header_every_column_and_n_rows(tmp_path: Path) -> 
     (out / "test.csv").write_text("kept")  # a split already written is not rewritten
     head_slice("arabic_news_ant", out, {"test": 3})
     assert (out / "test.csv").read_text() == "kept" and not list(out.glob("*.tmp"))
+
+
+def test_a_separate_part_publishes_its_results_and_section_or_only_its_smoke_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.__main__ as bench
+
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "benchmarks" / "results")
+    (tmp_path / "benchmarks").mkdir()
+    result = {"device": {"device_id": "dev-1"}, "setting": "full", "value": "قيمة"}
+    bench._publish("part", result, ["## Part", "", "a line"], "part")
+    written = json.loads((tmp_path / "benchmarks" / "results" / "part-dev-1.json").read_text(encoding="utf-8"))
+    assert written == result and "a line" in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
+    smoke = tmp_path / "cache" / "part-smoke"
+    bench._publish("part", result | {"setting": "smoke"}, ["## Smoke"], "part", smoke)
+    assert json.loads((smoke / "part.json").read_text(encoding="utf-8"))["setting"] == "smoke"
+    assert (smoke / "part.md").read_text() == "## Smoke\n" and "Smoke" not in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
