@@ -94,13 +94,14 @@ def _vectorizer(settings: dict[str, Any], vocabulary: dict[str, int] | None = No
 def fit_baseline(texts: list[str], y: np.ndarray, labels: list[str], seed: int = 42) -> BaselineModel:
     """Fit TF-IDF + logistic regression on `texts` with label ids `y` (indices into `labels`)."""
     from sklearn.linear_model import LogisticRegression
-    from threadpoolctl import threadpool_limits
+
+    from edgekd.blas import blas_threads
 
     vectorizer = _vectorizer(VECTORIZER_SETTINGS)
     x = vectorizer.fit_transform(texts)
     # One BLAS thread: lbfgs on sparse TF-IDF gains nothing from threads, and on a busy machine
     # the thread pool oversubscribes the cores (measured 30x slower on 2 shared cores).
-    with threadpool_limits(limits=1):
+    with blas_threads(1):
         clf = LogisticRegression(random_state=seed, **CLASSIFIER_SETTINGS).fit(x, y)
     if list(clf.classes_) != list(range(len(labels))):
         raise ModelError(f"the train split holds label ids {list(clf.classes_)} but {len(labels)} "

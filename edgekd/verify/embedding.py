@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.blas import blas_threads
 from edgekd.errors import EdgekdError
 
 METHOD = "pca"
@@ -89,21 +90,13 @@ def _pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     [n, hidden] rows (scikit-learn's full SVD of 2,000 x 384 took 5 s on two busy cores); under one
     BLAS thread, as two OpenBLAS threads made the eigh itself ~100x slower (3.5 s) there."""
     centred = x.astype(np.float64) - x.mean(axis=0)
-    with _one_blas_thread():
+    with blas_threads(1):
         values, vectors = np.linalg.eigh(centred.T @ centred)  # ascending eigenvalues, vectors in columns
     top = vectors[:, ::-1][:, :2]  # [hidden, 2]
     top = top * np.sign(top[np.abs(top).argmax(axis=0), [0, 1]])
     total = values.sum()
     ratio = values[::-1][:2] / total if total > 0 else np.zeros(2)  # all rows equal: no variance to explain
     return centred @ top, ratio
-
-
-def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # threadpoolctl comes with scikit-learn (the train extra); without it, numpy's pool
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _round(v: float) -> float:

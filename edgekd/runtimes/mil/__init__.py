@@ -14,12 +14,12 @@ used only when asked for, never as a silent fallback for Core ML.
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekd.blas import blas_threads
 from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest, check_embedded_contract
 from edgekd.errors import BundleError, ModelError
 from edgekd.runtimes.mil.evaluate import allowed_shapes, evaluate
@@ -76,21 +76,8 @@ class MilSession:
         return out
 
     def _run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
-        with _blas_threads(self.threads):
+        with blas_threads(self.threads):
             return np.asarray(evaluate(self.program, feed)[self._output], dtype=np.float32)
-
-
-def _blas_threads(threads: int | None) -> contextlib.AbstractContextManager[Any]:
-    """Limit numpy's BLAS pool to `threads` (the runtime's `threads` option). On busy shared cores
-    the default pool can be 10x slower than one thread (measured: 64x384 @ 384x1536 took 111 ms with
-    2 OpenBLAS threads vs 13 ms with 1 on 2 loaded cores). Uses threadpoolctl when installed."""
-    if not threads:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=int(threads), user_api="blas")
 
 
 def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> MilSession:
