@@ -197,3 +197,14 @@ def test_paired_drop_interval_by_hand() -> None:
     drop, se = 3 / 100, np.sqrt(4 + 1 - 9 / 100) / 100  # (b - c)/n and the paired standard error
     assert (lo, hi) == pytest.approx((drop - 1.96 * se, drop + 1.96 * se))
     assert paired_drop_interval(src, src) == (0.0, 0.0)  # no discordant text: exactly no drop
+
+
+def test_an_export_applies_its_overrides_on_a_copy_of_the_gate_table() -> None:
+    from edgekd.exporters.bundle_writer import ExportOptions, _export_gates
+
+    options = ExportOptions(max_accuracy_drop=0.02)
+    before = options.gates.to_dict()
+    gates = _export_gates(options, {"select_metric": "f1_macro"})
+    assert gates.threshold("int8", "accuracy_drop") == 0.02 and gates.threshold("int8", "f1_macro_drop") == 0.01
+    assert options.gates.to_dict() == before  # the caller's table is unchanged (a second export starts clean)
+    assert _export_gates(ExportOptions(), {}).to_dict() == before

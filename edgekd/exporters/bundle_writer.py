@@ -84,15 +84,23 @@ def validate(model_dir: Path, out: Path, options: ExportOptions) -> list[str]:
         raise BundleError(f"{out} already exists; pass --force to replace it")
     if options.coreml_precision not in ("fp16", "fp32"):
         raise RecipeError(f"--coreml-precision must be fp16 or fp32, got {options.coreml_precision!r}")
-    if options.max_accuracy_drop is not None:
-        if not 0 <= options.max_accuracy_drop < 1:
-            raise RecipeError(f"--max-accuracy-drop must be in [0, 1), got {options.max_accuracy_drop}")
-        options.gates.override("int8", "accuracy_drop", options.max_accuracy_drop)
+    if options.max_accuracy_drop is not None and not 0 <= options.max_accuracy_drop < 1:
+        raise RecipeError(f"--max-accuracy-drop must be in [0, 1), got {options.max_accuracy_drop}")
     if options.require_int8 and not options.int8:
         raise RecipeError("--require-int8 needs --int8 (recipe: export.int8: true)")
     for name in targets:
         get_exporter(name).check_dependencies()
     return targets
+
+
+def _export_gates(options: ExportOptions, model_card: dict[str, Any]) -> GateSet:
+    """The gates this export applies: the options' table (left unchanged), with --max-accuracy-drop
+    and the gates of the metric the model was selected on (a model selected on macro F1: int8 must
+    keep macro F1 too)."""
+    gates = options.gates.copy()
+    if options.max_accuracy_drop is not None:
+        gates.override("int8", "accuracy_drop", options.max_accuracy_drop)
+    return gates.select_on(model_card.get("select_metric"))
 
 
 def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, options: ExportOptions,
@@ -114,7 +122,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
     log(f"loading {model_dir}")
     model, tokenizer = load_checkpoint(model_dir)
     model_card = _model_card(model_dir)
-    options.gates.select_on(model_card.get("select_metric"))  # selected on macro F1: int8 must keep it
+    gates = _export_gates(options, model_card)
     labels = label_order(model.config.id2label, str(model_dir / "config.json"))
     settings = _tokenizer_settings(tokenizer, model_card)
     tokenizer_json = _tokenizer_json(model_dir, tokenizer)
@@ -131,7 +139,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         (tmp / bundle_mod.TOKENIZER).write_bytes(tokenizer_json)
         job = ExportJob(model_dir=model_dir, model=model, tokenizer=tokenizer, labels=labels, settings=settings,
                         contract=contract, bundle=tmp, workdir=Path(work), check_sets=checks, reference=reference,
-                        int8=options.int8, gates=options.gates, calibration=calibration,
+                        int8=options.int8, gates=gates, calibration=calibration,
                         validation=validation, agreement_texts=agreement, int8_reference=int8_reference, log=log,
                         options={"coreml_precision": options.coreml_precision,
                                  "compute_units": options.compute_units})

@@ -260,6 +260,10 @@ class GateSet:
         op = ">=" if metric == "agreement" else "<="
         rows.append(Gate(metric, op, float(threshold), "added"))
 
+    def copy(self) -> GateSet:
+        """An independent copy (overrides on it leave this set as it is)."""
+        return GateSet({p: list(gs) for p, gs in self.gates.items()})
+
     def select_on(self, metric: str | None) -> GateSet:
         """Add the gates of SELECTION_GATES[metric] (a model selected on that metric); a gate the user
         already set on the same metric is kept. Returns self."""
