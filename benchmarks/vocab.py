@@ -265,8 +265,9 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
 
 def _unmet(result: dict[str, Any]) -> str:
     tried = sorted(r["min_count"] for r in result["rows"] if r["min_count"] and r["layers"] == TARGET["layers"])
-    if not result.get("partial"):
-        return "**not met** at any min-count tried."
+    if not result.get("partial") or tried == sorted(result["min_counts"]):
+        # every min-count of the target's student measured: decided, whatever else is still running
+        return f"**not met** at any min-count tried ({', '.join(map(str, tried))})."
     return ("**undecided**: not met at min-count " + ", ".join(map(str, tried)) if tried else
             "**undecided**: no pruned 2-layer bundle measured yet") + " (partial run)."
 
