@@ -283,7 +283,7 @@ def imbalance_part(device: dict[str, Any]) -> None:
     from benchmarks import imbalance
 
     result = _study(device, lambda: imbalance.study(log))
-    smoke = imbalance.folder(imbalance.setting()) if result["setting"] != "full" else None
+    smoke = imbalance.folder(imbalance.setting()) if result["setting"] == "smoke" else None
     _publish("imbalance", result, imbalance.markdown(result, device["device_id"]), imbalance.SECTION, smoke)
 
 
