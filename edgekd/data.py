@@ -13,24 +13,32 @@ and counted in `Splits.report`; a missing test split is carved from train (`vali
 of it, stratified, fixed seed), then a missing validation split likewise; `max_train_samples`
 then keeps a stratified sample of train. A carved validation split is sized from the sampled
 train size, so a small-slice run does not evaluate on thousands of rows.
+
+Reading the files is `edgekd.readers`'; `stratified_sample` is the one stratified sampler.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from edgekd.errors import DataError
+from edgekd.readers import FORMATS, SPLIT_STEMS, find_split_file, read_file, read_frames
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+__all__ = ["FORMATS", "SPLIT_NAMES", "SPLIT_STEMS", "DataSpec", "Split", "Splits", "load_splits", "print_data_report",
+           "read_test_file", "stratified_sample"]
 
 SPLIT_NAMES = ("train", "validation", "test")
-# File stems accepted for each split, first match wins.
-SPLIT_STEMS = {"train": ("train",), "validation": ("validation", "valid", "dev", "val"), "test": ("test",)}
-# Suffix -> reader kind; each may also end in .gz.
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+Rows = tuple[list[str], list[str]]  # (texts, raw label names) of one split while loading
 
 
 @dataclass
@@ -87,9 +95,9 @@ def load_splits(spec: DataSpec, labels: list[str] | None = None) -> Splits:
         raise DataError(f"--max-train-samples must be at least 2, got {spec.max_train_samples}")
     if not 0.0 < spec.validation_fraction < 0.5:
         raise DataError(f"validation_fraction must be in (0, 0.5), got {spec.validation_fraction}")
-    frames, origins = _read_frames(spec.path)
+    frames, origins = read_frames(spec.path)
     group_of = _load_label_map(spec.label_map)
-    raw: dict[str, tuple[list[str], list[str]]] = {}
+    raw: dict[str, Rows] = {}
     dropped: dict[str, int] = {}
     for name, frame in frames.items():
         texts, names, dropped[name] = _clean(frame, spec, origins[name])
@@ -106,109 +114,24 @@ def load_splits(spec: DataSpec, labels: list[str] | None = None) -> Splits:
     return _assemble(raw, origins, dropped, spec, labels)
 
 
-def _read_frames(path: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """{split: DataFrame} for the splits that exist, and {split: where it came from}."""
-    if path.startswith("hf:"):
-        return _read_hf(path[3:])
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise DataError(f"dataset path '{path}' does not exist; give a directory with train/test "
-                        "files, a single CSV/TSV/JSONL/Parquet file, or hf:NAME")
-    if p.is_file():
-        return {"train": _read_file(p)}, {"train": str(p)}
-    frames, origins = {}, {}
-    for split, stems in SPLIT_STEMS.items():
-        found = _find_split_file(p, stems)
-        if found is not None:
-            frames[split], origins[split] = _read_file(found), str(found)
-    if "train" not in frames:
-        have = sorted(x.name for x in p.iterdir())[:10]
-        raise DataError(f"no train file in '{p}' (found: {', '.join(have) or 'nothing'}); add "
-                        "train.csv (or .tsv/.jsonl/.parquet, optionally .gz)")
-    return frames, origins
-
-
 def read_test_file(path: str | Path, text_columns: list[str], label_column: str) -> tuple[list[str], list[str], str] | None:
     """(texts, raw label names, source file) of a labelled test file, or of a directory's test split
     file, read as is (no sampling, no carving, empty texts dropped); None when `path` has neither."""
     path = Path(path).expanduser()
-    found = path if path.is_file() else _find_split_file(path, SPLIT_STEMS["test"]) if path.is_dir() else None
+    found = path if path.is_file() else find_split_file(path, SPLIT_STEMS["test"]) if path.is_dir() else None
     if found is None:
         return None
     spec = DataSpec(path=str(found), text_columns=text_columns, label_column=label_column)
-    texts, names, _ = _clean(_read_file(found), spec, str(found))
+    texts, names, _ = _clean(read_file(found), spec, str(found))
     return texts, names, str(found)
 
 
-def _find_split_file(directory: Path, stems: tuple[str, ...]) -> Path | None:
-    for stem in stems:
-        for suffix in FORMATS:
-            for name in (f"{stem}{suffix}", f"{stem}{suffix}.gz"):
-                if (directory / name).is_file():
-                    return directory / name
-    return None
-
-
-def _read_file(path: Path) -> Any:
-    """A DataFrame of strings from one CSV/TSV/JSONL/Parquet file (optionally gzipped)."""
-    import pandas as pd
-
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    kind = FORMATS.get(suffixes[-1] if suffixes else "")
-    if kind is None:
-        raise DataError(f"unsupported data file '{path.name}'; use .csv, .tsv, .jsonl or .parquet "
-                        "(optionally .gz)")
-    try:
-        if kind in ("csv", "tsv"):
-            return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str,
-                               keep_default_na=False)
-        if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
-        return pd.read_parquet(path)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"cannot read '{path}' as {kind}: {first}; fix or re-export the file") from exc
-
-
-def _read_hf(ref: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """Splits of a Hugging Face dataset `NAME[:CONFIG]`, ClassLabel ids turned into names."""
-    datasets = _require_datasets()
-    name, _, config = ref.partition(":")
-    try:
-        dsd = datasets.load_dataset(name, config or None)
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types (hub, offline, file)
-        raise DataError(f"cannot load Hugging Face dataset '{ref}': {str(exc).splitlines()[0]}; "
-                        "check the name, or download it and pass a local directory") from exc
-    frames, origins = {}, {}
-    for split, stems in SPLIT_STEMS.items():
-        key = next((s for s in stems if s in dsd), None)
-        if key is None:
-            continue
-        ds = dsd[key]
-        frame = ds.to_pandas()
-        for column, feature in ds.features.items():
-            if hasattr(feature, "int2str"):  # ClassLabel: store names, not ids
-                frame[column] = [feature.int2str(int(v)) for v in frame[column]]
-        frames[split], origins[split] = frame, f"hf:{ref}[{key}]"
-    if "train" not in frames:
-        raise DataError(f"Hugging Face dataset '{ref}' has no train split (has: {', '.join(dsd)})")
-    return frames, origins
-
-
-def _require_datasets() -> Any:
-    from edgekd.errors import require
-
-    return require("datasets", "train", "Loading an hf: dataset")
-
-
-def _column_strings(frame: Any, column: str) -> list[str]:
+def _column_strings(frame: pd.DataFrame, column: str) -> list[str]:
     values = frame[column].tolist()
     return ["" if v is None or (isinstance(v, float) and v != v) else str(v) for v in values]
 
 
-def _clean(frame: Any, spec: DataSpec, origin: str) -> tuple[list[str], list[str], int]:
+def _clean(frame: pd.DataFrame, spec: DataSpec, origin: str) -> tuple[list[str], list[str], int]:
     """(texts, raw label names, dropped count): texts joined from the text columns, empty dropped."""
     missing = [c for c in [*spec.text_columns, spec.label_column] if c not in frame.columns]
     if missing:
@@ -255,8 +178,8 @@ def _load_label_map(label_map: str | dict[str, list[str]] | None) -> dict[str, s
     return group_of
 
 
-def _apply_label_map(raw: dict[str, tuple[list[str], list[str]]], group_of: dict[str, str],
-                     source: Any) -> dict[str, tuple[list[str], list[str]]]:
+def _apply_label_map(raw: dict[str, Rows], group_of: dict[str, str],
+                     source: str | dict[str, list[str]] | None) -> dict[str, Rows]:
     unmapped = sorted({n for _, names in raw.values() for n in names if n not in group_of})
     if unmapped:
         shown = ", ".join(repr(u) for u in unmapped[:20])
@@ -272,32 +195,91 @@ def _check_classes(names: list[str], origin: str) -> None:
                         "classifier needs at least two: check --label-column or the label map")
 
 
-def _stratified_pick(names: list[str], n: int, seed: int) -> np.ndarray:
-    """Sorted indices of a stratified sample of size n (plain random when a class is too small)."""
+def stratified_sample(labels: Sequence[Hashable] | np.ndarray, n: int, seed: int,
+                      method: Literal["sklearn", "quota", "largest_remainder"] = "sklearn") -> np.ndarray:
+    """Sorted indices of a stratified sample of `n` rows of `labels` (a class name, id or any sortable
+    stratum key per row), fixed by `seed`.
+
+    The one stratified sampler, with three methods because each one's output is recorded (dataset
+    fingerprints, calibration records, stamps) and must stay the same for a seed:
+    - "sklearn" (carving test/validation, `max_train_samples`): scikit-learn's stratified
+      `train_test_split`, exactly `n` rows; plain random when a class has one row or `n` cannot hold
+      every class; every row when `n` >= the rows.
+    - "quota" (the pipeline's `max_test_samples`): each class gets floor(share * n) rows and at least
+      one, the rounding remainder goes to the largest classes, rows drawn per class by a permutation
+      (about `n` rows: more when many classes are tiny).
+    - "largest_remainder" (calibration sets, strata = (label, length bin)): proportional allocation
+      with largest remainders (ties: the larger stratum, then the one seen first), at most a stratum's
+      size each, rows drawn per stratum in sorted key order; min(n, rows) rows.
+    """
+    if method == "quota":
+        return _quota_sample(np.asarray(labels), n, seed)
+    if method == "largest_remainder":
+        return _largest_remainder_sample(labels, n, seed)
+    if method != "sklearn":
+        raise ValueError(f"stratified_sample method must be sklearn, quota or largest_remainder, got {method!r}")
     from sklearn.model_selection import train_test_split
 
-    idx = np.arange(len(names))
-    if n >= len(names):
+    idx = np.arange(len(labels))
+    if n >= len(labels):
         return idx
-    counts = np.unique(names, return_counts=True)[1]
-    can_stratify = counts.min() >= 2 and len(counts) <= n <= len(names) - len(counts)
+    counts = np.unique(labels, return_counts=True)[1]
+    can_stratify = counts.min() >= 2 and len(counts) <= n <= len(labels) - len(counts)
     picked, _ = train_test_split(idx, train_size=n, random_state=seed,
-                                 stratify=names if can_stratify else None)
+                                 stratify=labels if can_stratify else None)
     return np.sort(picked)
 
 
-def _split_off(pool: tuple[list[str], list[str]], n: int, seed: int
-               ) -> tuple[tuple[list[str], list[str]], tuple[list[str], list[str]]]:
+def _quota_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.maximum(1, np.floor(counts / counts.sum() * n).astype(int))
+    for i in np.argsort(-counts)[: max(0, n - int(quota.sum()))]:
+        quota[i] += 1  # hand the rounding remainder to the largest classes
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota, strict=True)]
+    return np.sort(np.concatenate(picked))
+
+
+def _largest_remainder_sample(keys: Sequence[Hashable], n: int, seed: int) -> np.ndarray:
+    strata: dict[Hashable, list[int]] = {}  # in order of first appearance (the allocation's tie-break)
+    for i, key in enumerate(keys):
+        strata.setdefault(key, []).append(i)
+    alloc = _allocate({k: len(v) for k, v in strata.items()}, min(n, len(keys)))
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for key in sorted(strata):
+        if alloc[key]:
+            picked.extend(rng.choice(strata[key], size=alloc[key], replace=False).tolist())
+    return np.sort(np.asarray(picked, dtype=np.int64))
+
+
+def _allocate(strata_sizes: dict[Hashable, int], size: int) -> dict[Hashable, int]:
+    """Proportional allocation with largest remainders; every stratum gets at most its size."""
+    total = sum(strata_sizes.values())
+    raw = {k: size * n / total for k, n in strata_sizes.items()}
+    alloc = {k: min(int(r), strata_sizes[k]) for k, r in raw.items()}
+    left = size - sum(alloc.values())
+    for k in sorted(raw, key=lambda k: (raw[k] - int(raw[k]), strata_sizes[k]), reverse=True):
+        if left <= 0:
+            break
+        if alloc[k] < strata_sizes[k]:
+            alloc[k] += 1
+            left -= 1
+    return alloc
+
+
+def _split_off(pool: Rows, n: int, seed: int) -> tuple[Rows, Rows]:
     """(rest, carved) where carved is a stratified sample of n rows of pool, both in pool order."""
     texts, names = pool
-    carved = _stratified_pick(names, n, seed)
+    carved = stratified_sample(names, n, seed)
     mask = np.zeros(len(names), dtype=bool)
     mask[carved] = True
     rest, kept = np.flatnonzero(~mask), np.flatnonzero(mask)
     return ([texts[i] for i in rest], [names[i] for i in rest]), ([texts[i] for i in kept], [names[i] for i in kept])
 
 
-def _carve_missing(raw: dict, origins: dict, spec: DataSpec) -> tuple[dict, dict]:
+def _carve_missing(raw: dict[str, Rows], origins: dict[str, str], spec: DataSpec
+                   ) -> tuple[dict[str, Rows], dict[str, str]]:
     """Carve test, then validation, out of train when the dataset does not provide them."""
     fraction = spec.validation_fraction
     if "test" not in raw:
@@ -317,14 +299,14 @@ def _carve_missing(raw: dict, origins: dict, spec: DataSpec) -> tuple[dict, dict
     return raw, origins
 
 
-def _sample_train(train: tuple[list[str], list[str]], spec: DataSpec) -> tuple[list[str], list[str]]:
+def _sample_train(train: Rows, spec: DataSpec) -> Rows:
     if spec.max_train_samples is None or spec.max_train_samples >= len(train[0]):
         return train
     _, sampled = _split_off(train, spec.max_train_samples, spec.seed)
     return sampled
 
 
-def _assemble(raw: dict, origins: dict, dropped: dict, spec: DataSpec,
+def _assemble(raw: dict[str, Rows], origins: dict[str, str], dropped: dict[str, int], spec: DataSpec,
               labels: list[str] | None) -> Splits:
     train_classes = set(raw["train"][1])
     for name in ("validation", "test"):
@@ -349,7 +331,7 @@ def _assemble(raw: dict, origins: dict, dropped: dict, spec: DataSpec,
                   _fingerprint(splits, labels), report)
 
 
-def _report(splits: dict[str, Split], labels: list[str], origins: dict, dropped: dict,
+def _report(splits: dict[str, Split], labels: list[str], origins: dict[str, str], dropped: dict[str, int],
             spec: DataSpec) -> dict[str, Any]:
     out: dict[str, Any] = {"source": spec.path, "labels": labels, "splits": {}}
     for name, split in splits.items():
@@ -376,7 +358,7 @@ def _fingerprint(splits: dict[str, Split], labels: list[str]) -> str:
     return h.hexdigest()
 
 
-def print_data_report(splits: Splits, console: Any = None) -> None:
+def print_data_report(splits: Splits, console: Console | None = None) -> None:
     """Print a table of class counts per split and the number of dropped empty texts."""
     from rich.console import Console
     from rich.table import Table

@@ -135,7 +135,6 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
-_VALID_TARGETS = ("onnx", "openvino", "coreml")
 _VALID_PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -213,9 +212,11 @@ def _validate(recipe: Recipe) -> None:
                 raise RecipeError(f"recipe key '{section}.{key}' is {getattr(cfg, key)!r}; use one of {', '.join(allowed)}")
         if cfg.patience < 0:
             raise RecipeError(f"recipe key '{section}.patience' is {cfg.patience}; use 0 (no early stopping) or more")
-    bad = [t for t in recipe.export.targets if t not in _VALID_TARGETS]
+    from edgekd.exporters import TARGETS  # the backend registry's export targets
+
+    bad = [t for t in recipe.export.targets if t not in TARGETS]
     if bad:
-        raise RecipeError(f"recipe key 'export.targets' has {bad}; choose from {list(_VALID_TARGETS)}")
+        raise RecipeError(f"recipe key 'export.targets' has {bad}; choose from {list(TARGETS)}")
     if recipe.export.coreml_precision not in ("fp16", "fp32"):
         raise RecipeError(f"recipe key 'export.coreml_precision' is {recipe.export.coreml_precision!r}; "
                           "use fp16 or fp32")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.data import stratified_sample
 from edgekd.errors import DataError
 
 DEFAULT_SIZE = 300
@@ -40,21 +41,6 @@ def length_bin_edges(lengths: Sequence[int], n_bins: int = LENGTH_BINS) -> list[
     return sorted({int(round(q)) for q in qs})
 
 
-def _allocate(strata_sizes: dict[tuple[int, int], int], size: int) -> dict[tuple[int, int], int]:
-    """Proportional allocation with largest remainders; every stratum gets at most its size."""
-    total = sum(strata_sizes.values())
-    raw = {k: size * n / total for k, n in strata_sizes.items()}
-    alloc = {k: min(int(r), strata_sizes[k]) for k, r in raw.items()}
-    left = size - sum(alloc.values())
-    for k in sorted(raw, key=lambda k: (raw[k] - int(raw[k]), strata_sizes[k]), reverse=True):
-        if left <= 0:
-            break
-        if alloc[k] < strata_sizes[k]:
-            alloc[k] += 1
-            left -= 1
-    return alloc
-
-
 def sample_calibration(texts: Sequence[str], labels: Sequence[int], lengths: Sequence[int],
                        size: int = DEFAULT_SIZE, seed: int = DEFAULT_SEED,
                        label_names: Sequence[str] | None = None) -> CalibrationSet:
@@ -72,16 +58,8 @@ def sample_calibration(texts: Sequence[str], labels: Sequence[int], lengths: Seq
     size = min(size, len(texts))
     edges = length_bin_edges(lengths)
     bins = np.searchsorted(np.asarray(edges), np.asarray(lengths), side="right")
-    strata: dict[tuple[int, int], list[int]] = {}
-    for i, (lab, b) in enumerate(zip(labels, bins, strict=True)):
-        strata.setdefault((int(lab), int(b)), []).append(i)
-    alloc = _allocate({k: len(v) for k, v in strata.items()}, size)
-    rng = np.random.default_rng(seed)
-    picked: list[int] = []
-    for key in sorted(strata):
-        if alloc[key]:
-            picked.extend(rng.choice(strata[key], size=alloc[key], replace=False).tolist())
-    picked.sort()
+    strata = [(int(lab), int(b)) for lab, b in zip(labels, bins, strict=True)]
+    picked = stratified_sample(strata, size, seed, method="largest_remainder").tolist()
     chosen_texts = [texts[i] for i in picked]
     chosen_labels = [int(labels[i]) for i in picked]
     return CalibrationSet(chosen_texts, chosen_labels,

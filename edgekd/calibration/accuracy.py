@@ -20,6 +20,7 @@ import numpy as np
 
 from edgekd.verify.parity import (
     GateSet,
+    accuracy,  # the one accuracy function; imported from here by the exporters
     conversion_parity,
     describe_agreement,
     evaluate_gates,
@@ -27,14 +28,6 @@ from edgekd.verify.parity import (
     paired_drop_interval,
     paired_f1_drop_interval,
 )
-
-
-def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
-    """Top-1 accuracy of logits [n, num_labels] against label ids."""
-    labels = np.asarray(labels)
-    if len(labels) == 0:
-        return float("nan")
-    return float((np.asarray(logits).argmax(axis=1) == labels).mean())
 
 
 @dataclass

@@ -27,7 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from edgekd.commands._common import add_data_arguments
 
     parser.add_argument("model", help="checkpoint directory (output of edgekd train / distill)")
-    parser.add_argument("--target", default="onnx", help="onnx, openvino, coreml, comma list, or all (default onnx)")
+    from edgekd.backends import COREML_COMPUTE_UNITS
+    from edgekd.exporters import TARGETS
+
+    parser.add_argument("--target", default="onnx", help=f"{', '.join(TARGETS)}, comma list, or all (default onnx)")
     parser.add_argument("--out", required=True, help="bundle directory to write")
     parser.add_argument("--int8", action="store_true",
                         help="also export calibrated int8 artifacts (a target whose int8 fails the int8 gates "
@@ -40,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"gate, {INT8_MAX_ACCURACY_DROP})")
     parser.add_argument("--coreml-precision", choices=["fp16", "fp32"], default="fp16",
                         help="Core ML compute precision (default fp16)")
-    parser.add_argument("--compute-units", default="ALL", choices=["CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL"],
+    parser.add_argument("--compute-units", default="ALL", choices=list(COREML_COMPUTE_UNITS),
                         help="Core ML compute units recorded for the runtime (default ALL)")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")
     add_data_arguments(parser, required=False)

@@ -148,13 +148,13 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
             log(f"exporting {name}" + (" (fp32 + int8 with accuracy control)" if options.int8 else ""))
             manifest.artifacts.extend(get_exporter(name).export(job))
         _require_int8(options, targets, manifest, job.dropped)
-        manifest.parity = job.records.get("parity", {})
+        manifest.parity = job.results.parity
         manifest.dropped = job.dropped
         manifest.provenance = _provenance(model_dir, model_card, data, options, targets)
         if calibration is not None:
             manifest.calibration = dict(calibration.record, validation_size=len(validation[0]),
                                         agreement_extra_size=len(agreement),
-                                        accuracy_control=job.records.get("accuracy_control", {}))
+                                        accuracy_control=job.results.accuracy_control)
         bundle_mod.write_manifest(tmp, manifest)
     log(f"wrote {out} ({len(manifest.artifacts)} artifacts" + (f", {len(manifest.dropped)} dropped)" if manifest.dropped else ")"))
     return manifest

@@ -10,8 +10,6 @@ artifact will be verified here (else it fails unless `allow_partial`).
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -163,32 +161,31 @@ class Run:
         return f"{self.artifact.name}@{units}" if units else self.artifact.name
 
 
-# Core ML compute-unit settings measured on macOS: each is a different engine (CPU, GPU, Neural Engine).
-COREML_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
-
-
 def plan_runs(manifest: Any, wanted: list[str] | None) -> tuple[list[Run], list[str], list[dict[str, str]]]:
     """The runs to do here; notes on what is substituted or skipped and why; and the artifacts not
     verified here as {artifact, backend, reason} (the report's `skipped`). Core ML off macOS runs
     on the MIL reference evaluator (`coreml-reference`) and counts as verified."""
-    from edgekd.runtimes.classifier import NEEDS, available_backends
+    from edgekd.backends import REGISTRY
+    from edgekd.runtimes.classifier import available_backends
 
     here = set(available_backends(manifest))
     runs, notes, skipped = [], [], []
     for art in manifest.artifacts:
         backend = art.backend
-        if backend == "coreml" and not (sys.platform == "darwin" and "coreml" in here):
-            backend = "coreml-reference"
+        spec = REGISTRY.get(backend)
+        if spec is not None and spec.stand_in and not (spec.runs_here() and backend in here):
+            backend = spec.stand_in  # Core ML off macOS: the MIL reference evaluator
         if wanted is not None and backend not in wanted and art.backend not in wanted:
             reason = f"filtered out: not among the requested backends ({', '.join(wanted)})"
         elif backend not in here:
-            extra = NEEDS.get(backend, (backend, backend))[1]
+            extra = REGISTRY[backend].extra if backend in REGISTRY else backend
             reason = f"backend {backend} is not installed here (pip install 'edgekd[{extra}]')"
         else:
-            if backend == "coreml-reference":
+            if backend != art.backend:  # a stand-in ran it (so far only Core ML's)
                 notes.append(f"{art.name}: Core ML needs macOS; ran the numpy MIL reference evaluator instead "
                              "(engine 'mil-reference': parity is checked, latency is not Core ML's)")
-            units = COREML_UNITS if backend == "coreml" else (None,)
+            # each compute-unit setting is a different engine (Core ML: CPU, GPU, Neural Engine)
+            units = REGISTRY[backend].compute_units or (None,)
             runs += [Run(backend, art, {"compute_units": u} if u else {}) for u in units]
             continue
         skipped.append({"artifact": art.name, "backend": backend, "reason": reason})
