@@ -16,11 +16,7 @@ from conftest import read_texts
 from edgekd import bundle as bundle_mod
 from edgekd.errors import BundleError, MissingDependency
 from edgekd.exporters.bundle_writer import ExportData, ExportOptions, export_bundle
-from edgekd.runtimes import coreml as coreml_rt
-from edgekd.runtimes import onnx as onnx_rt
-from edgekd.runtimes import openvino as openvino_rt
-
-RUNTIMES = {"onnx": onnx_rt, "openvino": openvino_rt}
+from edgekd.runtimes.classifier import open_session
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +42,7 @@ def batch(tiny_bert: Path) -> dict[str, np.ndarray]:
 def test_session_runs_and_describes_itself(bundle: Path, batch: dict, backend: str) -> None:
     manifest = bundle_mod.read_manifest(bundle)
     art = manifest.artifact(backend, "fp32")
-    session = RUNTIMES[backend].open_session(bundle / art.path, art, manifest, {"threads": 1})
+    session = open_session(backend, bundle / art.path, art, manifest, {"threads": 1})
     assert session.input_names == ["input_ids", "attention_mask", "token_type_ids"]
     assert session.input_dtype is np.int64
     assert session.engine.startswith({"onnx": "onnxruntime ", "openvino": "openvino "}[backend])
@@ -58,20 +54,20 @@ def test_session_runs_and_describes_itself(bundle: Path, batch: dict, backend: s
 def test_onnx_spin_option_reaches_the_session(bundle: Path, batch: dict, spin: bool) -> None:
     manifest = bundle_mod.read_manifest(bundle)
     art = manifest.artifact("onnx", "fp32")
-    session = onnx_rt.open_session(bundle / art.path, art, manifest, {"threads": 2, "spin": spin})
+    session = open_session("onnx", bundle / art.path, art, manifest, {"threads": 2, "spin": spin})
     so = session._session.get_session_options()
     assert so.get_session_config_entry("session.intra_op.allow_spinning") == ("1" if spin else "0")
-    reference = onnx_rt.open_session(bundle / art.path, art, manifest, {"threads": 2}).run(batch)
+    reference = open_session("onnx", bundle / art.path, art, manifest, {"threads": 2}).run(batch)
     np.testing.assert_array_equal(session.run(batch), reference)  # a scheduling knob, same numbers
     with pytest.raises(ValueError, match="spin must be True or False"):
-        onnx_rt.open_session(bundle / art.path, art, manifest, {"spin": "no"})
+        open_session("onnx", bundle / art.path, art, manifest, {"spin": "no"})
 
 
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_session_is_thread_safe(bundle: Path, batch: dict, backend: str) -> None:
     manifest = bundle_mod.read_manifest(bundle)
     art = manifest.artifact(backend, "fp32")
-    session = RUNTIMES[backend].open_session(bundle / art.path, art, manifest, {})
+    session = open_session(backend, bundle / art.path, art, manifest, {})
     expected = session.run(batch)
     rows = [{k: v[i : i + 1] for k, v in batch.items()} for i in range(8)]
     with ThreadPoolExecutor(max_workers=4) as pool:
@@ -88,7 +84,7 @@ def test_session_refuses_artifact_of_another_contract(bundle: Path, backend: str
     art = manifest.artifact(backend, "fp32")
     other = dataclasses.replace(manifest, contract="0" * 64)
     with pytest.raises(BundleError, match=rf"{backend}-fp32 .*another tokenizer or label map"):
-        RUNTIMES[backend].open_session(bundle / art.path, art, other, {})
+        open_session(backend, bundle / art.path, art, other, {})
 
 
 def test_missing_runtime_dependency_names_the_extra(bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -96,7 +92,7 @@ def test_missing_runtime_dependency_names_the_extra(bundle: Path, monkeypatch: p
     art = manifest.artifact("onnx", "fp32")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(MissingDependency, match=r"pip install 'edgekd\[onnx\]'"):
-        onnx_rt.open_session(bundle / art.path, art, manifest, {})
+        open_session("onnx", bundle / art.path, art, manifest, {})
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="Core ML runs on macOS; this checks the error elsewhere")
@@ -104,7 +100,7 @@ def test_coreml_session_off_macos_points_to_reference(bundle: Path) -> None:
     manifest = bundle_mod.read_manifest(bundle)
     art = bundle_mod.Artifact("coreml", "fp16", "coreml/model.mlpackage", extra={"compute_units": "CPU_AND_NE"})
     with pytest.raises(BundleError, match=r"runs only on macOS.*backend='coreml-reference'"):
-        coreml_rt.open_session(bundle / art.path, art, manifest, {"compute_units": "CPU_AND_NE"})
+        open_session("coreml", bundle / art.path, art, manifest, {"compute_units": "CPU_AND_NE"})
 
 
 def test_session_modules_do_not_import_torch() -> None:

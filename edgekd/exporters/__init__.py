@@ -1,5 +1,6 @@
-"""Exporters: one module per backend, registered here. Adding a backend is one module with an
-`Exporter` subclass and one line in `TARGETS`; nothing else changes.
+"""Exporters: one module per backend, each an `Exporter` subclass (see `base.py`) named by its
+backend's `BackendSpec.exporter` in `edgekd.backends`. Adding a target is that module plus one
+`register(...)` line in `edgekd/backends.py`; `TARGETS` here is a live view of the registry.
 
 `export_bundle` (in `bundle_writer`) turns a checkpoint into a checked bundle.
 """
@@ -9,17 +10,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from edgekd.backends import RegistryView
 from edgekd.errors import RecipeError
 
 if TYPE_CHECKING:
     from edgekd.exporters.base import Exporter
 
-# target name -> "module:class"; imported only when the target is used (they need torch).
-TARGETS: dict[str, str] = {
-    "onnx": "edgekd.exporters.onnx:OnnxExporter",
-    "openvino": "edgekd.exporters.openvino:OpenVinoExporter",
-    "coreml": "edgekd.exporters.coreml:CoreMLExporter",
-}
+# target name -> "module:class" of its exporter, for every registered backend that exports; the
+# modules are imported only when the target is used (they need torch).
+TARGETS = RegistryView("exporter")
 
 
 def parse_targets(spec: str | list[str]) -> list[str]:

@@ -11,7 +11,6 @@ Dropping never throws away the artifacts that passed."""
 from __future__ import annotations
 
 import contextlib
-import importlib
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +20,22 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.backends import spec_of
 from edgekd.bundle import Artifact, Manifest, TokenizerSettings, artifact_files, finalize_artifact
 from edgekd.calibration import CalibrationSet
 from edgekd.calibration.accuracy import Int8Candidate, Int8Decision, rejection_reason, select_int8
 from edgekd.errors import EdgekdError, ExportError, require
 from edgekd.exporters import check
 from edgekd.verify.parity import GateSet, wilson_interval
+
+
+@dataclass
+class ExportResults:
+    """What the exporters found, for the manifest: the post-export check of every artifact and the
+    int8 accuracy-control decision of every target that tried int8."""
+
+    parity: dict[str, dict[str, Any]] = field(default_factory=dict)  # artifact name -> check result
+    accuracy_control: dict[str, dict[str, Any]] = field(default_factory=dict)  # target -> decision record
 
 
 @dataclass
@@ -53,7 +62,7 @@ class ExportJob:
     dropped: list[dict[str, Any]] = field(default_factory=list)  # artifacts left out, with why
     options: dict[str, Any] = field(default_factory=dict)  # coreml_precision, compute_units, ...
     shared: dict[str, Any] = field(default_factory=dict)  # cross-target cache (e.g. the raw ONNX file)
-    records: dict[str, Any] = field(default_factory=dict)  # per-target notes for the manifest
+    results: ExportResults = field(default_factory=ExportResults)  # checks and decisions, for the manifest
     log: Callable[[str], None] = print  # progress lines
 
     @property
@@ -75,7 +84,7 @@ class ExportJob:
         of the gate table; the decision (with every candidate's numbers) goes into the manifest."""
         _, labels = self.int8_eval_texts()
         decision = select_int8(self.int8_reference, labels, candidates, self.gates, log=self.log)
-        self.records.setdefault("accuracy_control", {})[backend] = decision.record()
+        self.results.accuracy_control[backend] = decision.record()
         return decision
 
     def drop(self, name: str, stage: str, reason: str, numbers: Any = None) -> None:
@@ -120,7 +129,7 @@ class Exporter:
             artifact.extra.setdefault("export_seconds", round(time.perf_counter() - t0, 2))
             with _as_export_error(f"the post-export check of {artifact.name} could not run"):
                 result = self.check(job, artifact)
-            job.records.setdefault("parity", {})[artifact.name] = result
+            job.results.parity[artifact.name] = result
             if result["status"] != "failed":
                 kept.append(artifact)
                 continue
@@ -147,7 +156,7 @@ class Exporter:
             return []
         if artifact is not None:
             return [artifact]
-        record = job.records.get("accuracy_control", {}).get(self.name)
+        record = job.results.accuracy_control.get(self.name)
         if record is None:
             raise ExportError(f"--target {self.name} returned no int8 artifact and no accuracy-control record")
         job.drop(name, "accuracy control", rejection_reason(record), record["tried"])
@@ -163,20 +172,24 @@ class Exporter:
         raise NotImplementedError
 
     def check_backend(self) -> str | None:
-        """Runtime backend that runs this target's artifacts here, or None when none can."""
-        return self.name
+        """Runtime backend that runs this target's artifacts here, or None when none can: the
+        target's own backend where its OS allows, else its registered stand-in (Core ML off macOS:
+        the MIL reference evaluator)."""
+        spec = spec_of(self.name)
+        return self.name if spec.runs_here() else spec.stand_in
 
     def skip_reason(self) -> str:
         return f"no runtime for {self.name} on this machine"
 
     def _session(self, job: ExportJob, artifact: Artifact) -> Any:
         """A runtime session over an artifact written under job.bundle, by the backend that
-        `check_backend()` names (the one `edgekd.load` would use here)."""
+        `check_backend()` names, opened and checked (embedded contract, inputs) as `edgekd.load` does."""
+        from edgekd.runtimes.classifier import open_session
+
         backend = self.check_backend()
         if backend is None:
             raise ExportError(f"{artifact.name} cannot be run here: {self.skip_reason()}")
-        runtime = importlib.import_module(_runtime_module(backend))
-        return runtime.open_session(job.bundle / artifact.path, artifact, job.manifest(), {})
+        return open_session(backend, job.bundle / artifact.path, artifact, job.manifest(), {})
 
     def session_logits(self, job: ExportJob, artifact: Artifact, texts: list[str]) -> np.ndarray:
         """logits [len(texts), num_labels] of an artifact written under job.bundle (see `_session`)."""
@@ -198,7 +211,7 @@ class Exporter:
         total = _pool(by_length)
         result = {"engine": session.engine, **total, "by_length": by_length}
         if artifact.precision == "int8":
-            decision = job.records.get("accuracy_control", {}).get(self.name, {})
+            decision = job.results.accuracy_control.get(self.name, {})
             chosen = next((t for t in decision.get("tried", []) if t.get("accepted")), {})
             return {"status": "passed", "decided_by": "accuracy control", "gate": decision.get("gates"),
                     "decision": {k: chosen.get(k) for k in ("name", "n", "agreement", "agreement_ci", "flips",
@@ -231,12 +244,6 @@ def _as_export_error(what: str) -> Iterator[None]:
     except Exception as exc:  # third-party exporters raise anything; the CLI needs one typed error
         lines = str(exc).strip().splitlines() or [""]
         raise ExportError(f"{what}: {type(exc).__name__}: {lines[0]}; rerun with --debug for the traceback") from exc
-
-
-def _runtime_module(backend: str) -> str:
-    from edgekd.runtimes import BACKENDS
-
-    return BACKENDS[backend]
 
 
 def _pool(by_length: dict[str, dict[str, Any]]) -> dict[str, Any]:

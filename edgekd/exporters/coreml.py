@@ -4,7 +4,6 @@ fp16 compute by default, and int8 weights via coremltools.optimize. Converts on 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -12,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.backends import COREML_COMPUTE_UNITS
 from edgekd.bundle import CONTRACT_KEY, Artifact
 from edgekd.calibration.accuracy import Int8Candidate
 from edgekd.exporters.base import Exporter, ExportJob
@@ -28,7 +28,6 @@ MASK_FILL = -1e4
 BUCKET_QUANTILES = (0.1, 0.5, 0.9, 0.99)
 BUCKET_STEP = 16
 INT8_WEIGHT_THRESHOLD = 2048  # smaller tensors (biases, LayerNorm) stay fp16
-COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
 
 
 def sequence_buckets(lengths: list[int], max_length: int) -> list[int]:
@@ -81,8 +80,8 @@ class CoreMLExporter(Exporter):
 
     def _export(self, job: ExportJob) -> list[Artifact]:
         units = job.options.get("compute_units", "ALL")
-        if units not in COMPUTE_UNITS:
-            raise ValueError(f"compute units {units!r} not in {COMPUTE_UNITS}")
+        if units not in COREML_COMPUTE_UNITS:
+            raise ValueError(f"compute units {units!r} not in {COREML_COMPUTE_UNITS}")
         precision = job.options.get("coreml_precision", "fp16")
         pool = job.calibration.texts if job.calibration else [t for s in job.check_sets.values() for t in s]
         buckets = sequence_buckets(token_lengths(job.tokenizer, pool, job.max_length), job.max_length)
@@ -150,22 +149,3 @@ class CoreMLExporter(Exporter):
         meta[CONTRACT_KEY] = job.contract
         meta["edgekd.labels"] = json.dumps(job.labels, ensure_ascii=False)
         mlmodel.short_description = f"edgekd text classifier ({len(job.labels)} labels), logits output"
-
-    def check_backend(self) -> str | None:
-        if sys.platform == "darwin":
-            return "coreml"
-        spec = importlib.util.find_spec("edgekd.runtimes.mil")
-        if spec is not None and _has_open_session("edgekd.runtimes.mil"):
-            return "coreml-reference"
-        return None
-
-    def skip_reason(self) -> str:
-        return ("Core ML cannot run on this OS and the Core ML reference evaluator (edgekd.runtimes.mil) "
-                "is not available; run 'edgekd verify' on macOS")
-
-
-def _has_open_session(module: str) -> bool:
-    try:
-        return hasattr(importlib.import_module(module), "open_session")
-    except ImportError:
-        return False

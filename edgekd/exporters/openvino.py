@@ -10,8 +10,8 @@ from edgekd.bundle import Artifact
 from edgekd.calibration.accuracy import Int8Candidate, accuracy
 from edgekd.exporters.base import Exporter, ExportJob
 from edgekd.exporters.onnx import raw_onnx
+from edgekd.runtimes.openvino import RT_INFO_PATH  # where the session reads the contract back
 
-RT_INFO_PATH = ["edgekd", "contract"]
 VALIDATION_BATCH = 32
 
 

@@ -7,7 +7,9 @@
     clf.logits(texts, batch_size=32)             # np.ndarray [n, num_labels] float32
 
 On load the manifest's contract hash is checked against tokenizer.json and the labels, the used
-artifact against its sha256, and the session checks the contract hash embedded in the artifact.
+artifact against its sha256, and then, once for every backend (`open_session`), the contract hash
+embedded in the artifact and the inputs its model declares. Which backends exist, what each runs and
+needs, and the fixed rule of backend="auto" all come from the registry in `edgekd.backends`.
 """
 
 from __future__ import annotations
@@ -24,19 +26,13 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.backends import REGISTRY, BackendSpec
 from edgekd.bundle import TOKENIZER, Artifact, Manifest, check_artifact, open_bundle, read_manifest
 from edgekd.errors import BundleError, MissingDependency
-from edgekd.runtimes import BACKENDS
-from edgekd.runtimes.base import Session
+from edgekd.runtimes.base import Session, check_session
 from edgekd.runtimes.choice import FIXED_RULE, Candidate, Choice, check_prefer, measured, this_device_report
 from edgekd.runtimes.tokenizer import BundleTokenizer, check_texts
 
-# Backend name -> the artifact backend it runs (None: it needs no bundle artifact).
-ARTIFACT_OF = {"onnx": "onnx", "openvino": "openvino", "coreml": "coreml", "coreml-reference": "coreml",
-               "torch": None}
-# Backend name -> (importable module it needs, pip extra that installs it).
-NEEDS = {"onnx": ("onnxruntime", "onnx"), "openvino": ("openvino", "openvino"), "coreml": ("coremltools", "coreml"),
-         "coreml-reference": ("numpy", "coreml"), "torch": ("torch", "train")}
 PRECISIONS = ("fp32", "fp16", "int8")
 # precision="auto" without this device's verify report (see choice.py): int8 when present (smallest,
 # fastest on CPU), else fp32, else fp16 (e.g. a Core ML bundle that only has fp16).
@@ -160,10 +156,11 @@ def load(bundle: str | os.PathLike[str], backend: str = "auto", precision: str =
     (`prefer`: "latency", the batch-1 p50, or "throughput", texts/s at batch). Without one, the fixed
     rule: backend Core ML on macOS when coremltools and a coreml artifact are there, else OpenVINO when
     installed and in the bundle, else ONNX Runtime; precision int8 if present, else fp32, else fp16.
-    Otherwise backend is one of `edgekd.runtimes.BACKENDS`, precision "fp32" | "fp16" | "int8".
+    Otherwise backend is one of `edgekd.runtimes.BACKENDS` (the registry in `edgekd.backends`),
+    precision "fp32" | "fp16" | "int8".
     The returned classifier's `choice` says which artifact was picked and why.
     threads: intra-op threads for the backend (None: the backend's default). Other options go to the
-    backend's `open_session` (e.g. `spin=False` for ONNX Runtime threads that sleep between calls instead
+    backend's session opener (e.g. `spin=False` for ONNX Runtime threads that sleep between calls instead
     of busy-waiting, `checkpoint=` for the torch reference backend).
     """
     if threads is not None:
@@ -173,15 +170,21 @@ def load(bundle: str | os.PathLike[str], backend: str = "auto", precision: str =
     root = open_bundle(bundle)
     manifest = read_manifest(root)  # checks the contract hash against tokenizer.json and labels
     backend, artifact, choice = choose(root, manifest, backend, precision, prefer, source=bundle)
-    module = _backend_module(backend)
-    path = root if ARTIFACT_OF[backend] is None else check_artifact(root, artifact)
-    session = module.open_session(path, artifact, manifest, {**choice.options, **options})
-    missing = [n for n in session.input_names if n not in manifest.tokenizer.inputs]
-    if missing:
-        raise BundleError(f"artifact {artifact.name} takes inputs {missing} that the manifest's tokenizer "
-                          f"inputs {manifest.tokenizer.inputs} lack; re-export the bundle")
+    opener = _opener(backend)  # MissingDependency naming the extra, before any hashing
+    path = root if REGISTRY[backend].artifact is None else check_artifact(root, artifact)
+    session = open_session(backend, path, artifact, manifest, {**choice.options, **options}, opener)
     tokenizer = BundleTokenizer(root / TOKENIZER, manifest.tokenizer)
     return Classifier(session, tokenizer, manifest, backend, artifact.precision, root, choice)
+
+
+def open_session(backend: str, path: Path, artifact: Artifact, manifest: Manifest,
+                 options: dict[str, Any] | None = None, opener: Any = None) -> Session:
+    """Open `artifact` (at `path`) with a registered backend's opener and check it against the
+    manifest (`base.check_session`: embedded contract, model inputs). The one way edgekd opens a
+    session: `load` and the post-export check both come here, so no backend can skip the checks."""
+    opener = opener or _opener(backend)
+    session = opener(Path(path), artifact, manifest, dict(options or {}))
+    return check_session(session, artifact, manifest, contract=REGISTRY[backend].artifact is not None)
 
 
 def choose(root: Path, manifest: Manifest, backend: str = "auto", precision: str = "auto",
@@ -192,7 +195,7 @@ def choose(root: Path, manifest: Manifest, backend: str = "auto", precision: str
     if precision != "auto" and precision not in PRECISIONS:
         raise BundleError(f"unknown precision {precision!r}; choose one of: auto, {', '.join(PRECISIONS)}")
     first = _pick_backend(manifest, backend)
-    if ARTIFACT_OF[first] is None:
+    if REGISTRY[first].artifact is None:
         return first, _pick_artifact(manifest, first, precision), Choice(
             "checkpoint", first, "requested", f"the {first} reference backend runs the checkpoint, in fp32")
     if backend != "auto" and precision != "auto":
@@ -200,7 +203,7 @@ def choose(root: Path, manifest: Manifest, backend: str = "auto", precision: str
         return first, artifact, Choice(artifact.name, first, "requested", "backend and precision given")
     backends = [first] if backend != "auto" else _auto_backends(manifest)
     candidates = [Candidate(b, a) for b in backends for a in manifest.artifacts
-                  if a.backend == ARTIFACT_OF[b] and precision in ("auto", a.precision)]
+                  if a.backend == REGISTRY[b].artifact and precision in ("auto", a.precision)]
     why = "the only artifact this machine can run that matches" if len(candidates) == 1 else ""
     if len(candidates) > 1:
         picked, why = measured(this_device_report(root, source), manifest, candidates, prefer)
@@ -218,32 +221,34 @@ def choose(root: Path, manifest: Manifest, backend: str = "auto", precision: str
 def available_backends(manifest: Manifest) -> list[str]:
     """Backends whose artifact is in the bundle and whose engine is importable here."""
     have = {a.backend for a in manifest.artifacts}
-    return [b for b, a in ARTIFACT_OF.items() if a in have and _importable(NEEDS[b][0])]
+    return [b for b, spec in REGISTRY.items() if spec.artifact in have and _importable(spec.needs)]
 
 
 def _auto_backends(manifest: Manifest) -> list[str]:
     """The backends auto may pick, in the fixed rule's order: the bundle has their artifact and this
     machine can run them."""
     have = {a.backend for a in manifest.artifacts}
-    candidates = _auto_order()
-    return [b for b in candidates if b in have and (b == "onnx" or _importable(NEEDS[b][0]))]
+    return [b for b in _auto_order() if REGISTRY[b].artifact in have]
 
 
 def _auto_order() -> list[str]:
-    candidates = ["onnx"]
-    if _importable("openvino"):
-        candidates.insert(0, "openvino")
-    if sys.platform == "darwin" and _importable("coremltools"):
-        candidates.insert(0, "coreml")
-    return candidates
+    """The fixed rule's backends this machine can run, preferred first (`BackendSpec.auto_rank`): an
+    OS it runs on and its engine installed (a `fallback` backend stays even without its engine, so
+    loading it names the extra to install)."""
+    ranked = sorted((s for s in REGISTRY.values() if s.auto_rank is not None), key=_rank)
+    return [s.name for s in ranked if s.runs_here() and (s.fallback or _importable(s.needs))]
+
+
+def _rank(spec: BackendSpec) -> int:
+    return spec.auto_rank or 0
 
 
 def _pick_backend(manifest: Manifest, backend: str) -> str:
     have = {a.backend for a in manifest.artifacts}
     if backend != "auto":
-        if backend not in BACKENDS:
-            raise BundleError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(BACKENDS)}")
-        needed = ARTIFACT_OF.get(backend)
+        if backend not in REGISTRY:
+            raise BundleError(f"unknown backend {backend!r}; choose one of: auto, {', '.join(REGISTRY)}")
+        needed = REGISTRY[backend].artifact
         if needed is not None and needed not in have:
             raise BundleError(f"the bundle has no {needed} artifact for backend {backend!r} (it has: "
                               f"{', '.join(sorted(have)) or 'none'}); export it with: edgekd export MODEL "
@@ -260,7 +265,7 @@ def _pick_backend(manifest: Manifest, backend: str) -> str:
 
 def _pick_artifact(manifest: Manifest, backend: str, precision: str) -> Artifact:
     """The artifact for (backend, precision) by the fixed rule; torch gets a stand-in for the checkpoint."""
-    kind = ARTIFACT_OF[backend]
+    kind = REGISTRY[backend].artifact
     if kind is None:  # the torch reference runs the checkpoint itself, in fp32
         if precision not in ("auto", "fp32"):
             raise BundleError(f"the {backend} reference backend runs fp32 only, not {precision!r}")
@@ -271,16 +276,19 @@ def _pick_artifact(manifest: Manifest, backend: str, precision: str) -> Artifact
     return manifest.artifact(kind, precision)  # BundleError listing what the bundle has
 
 
-def _backend_module(backend: str) -> Any:
-    module_name, extra = NEEDS[backend]
-    if not _importable(module_name):
-        raise MissingDependency(module_name, extra, f"the {backend} backend")
+def _opener(backend: str) -> Any:
+    """The backend's session opener (`BackendSpec.session`), imported; MissingDependency naming the
+    extra when its engine is not installed."""
+    spec = REGISTRY[backend]
+    if not _importable(spec.needs):
+        raise MissingDependency(spec.needs, spec.extra, f"the {backend} backend")
+    module_name, attr = spec.session.split(":")
     try:
-        return importlib.import_module(BACKENDS[backend])
+        return getattr(importlib.import_module(module_name), attr)
     except ModuleNotFoundError as exc:
-        if exc.name == BACKENDS[backend]:
+        if exc.name == module_name:
             raise BundleError(f"backend {backend!r} is not available in this edgekd build "
-                              f"({BACKENDS[backend]} is missing); use backend='onnx'") from exc
+                              f"({module_name} is missing); use backend='onnx'") from exc
         raise
 
 

@@ -1,5 +1,8 @@
 """Core ML session for a `coreml/*.mlpackage` artifact: runs on macOS only, with the compute units
-asked for. Elsewhere it fails clearly and points at the numpy reference evaluator. Torch-free."""
+asked for. Elsewhere it fails clearly and points at the numpy reference evaluator. Torch-free.
+
+`CoreMLSession` is the opener `edgekd.backends` registers for backend "coreml"; `edgekd.load` checks
+the contract hash it reads from the model's user-defined metadata and the model's inputs."""
 
 from __future__ import annotations
 
@@ -10,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest, check_embedded_contract
+from edgekd.backends import COREML_COMPUTE_UNITS
+from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest
 from edgekd.errors import BundleError, ModelError, require
-
-COMPUTE_UNITS = ("CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE", "ALL")
 
 
 class CoreMLSession:
@@ -28,12 +30,12 @@ class CoreMLSession:
                               f"use backend='coreml-reference' to evaluate it here, or backend='onnx'")
         ct = require("coremltools", "coreml", "running a Core ML artifact")
         units = options.get("compute_units") or artifact.extra.get("compute_units", "ALL")
-        if units not in COMPUTE_UNITS:
-            raise BundleError(f"compute_units {units!r} is not one of {', '.join(COMPUTE_UNITS)}")
+        if units not in COREML_COMPUTE_UNITS:
+            raise BundleError(f"compute_units {units!r} is not one of {', '.join(COREML_COMPUTE_UNITS)}")
         self._model = ct.models.MLModel(str(path), compute_units=ct.ComputeUnit[units])
-        check_embedded_contract(artifact, self._model.user_defined_metadata.get(CONTRACT_KEY), manifest)
-        takes = artifact.extra.get("inputs", ["input_ids"])
-        self.input_names = [n for n in manifest.tokenizer.inputs if n in takes]
+        self.embedded_contract = self._model.user_defined_metadata.get(CONTRACT_KEY)
+        self.model_inputs = [i.name for i in self._model.get_spec().description.input]
+        self.input_names = [n for n in manifest.tokenizer.inputs if n in self.model_inputs]
         self._buckets = sorted(artifact.extra.get("sequence_buckets", [manifest.tokenizer.max_length]))
         self._pad_id = manifest.tokenizer.pad_id
         self._lock = threading.Lock()
@@ -60,8 +62,3 @@ class CoreMLSession:
             rows.append(np.asarray(out["logits"], dtype=np.float32).reshape(-1))
         return np.stack(rows)
 
-
-def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> CoreMLSession:
-    """Load a Core ML artifact on macOS (compute units from options or the artifact) and check its
-    embedded contract; on other systems raise BundleError pointing to backend='coreml-reference'."""
-    return CoreMLSession(Path(path), artifact, manifest, options or {})

@@ -1,4 +1,7 @@
-"""ONNX Runtime session for an `onnx/*.onnx` artifact. Torch-free."""
+"""ONNX Runtime session for an `onnx/*.onnx` artifact. Torch-free.
+
+`OnnxSession` is the opener `edgekd.backends` registers for backend "onnx"; `edgekd.load` checks the
+contract hash it reads from the model's metadata_props and the model's inputs."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest, check_embedded_contract
+from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest
 from edgekd.errors import require
 
 
@@ -39,10 +42,9 @@ class OnnxSession:
         so.log_severity_level = 3
         providers = options.get("providers") or ["CPUExecutionProvider"]
         self._session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
-        found = self._session.get_modelmeta().custom_metadata_map.get(CONTRACT_KEY)
-        check_embedded_contract(artifact, found, manifest)
-        takes = {i.name for i in self._session.get_inputs()}
-        self.input_names = [n for n in manifest.tokenizer.inputs if n in takes]
+        self.embedded_contract = self._session.get_modelmeta().custom_metadata_map.get(CONTRACT_KEY)
+        self.model_inputs = [i.name for i in self._session.get_inputs()]
+        self.input_names = [n for n in manifest.tokenizer.inputs if n in self.model_inputs]
         self._output = self._session.get_outputs()[0].name
         self.engine = f"onnxruntime {ort.__version__} {self._session.get_providers()[0]}"
 
@@ -51,7 +53,3 @@ class OnnxSession:
         feed = {n: np.asarray(inputs[n], dtype=np.int64) for n in self.input_names}
         return np.asarray(self._session.run([self._output], feed)[0], dtype=np.float32)
 
-
-def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> OnnxSession:
-    """Load an ONNX artifact and check the contract hash in its metadata_props."""
-    return OnnxSession(Path(path), artifact, manifest, options or {})

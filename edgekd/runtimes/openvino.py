@@ -1,4 +1,7 @@
-"""OpenVINO session for an `openvino/*.xml` artifact (CPU plugin by default). Torch-free."""
+"""OpenVINO session for an `openvino/*.xml` artifact (CPU plugin by default). Torch-free.
+
+`OpenVinoSession` is the opener `edgekd.backends` registers for backend "openvino"; `edgekd.load`
+checks the contract hash it reads from the IR's rt_info and the model's inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bundle import Artifact, Manifest, check_embedded_contract
+from edgekd.bundle import Artifact, Manifest
 from edgekd.errors import BundleError, require
 
 RT_INFO_PATH = ["edgekd", "contract"]
@@ -35,8 +38,8 @@ class OpenVinoSession:
         ov = require("openvino", "openvino", "running an OpenVINO artifact")
         core = ov.Core()
         model = core.read_model(str(path))
-        found = model.get_rt_info(RT_INFO_PATH).astype(str) if model.has_rt_info(RT_INFO_PATH) else None
-        check_embedded_contract(artifact, found, manifest)
+        self.embedded_contract = (model.get_rt_info(RT_INFO_PATH).astype(str) if model.has_rt_info(RT_INFO_PATH)
+                                  else None)
         device = options.get("device", "CPU")
         config: dict[str, Any] = {"PERFORMANCE_HINT": options.get("performance_hint", "LATENCY"),
                                   # f32 unless asked: CPUs with bf16 would otherwise silently use it
@@ -48,8 +51,11 @@ class OpenVinoSession:
         except RuntimeError as exc:
             raise BundleError(f"OpenVINO could not compile {path} for device {device!r} ({exc}); "
                               f"use device='CPU' or another backend") from exc
-        takes = {name for port in self._compiled.inputs for name in port.get_names()}
-        self.input_names = [n for n in manifest.tokenizer.inputs if n in takes]
+        # a port may carry several names: it is the tokenizer's input when one of them is
+        ports = [port.get_names() for port in self._compiled.inputs]
+        self.model_inputs = [next((n for n in manifest.tokenizer.inputs if n in names), min(names, default=""))
+                             for names in ports]
+        self.input_names = [n for n in manifest.tokenizer.inputs if n in self.model_inputs]
         self._output = self._compiled.output(0)
         self._request = self._compiled.create_infer_request()
         self._lock = threading.Lock()
@@ -61,7 +67,3 @@ class OpenVinoSession:
         with self._lock:  # the output tensor is the request's own memory: copy it before the next call
             return np.array(self._request.infer(feed)[self._output], dtype=np.float32)
 
-
-def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> OpenVinoSession:
-    """Compile an OpenVINO IR and check the contract hash in its rt_info."""
-    return OpenVinoSession(Path(path), artifact, manifest, options or {})

@@ -53,6 +53,10 @@ class TorchSession:
         self._torch = torch
         names = set(inspect.signature(self._model.forward).parameters)
         self.input_names = [n for n in manifest.tokenizer.inputs if n in names]
+        # forward() takes many optional inputs; those it is fed are the tokenizer's. It runs the
+        # checkpoint, not an artifact, so it carries no contract (`check_session(contract=False)`).
+        self.model_inputs = list(self.input_names)
+        self.embedded_contract: str | None = None
         self.engine = f"torch {torch.__version__} CPU fp32 ({checkpoint.name})"
         self._check_labels(manifest)
         # PyTorch modules are not documented as thread-safe for concurrent forward(); serialise.
@@ -105,6 +109,7 @@ def checkpoint_of(manifest: Manifest, options: dict[str, Any]) -> Path:
                      f"{', '.join(PROVENANCE_KEYS)}); pass checkpoint=PATH to edgekd.load(..., backend='torch')")
 
 
-def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> TorchSession:
-    """The torch reference session (`path`/`artifact` are unused: it runs the checkpoint)."""
+def open_reference(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> TorchSession:
+    """The torch reference session, the opener of backend "torch" (`path`/`artifact` are unused: it
+    runs the checkpoint)."""
     return TorchSession(checkpoint_of(manifest, options), manifest, options.get("threads"))

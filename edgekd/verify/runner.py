@@ -10,6 +10,7 @@ artifact will be verified here (else it fails unless `allow_partial`).
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field

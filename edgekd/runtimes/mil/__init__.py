@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 
 from edgekd.blas import blas_threads
-from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest, check_embedded_contract
-from edgekd.errors import BundleError, ModelError
+from edgekd.bundle import CONTRACT_KEY, Artifact, Manifest
+from edgekd.errors import ModelError
+from edgekd.runtimes.base import check_session
 from edgekd.runtimes.mil.evaluate import allowed_shapes, evaluate
 from edgekd.runtimes.mil.program import Program, load_program
 
-__all__ = ["MilSession", "Program", "evaluate", "load_program", "open_session"]
+__all__ = ["MilSession", "Program", "evaluate", "load_program", "open_artifact", "open_session"]
 
 ENGINE = "mil-reference"
 
@@ -42,6 +43,8 @@ class MilSession:
     def __init__(self, program: Program, input_names: list[str], pad_id: int = 0, threads: int | None = None) -> None:
         self.program = program
         self.input_names = input_names
+        self.model_inputs = [i.name for i in program.inputs]
+        self.embedded_contract = program.metadata.get(CONTRACT_KEY)
         self.pad_id = pad_id
         self.threads = threads
         self.engine = ENGINE
@@ -80,17 +83,19 @@ class MilSession:
             return np.asarray(evaluate(self.program, feed)[self._output], dtype=np.float32)
 
 
-def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> MilSession:
-    """Open a Core ML artifact of a bundle with the MIL reference evaluator (backend `coreml-reference`).
-
-    Checks the contract hash the artifact carries in its Core ML user-defined metadata. Options:
+def open_artifact(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> MilSession:
+    """Open a Core ML artifact of a bundle with the MIL reference evaluator, unchecked: the opener of
+    backend `coreml-reference` (`edgekd.load` checks the contract and inputs it reports). Options:
     `threads` (BLAS threads while evaluating; default: numpy's pool), `function` (ML Program function)."""
     program = load_program(Path(path), function=options.get("function"))
-    check_embedded_contract(artifact, program.metadata.get(CONTRACT_KEY), manifest)
     takes = [i.name for i in program.inputs]
-    unknown = [n for n in takes if n not in manifest.tokenizer.inputs]
-    if unknown:
-        raise BundleError(f"artifact {artifact.name} takes inputs {unknown} that the manifest's tokenizer "
-                          f"inputs {manifest.tokenizer.inputs} lack; re-export the bundle")
     input_names = [n for n in manifest.tokenizer.inputs if n in takes]
     return MilSession(program, input_names, pad_id=manifest.tokenizer.pad_id, threads=options.get("threads"))
+
+
+def open_session(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> MilSession:
+    """`open_artifact`, then the checks `edgekd.load` makes: the contract hash the artifact carries in
+    its Core ML user-defined metadata, and its inputs (for callers that open an artifact directly)."""
+    session = open_artifact(path, artifact, manifest, options or {})
+    check_session(session, artifact, manifest)
+    return session
