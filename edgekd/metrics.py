@@ -232,12 +232,13 @@ def print_warnings(warnings: list[str], console: Any = None) -> None:
 
 
 def print_decisions(checkpoint: str | Path, console: Any = None) -> None:
-    """One line of what a checkpoint's training decided (edgekd-model.json `decisions`): class weights,
+    """One line of what a checkpoint's training decided (its card's `decisions`): class weights,
     selection metric and schedule, and the epoch it kept."""
     from rich.console import Console
 
-    path = Path(checkpoint) / "edgekd-model.json"
-    card = json.loads(path.read_text()) if path.is_file() else {}
+    from edgekd.checkpoint import read_card
+
+    card = read_card(checkpoint)
     d = card.get("decisions")
     if not d:
         return

@@ -5,7 +5,7 @@ training texts with the base model's own normalizer and pre-tokenizer (the `toke
 initialises each new token's embedding as the mean of the base model's embeddings of the pieces the
 base tokenizer splits it into (Fast Vocabulary Transfer), keeps every transformer layer, and writes a
 base checkpoint for `edgekd train --model OUT` (students distilled from that teacher inherit the
-vocabulary). Its card (`edgekd-model.json`) records what was done under `vocab_adaptation`.
+vocabulary). Its card (`edgekd.checkpoint`) records what was done under `vocab_adaptation`.
 
 The new vocabulary, in id order: the base model's special tokens (in their old order), every character
 of the alphabet (the corpus's characters plus the printable ASCII ones the base vocabulary has) with and
@@ -15,7 +15,6 @@ characters are known, then the learned tokens in the order the trainer learned t
 
 from __future__ import annotations
 
-import json
 import shutil
 import string
 from collections import Counter
@@ -25,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.checkpoint import Checkpoint, read_card, update_card, write_card
 from edgekd.errors import ModelError
 from edgekd.train.vocab import (
-    CARD,
     TOKEN_ID_KEYS,
     check_prunable,
     check_reload,
@@ -246,23 +245,17 @@ def adapt_vocab(model_ref: str, splits: Any, out: Path, size: int,
         "after": tokens_per_1000_chars(untruncated(adapted), held_out, unk_new),
         "layers_kept": model.config.num_hidden_layers,
     }
-    (staging / CARD).write_text(json.dumps({"role": "base", "base_model": model_ref, "vocab_adaptation": record},
-                                           indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_card(staging, {"role": "base", "base_model": model_ref, "vocab_adaptation": record})
     staging.rename(out)
     return record
 
 
-def inherit(out: Path, source: Path) -> None:
+def inherit(out: Path, source: Path | Checkpoint) -> None:
     """Copy `vocab_adaptation` from `source`'s card (a teacher's base model, a student's teacher) into the
     card already written in `out`: every checkpoint trained from an adapted model says what was done."""
-    src = Path(source) / CARD
-    record = json.loads(src.read_text(encoding="utf-8")).get("vocab_adaptation") if src.is_file() else None
-    if record is None:
-        return
-    path = Path(out) / CARD
-    card = json.loads(path.read_text(encoding="utf-8"))
-    card["vocab_adaptation"] = record
-    path.write_text(json.dumps(card, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    record = (source.card if isinstance(source, Checkpoint) else read_card(source)).get("vocab_adaptation")
+    if record is not None:
+        update_card(out, vocab_adaptation=record)
 
 
 def _round_down(n: int) -> int:

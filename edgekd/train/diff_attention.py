@@ -38,9 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekd.checkpoint import Checkpoint, read_card, update_card
 from edgekd.errors import ModelError
 
-CARD_KEY = "diff_attention"  # the entry in edgekd-model.json that records the conversion
+CARD_KEY = "diff_attention"  # the entry in the checkpoint's card that records the conversion
 DEFAULT_PLACE = "upper"
 RAMP_SHARE = 0.25  # share of training steps over which the subtracted term ramps from 0 to 1
 LAMBDA_STD = 0.1  # init of lq1, lk1, lq2, lk2 (the reference code's normal(0, 0.1))
@@ -175,22 +176,16 @@ def card_entry(model: Any, spec_text: str | None = None) -> dict[str, Any] | Non
 
 
 def record(out: Path, model: Any, spec_text: str | None = None) -> None:
-    """Add the conversion (if any) to the card `out/edgekd-model.json` already written."""
+    """Add the conversion (if any) to the card of `out` already written."""
     entry = card_entry(model, spec_text)
-    if entry is None:
-        return
-    path = Path(out) / "edgekd-model.json"
-    card = json.loads(path.read_text()) if path.is_file() else {}
-    card[CARD_KEY] = entry
-    path.write_text(json.dumps(card, indent=2) + "\n")
+    if entry is not None:
+        update_card(out, **{CARD_KEY: entry})
 
 
-def card_of(model_dir: str | Path) -> dict[str, Any] | None:
+def card_of(model_dir: str | Path | Checkpoint) -> dict[str, Any] | None:
     """The CARD_KEY entry of a checkpoint's card, or None for a plain checkpoint."""
-    path = Path(model_dir) / "edgekd-model.json"
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text()).get(CARD_KEY)
+    card = model_dir.card if isinstance(model_dir, Checkpoint) else read_card(model_dir)
+    return card.get(CARD_KEY)
 
 
 def rebuild(model_dir: str | Path) -> Any | None:
@@ -230,36 +225,44 @@ def _state_dict(model_dir: Path) -> dict[str, Any]:
     return state
 
 
-def convert_student(spec: Any, student: Any, teacher_dir: Path, copied: list[int] | None) -> Any:
+def convert_student(spec: Any, student: Any, teacher: Checkpoint | Path, copied: list[int] | None) -> Any:
     """A student's conversion (`students.build_student` calls it for every spec): the layers its own
     `diff=` option selects, plus every layer copied from a converted teacher layer (with that layer's
     trained negative branch, lambda and ramp). A student with neither comes back unchanged."""
     value = spec.option("diff")
     own = parse_diff(value) if value else None
-    teacher = card_of(teacher_dir) if copied is not None else None
-    inherited = [j for j, i in enumerate(copied or []) if teacher and i in teacher["layers"]]
+    recorded = card_of(teacher) if copied is not None else None
+    inherited = [j for j, i in enumerate(copied or []) if recorded and i in recorded["layers"]]
     if own is None and not inherited:
         return student
     if spec.option("heads") is not None:
         raise ModelError(f"student spec '{spec.text}': heads= (head pruning) does not handle differential-"
                          "attention layers yet; drop heads= or diff= (or distill from a plain teacher)")
-    if teacher and own and own.norm != bool(teacher.get("norm")):
-        raise ModelError(f"diff={own.text}: the teacher's converted layers have norm={teacher.get('norm')}; "
-                         f"use the same flags as the teacher ({teacher.get('spec')}) or a plain teacher")
+    if recorded and own and own.norm != bool(recorded.get("norm")):
+        raise ModelError(f"diff={own.text}: the teacher's converted layers have norm={recorded.get('norm')}; "
+                         f"use the same flags as the teacher ({recorded.get('spec')}) or a plain teacher")
     if own is not None:
         apply(student, own)
     if inherited:
-        convert(student, inherited, bool(teacher.get("norm")), teacher.get("init", "copy"))
-        _copy_negative_branch(student, Path(teacher_dir), {j: copied[j] for j in inherited})
+        convert(student, inherited, bool(recorded.get("norm")), recorded.get("init", "copy"))
+        state = Checkpoint.open(teacher).model().state_dict()  # the rebuilt hybrid: its weights as saved
+        _copy_negative_branch(student, state, {j: copied[j] for j in inherited})
     return student
 
 
-def _copy_negative_branch(student: Any, teacher_dir: Path, mapping: dict[int, int]) -> None:
+def diff_only_keys(keys: list[str]) -> list[str]:
+    """The keys among `keys` (state-dict names) that only a differential layer has (its negative
+    branch, lambdas, ramp, norm): what a plain copy of a converted teacher layer leaves out."""
+    names = _module_class().DIFF_NAMES
+    return [k for k in keys if ".attention.self." in k and k.split(".attention.self.", 1)[1].split(".")[0] in names]
+
+
+def _copy_negative_branch(student: Any, state: dict[str, Any], mapping: dict[int, int]) -> None:
     """Load the differential-only weights (query2, key2, lambdas, norm, ramp) of teacher layer
-    mapping[j] into student layer j; the positive branch was copied with the rest of the layer."""
+    mapping[j] (`state`: the teacher's state dict) into student layer j; the positive branch was
+    copied with the rest of the layer."""
     from edgekd.train.students import encoder_layer_path
 
-    state = _state_dict(teacher_dir)
     path = encoder_layer_path(student)
     blocks = student.get_submodule(path)
     for j, i in mapping.items():

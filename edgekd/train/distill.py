@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.checkpoint import Checkpoint, write_card
 from edgekd.errors import ModelError
 from edgekd.train.common import (
     TrainConfig,
@@ -168,10 +169,10 @@ class DistillationTrainer(ClassWeightedTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config: DistillConfig,
+def distill_student(spec: Any, teacher: Checkpoint | Path, splits: Any, out: Path, config: DistillConfig,
                     soft: dict[str, Any], data_spec: Any = None) -> dict[str, Any]:
     """Build the student of `spec`, train it against the teacher's soft targets and write the
-    checkpoint, `metrics.json`, `distillation.json` and `edgekd-model.json` into `out`.
+    checkpoint, `metrics.json`, `distillation.json` and its card into `out`.
 
     `soft` holds `train` / `validation` / `test` teacher logits and `cache_hit`. Returns the
     student's comparison row (None on the other ranks under torchrun: only rank 0 evaluates and writes).
@@ -184,18 +185,19 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
     train, plan = config.train.resolved(splits.train.labels, list(splits.labels))
     config = dataclasses.replace(config, train=train)
     set_seed(config.train.seed)
-    student, tokenizer, layers = build_student(spec, teacher_dir, list(splits.labels))
+    teacher = Checkpoint.open(teacher)
+    student, tokenizer, layers = build_student(spec, teacher, list(splits.labels))
     # ffn=/heads=: prune the copied layers by importance on the training texts (None: no pruning).
     width = prune_width(spec, student, tokenizer, splits.train, config.train.max_length,
                         config.train.seed, config.attention_weight)
-    teacher, layer_map = _intermediate_teacher(config, teacher_dir, student, tokenizer, layers)
-    if teacher is not None and layers is None:
-        layer_map = evenly_spaced_layers(teacher.config.num_hidden_layers, student.config.num_hidden_layers)
+    online, layer_map = _intermediate_teacher(config, teacher, student, tokenizer, layers)
+    if online is not None and layers is None:
+        layer_map = evenly_spaced_layers(online.config.num_hidden_layers, student.config.num_hidden_layers)
     use = config.use_teacher
     trainer = build_trainer(
         student, tokenizer, splits, Path(out), config.train, trainer_cls=DistillationTrainer,
         train_logits=soft["train"] if use else None, validation_logits=soft["validation"] if use else None,
-        distill=config, teacher=teacher, layer_map=layer_map, class_weights=plan.weights)
+        distill=config, teacher=online, layer_map=layer_map, class_weights=plan.weights)
     from edgekd.train import diff_attention as diff
     from edgekd.train.adapt import inherit as inherit_adaptation
 
@@ -212,12 +214,12 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
                 "hidden_weight": config.hidden_weight, "attention_weight": config.attention_weight,
                 "use_teacher": use, "training": dataclasses.asdict(config.train)}
     write_json(Path(out) / "distillation.json", {
-        "teacher": str(teacher_dir), "spec": spec.text, "copied_layers": layers, "loss": settings,
+        "teacher": str(teacher.path), "spec": spec.text, "copied_layers": layers, "loss": settings,
         "cache_hit": soft["cache_hit"] if use else None, "teacher_logits_s": soft.get("teacher_logits_s"),
         "wall_time_s": round(wall, 2),
         "device": device_description(), "agreement_with_teacher": agreement})
-    write_json(Path(out) / "edgekd-model.json", {
-        "role": "student", "teacher": str(teacher_dir), "max_length": config.train.max_length,
+    write_card(Path(out), {
+        "role": "student", "teacher": str(teacher.path), "max_length": config.train.max_length,
         "width_pruning": width,
         "labels": list(splits.labels), "data": data_spec.to_dict() if data_spec is not None else None,
         "dataset_fingerprint": splits.fingerprint, "base_model": spec.text, "training": dataclasses.asdict(config.train),
@@ -227,55 +229,44 @@ def distill_student(spec: Any, teacher_dir: Path, splits: Any, out: Path, config
         "epochs_run": trainer.state.epoch, "test_accuracy": metrics["accuracy"], "test_f1_macro": metrics["f1_macro"],
         "wall_time_s": round(wall, 2), "device": device_description(), "versions": library_versions()})
     diff.record(Path(out), trainer.model, spec.option("diff"))
-    inherit_adaptation(Path(out), Path(teacher_dir))  # the student has the teacher's (adapted) vocabulary
+    inherit_adaptation(Path(out), teacher)  # the student has the teacher's (adapted) vocabulary
     return {"model": spec.name + ("" if use else " (no teacher)"), "spec": spec.text, "path": str(out),
             "distilled": use, "params": count_parameters(trainer.model), "accuracy": metrics["accuracy"],
             "f1_macro": metrics["f1_macro"], "f1_weighted": metrics["f1_weighted"],
             "agreement": agreement, "wall_time_s": round(wall, 2)}
 
 
-def _intermediate_teacher(config: DistillConfig, teacher_dir: Path, student: Any, tokenizer: Any,
+def _intermediate_teacher(config: DistillConfig, teacher: Checkpoint, student: Any, tokenizer: Any,
                           layers: list[int] | None) -> tuple[Any, list[int] | None]:
-    """The teacher model (eager attention) when intermediate losses are on, else (None, layers)."""
+    """The teacher's model (eager attention) when intermediate losses are on, else (None, layers)."""
     if config.hidden_weight <= 0 and config.attention_weight <= 0:
         return None, layers
-    from edgekd.train.infer import load_checkpoint
-
-    teacher, teacher_tok = load_checkpoint(teacher_dir)
-    if teacher_tok.get_vocab() != tokenizer.get_vocab():
+    model = teacher.model()
+    if teacher.tokenizer().get_vocab() != tokenizer.get_vocab():
         raise ModelError("--hidden-weight/--attention-weight need a student with the teacher's tokenizer; "
                          "use a layers=K student or set both weights to 0")
-    if student.config.num_hidden_layers > teacher.config.num_hidden_layers:
+    if student.config.num_hidden_layers > model.config.num_hidden_layers:
         raise ModelError("intermediate losses need a student no deeper than the teacher; set the weights to 0")
     if config.attention_weight > 0:
-        if student.config.num_attention_heads != teacher.config.num_attention_heads:
+        if student.config.num_attention_heads != model.config.num_attention_heads:
             raise ModelError("--attention-weight needs the same number of attention heads in student and "
                              "teacher; set it to 0 for this student")
-        teacher.set_attn_implementation("eager")
+        model.set_attn_implementation("eager")
         student.set_attn_implementation("eager")
-    return teacher, layers
+    return model, layers
 
 
-def teacher_settings(teacher_dir: Path) -> dict[str, Any]:
-    """`edgekd-model.json` of a checkpoint ({} when absent) plus its `labels` from the config."""
-    import json
-
-    from transformers import AutoConfig
-
-    teacher_dir = Path(teacher_dir)
-    meta_path = teacher_dir / "edgekd-model.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    config = AutoConfig.from_pretrained(str(teacher_dir))
-    id2label = {int(k): v for k, v in config.id2label.items()}
-    meta["labels"] = [id2label[i] for i in range(len(id2label))]
-    meta["num_hidden_layers"] = getattr(config, "num_hidden_layers", None)
-    return meta
+def teacher_settings(teacher: Checkpoint | Path) -> dict[str, Any]:
+    """A checkpoint's card ({} when absent) plus its `labels` and `num_hidden_layers` from the config."""
+    teacher = Checkpoint.open(teacher)
+    return {**teacher.card, "labels": teacher.labels, "num_hidden_layers": teacher.num_hidden_layers}
 
 
-def distill_many(teacher_dir: Path, splits: Any, specs: list[Any], out: Path, config: DistillConfig,
+def distill_many(teacher: Checkpoint | Path, splits: Any, specs: list[Any], out: Path, config: DistillConfig,
                  cache_dir: Path | None = None, compare_no_teacher: bool = False,
                  data_spec: Any = None) -> list[dict[str, Any]]:
-    """Distill every student spec, then write the comparison (teacher row first) into `out`.
+    """Distill every student spec, then write the comparison (teacher row first) into `out`. The
+    teacher is opened once (a path becomes one `Checkpoint`) and its model loaded once for all students.
 
     One spec writes its checkpoint into `out` itself; several write `out/<spec name>/`.
     `compare_no_teacher` also trains each student without the teacher's soft targets.
@@ -284,11 +275,11 @@ def distill_many(teacher_dir: Path, splits: Any, specs: list[Any], out: Path, co
 
     from edgekd.metrics import evaluate_logits
     from edgekd.train.cache import LogitCache
-    from edgekd.train.infer import load_checkpoint
     from edgekd.train.students import latency_p50_ms, write_comparison
 
+    teacher = Checkpoint.open(teacher)
     max_length = config.train.max_length
-    cache = LogitCache(teacher_dir, cache_dir)
+    cache = LogitCache(teacher.path, cache_dir)
     soft: dict[str, Any] = {}
     hits = []
     started = time.perf_counter()
@@ -302,17 +293,17 @@ def distill_many(teacher_dir: Path, splits: Any, specs: list[Any], out: Path, co
     # What the cache saves: the teacher pass over every split on a miss, a memory-map on a hit.
     soft["teacher_logits_s"] = round(time.perf_counter() - started, 2)
     teacher_metrics = evaluate_logits(np.asarray(soft["test"]), splits.test.labels, list(splits.labels))
-    teacher_params = count_parameters(load_checkpoint(teacher_dir)[0])
+    teacher_params = count_parameters(teacher.model())
     timing_texts = splits.test.texts
     main = state.is_main_process
-    rows = [{"model": "teacher", "spec": str(teacher_dir), "path": str(teacher_dir), "distilled": None,
+    rows = [{"model": "teacher", "spec": str(teacher.path), "path": str(teacher.path), "distilled": None,
              "params": teacher_params, "compression": 1.0, "accuracy": teacher_metrics["accuracy"],
              "f1_macro": teacher_metrics["f1_macro"], "f1_weighted": teacher_metrics["f1_weighted"],
-             "agreement": 1.0, "latency_p50_ms": latency_p50_ms(teacher_dir, timing_texts, max_length) if main else None}]
+             "agreement": 1.0, "latency_p50_ms": latency_p50_ms(teacher, timing_texts, max_length) if main else None}]
     runs = [(s, use) for s in specs for use in ([True, False] if compare_no_teacher else [config.use_teacher])]
     for spec, use in runs:
         target = Path(out) if len(runs) == 1 else Path(out) / (spec.name + ("" if use else "-no-teacher"))
-        row = distill_student(spec, teacher_dir, splits, target, dataclasses.replace(config, use_teacher=use), soft,
+        row = distill_student(spec, teacher, splits, target, dataclasses.replace(config, use_teacher=use), soft,
                               data_spec)
         if row is None:  # not rank 0
             continue

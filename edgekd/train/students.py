@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.checkpoint import Checkpoint
 from edgekd.errors import ModelError
 
 _LAYERS = re.compile(r"^layers=(.*)$")
@@ -161,6 +162,8 @@ def build_layer_student(teacher: Any, layers: list[int]) -> Any:
     exactly teacher layer `layers[j]`, all other weights (embeddings, pooler, head) copied."""
     import copy
 
+    from edgekd.train.diff_attention import diff_only_keys
+
     path = encoder_layer_path(teacher)
     config = copy.deepcopy(teacher.config)
     config.num_hidden_layers = len(layers)
@@ -175,40 +178,42 @@ def build_layer_student(teacher: Any, layers: list[int]) -> Any:
         else:
             state[key] = value.clone()
     missing, unexpected = student.load_state_dict(state, strict=False)
+    # A differential-attention teacher's extra weights: `diff_attention.convert_student` copies them.
+    unexpected = sorted(set(unexpected) - set(diff_only_keys(unexpected)))
     if unexpected or [m for m in missing if not m.endswith("position_ids")]:
         raise ModelError(f"layer copy of {type(teacher).__name__} left weights unmatched "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]}); use a model reference student")
     return student
 
 
-def build_student(spec: StudentSpec, teacher_dir: Path, labels: list[str]) -> tuple[Any, Any, list[int] | None]:
-    """(student model, its tokenizer, copied teacher layer indices or None) for a spec."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+def build_student(spec: StudentSpec, teacher: Checkpoint | Path,
+                  labels: list[str]) -> tuple[Any, Any, list[int] | None]:
+    """(student model, its tokenizer, copied teacher layer indices or None) for a spec; a layer spec
+    copies from the teacher's loaded model (`Checkpoint.model`, loaded once per checkpoint)."""
     # diff= is applied here; ffn=/heads= by distill (pruning needs data); parse_student_spec refuses other keys.
     from edgekd.train.diff_attention import convert_student
 
+    teacher = Checkpoint.open(teacher)
     if spec.reference is None:
-        teacher = AutoModelForSequenceClassification.from_pretrained(str(teacher_dir))
-        layers = resolve_layers(spec, teacher.config.num_hidden_layers)
-        student = convert_student(spec, build_layer_student(teacher, layers), teacher_dir, layers)
-        return student, AutoTokenizer.from_pretrained(str(teacher_dir)), layers
+        model = teacher.model()
+        layers = resolve_layers(spec, model.config.num_hidden_layers)
+        student = convert_student(spec, build_layer_student(model, layers), teacher, layers)
+        return student, teacher.tokenizer(), layers
     from edgekd.train.teacher import load_base_model
 
     model, tokenizer, _ = load_base_model(spec.reference, labels)
-    return convert_student(spec, model, teacher_dir, None), tokenizer, None
+    return convert_student(spec, model, teacher, None), tokenizer, None
 
 
-def latency_p50_ms(model_dir: Path, texts: list[str], max_length: int, runs: int = 50) -> float:
+def latency_p50_ms(checkpoint: Checkpoint | Path, texts: list[str], max_length: int, runs: int = 50) -> float:
     """Median batch-1 PyTorch CPU latency (ms) of the checkpoint's forward pass over real texts
-    (tokenized beforehand, so only the model is timed; 5 warm-up calls)."""
+    (tokenized beforehand, so only the model is timed; 5 warm-up calls). Moves the model to the CPU."""
     import time
 
     import torch
 
-    from edgekd.train.infer import load_checkpoint
-
-    model, tokenizer = load_checkpoint(model_dir)
+    checkpoint = Checkpoint.open(checkpoint)
+    model, tokenizer = checkpoint.model(), checkpoint.tokenizer()
     model.to("cpu")
     encoded = [tokenizer(t, truncation=True, max_length=max_length, return_tensors="pt")
                for t in texts[: max(runs, 1)]]

@@ -3,8 +3,8 @@ padding, class-weighted cross-entropy, evaluation each epoch, best checkpoint an
 the validation selection metric, fixed seeds, device auto; `auto` settings from `train.imbalance`).
 
 Because it is the stock `Trainer`, `torchrun` / `accelerate launch` run it on several GPUs or
-machines unchanged. The output directory is a plain HF checkpoint plus `edgekd-model.json`,
-`metrics.json` (test split) and PNG plots.
+machines unchanged. The output directory is a plain HF checkpoint plus its card
+(`edgekd.checkpoint.write_card`), `metrics.json` (test split) and PNG plots.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgekd.checkpoint import write_card
 from edgekd.errors import ModelError
 from edgekd.train.adapt import inherit as inherit_adaptation
 from edgekd.train.common import (
@@ -29,7 +30,6 @@ from edgekd.train.common import (
     set_seed,
     text_dataset,
     training_arguments,
-    write_json,
 )
 from edgekd.train.imbalance import best_epoch, validation_history
 
@@ -103,7 +103,7 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
     if not trainer.is_world_process_zero():  # under torchrun only rank 0 evaluates and writes
         return {}
     metrics, _ = finish_checkpoint(trainer.model, tokenizer, splits, out, config.max_length)
-    write_json(out / "edgekd-model.json", {
+    write_card(out, {
         "role": "teacher",
         "max_length": config.max_length,
         "labels": list(splits.labels),

@@ -5,7 +5,7 @@ parameters). `prune_vocab` keeps every token id that tokenizing the training (+ 
 produces at least `min_count` times, every special token, and every single character of the original
 vocabulary with its `##` form (so an unseen word still splits into known pieces, not [UNK]), in the
 old id order. It rebuilds the WordPiece tokenizer with the kept vocabulary, slices the embedding
-rows, and writes a normal checkpoint directory whose card (`edgekd-model.json`) records what was
+rows, and writes a normal checkpoint directory whose card (`edgekd.checkpoint`) records what was
 kept and what it cost (`vocab_pruning`).
 
 Why the kept texts tokenize exactly as before: WordPiece is greedy longest-match-first, so at each
@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.checkpoint import DEFAULT_MAX_LENGTH, Checkpoint, write_card
 from edgekd.errors import ModelError
 
-CARD = "edgekd-model.json"
 SUPPORTED = "BERT-family checkpoints with a WordPiece tokenizer.json (BERT, MiniLM, DistilBERT, ELECTRA)"
 # Config keys holding token ids; each present one is remapped to the pruned vocabulary.
 TOKEN_ID_KEYS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id")
@@ -196,8 +196,6 @@ def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
     training text tokenizes differently after pruning."""
     from tokenizers import Tokenizer
 
-    from edgekd.train.infer import load_checkpoint
-
     if min_count < 1:
         raise ModelError(f"--min-count must be at least 1, got {min_count}")
     spec = check_prunable(model_dir)
@@ -213,9 +211,9 @@ def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
                          f"{fit_texts[differ[0]][:80]!r}); this is a bug, nothing was written")
     log(f"vocabulary {len(spec['model']['vocab']):,} -> {len(keep):,} tokens (min_count {min_count})")
 
-    card = json.loads((model_dir / CARD).read_text(encoding="utf-8")) if (model_dir / CARD).is_file() else {}
-    max_length = card.get("max_length") or 128
-    model, tokenizer = load_checkpoint(model_dir)
+    checkpoint = Checkpoint(model_dir)
+    max_length = checkpoint.max_length or DEFAULT_MAX_LENGTH
+    model, tokenizer = checkpoint.model(), checkpoint.tokenizer()
     test = splits.test
     reference = _logits(model, tokenizer, test.texts, max_length)
     params_before = sum(p.numel() for p in model.parameters())
@@ -227,7 +225,8 @@ def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
     model.save_pretrained(staging)
     old = {i: t for t, i in spec["model"]["vocab"].items()}
     write_tokenizer_files(model_dir, staging, pruned, [old[i] for i in keep])
-    got_model, got_tokenizer = load_checkpoint(staging)
+    written = Checkpoint(staging)
+    got_model, got_tokenizer = written.model(), written.tokenizer()
     check_reload(got_tokenizer, after, fit_texts[:256])
     logits = _logits(got_model, got_tokenizer, test.texts, max_length)
     unk = spec["model"]["vocab"][spec["model"]["unk_token"]]
@@ -242,8 +241,7 @@ def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
         "params_before": params_before, "params_after": sum(p.numel() for p in got_model.parameters()),
         "weights_bytes_before": _weights_bytes(model_dir), "weights_bytes_after": _weights_bytes(staging),
     }
-    card.update({"pruned_from": str(model_dir), "vocab_pruning": record})
-    (staging / CARD).write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_card(staging, {**checkpoint.card, "pruned_from": str(model_dir), "vocab_pruning": record})
     staging.rename(out)
     return record
 

@@ -10,7 +10,6 @@ artifact will be verified here (else it fails unless `allow_partial`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.checkpoint import read_card
 from edgekd.errors import DataError, EdgekdError
 from edgekd.models import checkpoint_labels
 from edgekd.verify import parity
@@ -106,10 +106,8 @@ def resolve_checkpoints(config: VerifyConfig, provenance: dict[str, Any]) -> tup
                           f"{ {k: provenance.get(k) for k in STUDENT_KEYS if k in provenance} }); pass --student DIR")
     teacher = config.teacher or _from_provenance(provenance, TEACHER_KEYS)
     if teacher is None:
-        meta = Path(student) / "edgekd-model.json"
-        if meta.is_file():
-            ref = json.loads(meta.read_text()).get("teacher")
-            teacher = Path(ref) if isinstance(ref, str) and Path(ref).is_dir() else None
+        ref = read_card(student).get("teacher")
+        teacher = Path(ref) if isinstance(ref, str) and Path(ref).is_dir() else None
     if teacher is not None and not Path(teacher).is_dir():
         raise EdgekdError(f"teacher checkpoint {teacher} does not exist; pass --reference TEACHER_DIR")
     return Path(student), (Path(teacher) if teacher else None)
@@ -323,14 +321,13 @@ def preflight(config: VerifyConfig, manifest: Any) -> Preflight:
 
 
 def _card(ckpt: Path) -> dict[str, Any]:
-    """A checkpoint's edgekd-model.json ({} when absent)."""
-    card = Path(ckpt) / "edgekd-model.json"
-    return json.loads(card.read_text()) if card.is_file() else {}
+    """A checkpoint's card ({} when absent)."""
+    return read_card(ckpt)
 
 
 def _max_length(ckpt: Path, default: int) -> int:
-    """The max_length a checkpoint was trained with (its edgekd-model.json), else `default`."""
-    return int(_card(ckpt).get("max_length", default))
+    """The max_length a checkpoint was trained with (its card), else `default`."""
+    return int(read_card(ckpt).get("max_length", default))
 
 
 def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
