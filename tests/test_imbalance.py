@@ -266,3 +266,12 @@ def test_recipe_keys_reach_train_and_distill_and_bad_values_name_the_key() -> No
         parse_recipe(base, ["teacher.class_weight=heavy"])
     with pytest.raises(RecipeError, match="students.patience"):
         parse_recipe(base, ["students.patience=-2"])
+
+
+def test_the_schedule_reason_says_which_parts_were_given():
+    labels = np.array([0] * 90 + [1] * 10)
+    assert plan_training(labels, ["a", "b"], 32).reasons["schedule"].startswith("auto: ")
+    given = plan_training(labels, ["a", "b"], 32, epochs=3)
+    assert given.epochs == 3 and given.reasons["schedule"].startswith("3 epochs given; auto warm-up")
+    both = plan_training(labels, ["a", "b"], 32, epochs=3, warmup_ratio=0.2)
+    assert "schedule" not in both.reasons and both.warmup_ratio == 0.2

@@ -126,8 +126,12 @@ def plan_training(train_labels: np.ndarray, labels: list[str], batch_size: int, 
         select_metric = "f1_macro" if imbalanced else "accuracy"
         reasons["select_metric"] = f"auto: {shape}"
     auto_epochs, auto_warmup, why = schedule(int(counts.sum()), batch_size)
-    if epochs is None or warmup_ratio is None:
+    if epochs is None and warmup_ratio is None:
         reasons["schedule"] = "auto: " + why
+    elif epochs is None:
+        reasons["schedule"] = f"auto epochs, warm-up {warmup_ratio:g} given: " + why
+    elif warmup_ratio is None:
+        reasons["schedule"] = f"{epochs:g} epochs given; auto warm-up {auto_warmup:g} (the rule: {why})"
     weights = class_weights(counts, class_weight)
     return TrainingPlan(
         class_weight=class_weight, weights=None if weights is None else [round(float(w), 6) for w in weights],
