@@ -38,8 +38,8 @@ COMMANDS: dict[str, str] = {
 OWN_PROGRESS = ("train", "distill", "run")
 # Flags of `edgekd` itself, accepted before the verb; --verbose after it too.
 GLOBAL_FLAGS = ("--debug", "--verbose")
-# One entry per main() running in this process: `edgekd run` calls main() again for each step,
-# and a step inherits --verbose from the run.
+# One entry per main() running in this process (a test or an app may call main() inside another
+# command); a nested command, and each step of `edgekd run` (`verb_context`), inherits --verbose.
 _verbose_stack: list[bool] = []
 
 
@@ -91,10 +91,18 @@ def main(argv: list[str] | None = None) -> int:
         _verbose_stack.pop()
 
 
+def verb_context(verb: str) -> contextlib.AbstractContextManager[None]:
+    """What main() runs `verb` inside, for a verb called directly within a running command (each stage of
+    `edgekd run`): the libraries quieted as for `edgekd VERB`, unless the command runs with --verbose."""
+    if any(_verbose_stack):
+        return contextlib.nullcontext()
+    return _libraries_quiet(verb not in OWN_PROGRESS)
+
+
 @contextlib.contextmanager
 def _libraries_quiet(hide_bars: bool = True) -> Iterator[None]:
-    """Hide the libraries' noise for one command, then put things back (tests and `edgekd run`
-    call main() in-process): their log records below ERROR (coremltools' `Failed to load
+    """Hide the libraries' noise for one command, then put things back (tests call main()
+    in-process, and `edgekd run` quiets each stage as its verb would be): their log records below ERROR (coremltools' `Failed to load
     _MLModelProxy` and version notices, transformers, optimum, NNCF and onnxruntime warnings),
     their Python warnings (torch.jit TracerWarning, numpy RuntimeWarning) and NNCF's progress bars.
 

@@ -1,27 +1,42 @@
 """`edgekd run RECIPE`: baseline -> teacher -> students -> export -> verify -> report, resumable.
 
-Each step runs an `edgekd` verb in-process with the flags the recipe gives it, so a pipeline step
-and a hand-typed command are the same thing. A finished step leaves a stamp
-(`OUT/.steps/<step>.json`) holding a hash of its command line and of its upstream stamps; a step
+Each step calls a verb's stage function (`run_stage` in `edgekd/commands/<verb>.py`) with the typed
+config the recipe gives it (`TrainStage`, `DistillStage`, `ExportStage`, ...), the same config the verb's
+flags build, so a pipeline step and a hand-typed command are the same thing; the equivalent command line
+is recorded for people (`Step.command`), never parsed. A finished step leaves a stamp
+(`OUT/.steps/<step>.json`) holding a hash of its config (`Step.key`) and of its upstream stamps; a step
 whose stamp matches and whose outputs exist is skipped, so re-running after a crash resumes where it
 stopped, and changing one setting re-runs that step and everything downstream of it only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from edgekd.commands import adapt_vocab, baseline, distill, export, prune_vocab, train
+from edgekd.commands._common import Stage, gates_from_table
+from edgekd.data import DataSpec, Splits
 from edgekd.errors import EdgekdError, GateError
-from edgekd.recipe import Recipe
+from edgekd.recipe import Recipe, StudentsConfig, TeacherConfig
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from edgekd.train.common import TrainConfig
 
 STAMP_DIR = ".steps"
+Report = dict[str, Any]  # a verification report (edgekd/verify/report.py's schema)
 
 
 @dataclass
@@ -31,44 +46,39 @@ class Step:
     name: str  # e.g. "teacher", "distill layers-2"
     run: Callable[[], Any]
     outputs: list[Path]
-    key: dict[str, Any]  # everything that determines the outputs (command line, settings)
+    key: dict[str, Any]  # everything that determines the outputs: a stage's config as JSON, or settings
     after: list[str] = field(default_factory=list)  # upstream step names
     rmtree_before: list[Path] = field(default_factory=list)  # stale outputs to clear before a re-run
+    command: list[str] = field(default_factory=list)  # the equivalent `edgekd` command, for people only
+    verb: str | None = None  # the verb whose stage function runs (None: a pipeline-only step)
 
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _cli(argv: list[str]) -> Callable[[], Any]:
-    def go() -> None:
-        from edgekd.cli import main
-
-        code = main(["--debug", *argv])  # --debug: errors propagate with their type (GateError stays 1)
-        if code:
-            raise EdgekdError(f"'edgekd {' '.join(argv)}' exited {code}")
-    return go
+def _stage_step(name: str, stage: Stage, run_stage: Callable[[Any], Any], outputs: list[Path],
+                after: list[str], rmtree_before: list[Path] | None = None) -> Step:
+    """A step that calls `run_stage(stage)`: errors propagate with their type (GateError stays 1)."""
+    return Step(name, lambda: run_stage(stage), outputs, stage.key(), after, rmtree_before or [],
+                command=stage.command(), verb=stage.VERB)
 
 
-def data_flags(recipe: Recipe, prepared: Path) -> list[str]:
-    """The data flags every later step gets: the prepared dataset directory (texts already joined,
-    labels mapped, splits sampled), so every step sees exactly the same rows."""
-    return ["--data", str(prepared), "--seed", str(recipe.data.seed)]
+def data_spec(recipe: Recipe, prepared: Path) -> DataSpec:
+    """The dataset every later step reads: the prepared directory (texts already joined, labels mapped,
+    splits sampled), so every step sees exactly the same rows."""
+    return DataSpec(path=str(prepared), seed=recipe.data.seed)
 
 
-def gate_flags(recipe: Recipe) -> list[str]:
-    """The recipe's gate overrides (`verify.gates`) as --gate-* flags: export's post-export check and
-    int8 accuracy control read the same gate table as verify."""
-    return [arg for precision, metrics in sorted(recipe.verify.gates.items())
-            for metric, threshold in sorted(metrics.items())
-            for arg in (f"--gate-{precision}-{metric.replace('_', '-')}", str(threshold))]
+def train_config(section: TeacherConfig | StudentsConfig, recipe: Recipe) -> TrainConfig:
+    """The teacher's or the students' optimisation settings (max_length: the teacher's own; students
+    take the teacher's, see `DistillStage.max_length`)."""
+    from edgekd.train.common import TrainConfig
 
-
-def training_flags(section: Any) -> list[str]:
-    """The teacher's or the students' --epochs (when set), --class-weight, --select-metric, --patience."""
-    return [*([] if section.epochs is None else ["--epochs", str(section.epochs)]),
-            "--class-weight", section.class_weight, "--select-metric", section.select_metric,
-            "--patience", str(section.patience)]
+    extra = {"max_length": section.max_length} if isinstance(section, TeacherConfig) else {}
+    return TrainConfig(epochs=section.epochs, lr=section.lr, batch_size=section.batch_size, seed=recipe.data.seed,
+                       class_weight=section.class_weight, select_metric=section.select_metric,
+                       patience=section.patience, **extra)
 
 
 def prepare_data(recipe: Recipe, out: Path) -> dict[str, Any]:
@@ -78,39 +88,23 @@ def prepare_data(recipe: Recipe, out: Path) -> dict[str, Any]:
     import csv
     import gzip
 
-    import numpy as np
-
-    from edgekd.data import DataSpec, load_splits
+    from edgekd.data import load_splits, stratified_sample
 
     d = recipe.data
-    splits = load_splits(DataSpec(path=d.path, text_columns=d.text_columns, label_column=d.label_column,
-                                  label_map=d.label_map, max_train_samples=d.max_train_samples, seed=d.seed))
+    splits: Splits = load_splits(DataSpec(path=d.path, text_columns=d.text_columns, label_column=d.label_column,
+                                          label_map=d.label_map, max_train_samples=d.max_train_samples, seed=d.seed))
     out.mkdir(parents=True, exist_ok=True)
     rows = {}
     for name, split in splits.items():
         keep = np.arange(len(split))
         if name == "test" and d.max_test_samples and d.max_test_samples < len(split):
-            keep = stratified_sample(split.labels, d.max_test_samples, d.seed)
+            keep = stratified_sample(split.labels, d.max_test_samples, d.seed, method="quota")
         with gzip.open(out / f"{name}.csv.gz", "wt", encoding="utf-8", newline="") as f:
             w = csv.writer(f)
             w.writerow(["text", "label"])
             w.writerows((split.texts[i], splits.labels[split.labels[i]]) for i in keep)
         rows[name] = len(keep)
     return {"rows": rows, "labels": splits.labels, "source": d.path}
-
-
-def stratified_sample(labels: Any, n: int, seed: int) -> Any:
-    """Sorted indices of about `n` rows keeping each class's share (at least one row per class)."""
-    import numpy as np
-
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
-    quota = np.maximum(1, np.floor(counts / counts.sum() * n).astype(int))
-    for i in np.argsort(-counts)[: max(0, n - int(quota.sum()))]:
-        quota[i] += 1  # hand the rounding remainder to the largest classes
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota, strict=True)]
-    return np.sort(np.concatenate(picked))
 
 
 def _student_name(spec: str) -> str:
@@ -122,58 +116,56 @@ def _student_name(spec: str) -> str:
 def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
     """The steps of a recipe, in order, and the paths they write (baseline, teacher, students/<name>,
     bundles/<name>, report)."""
+    from edgekd.exporters.bundle_writer import ExportOptions
+    from edgekd.train.distill import DistillConfig
+
     out = Path(recipe.out)
     t, s, e = recipe.teacher, recipe.students, recipe.export
     paths: dict[str, Path] = {"baseline": out / "baseline", "teacher": Path(t.path) if t.path else out / "teacher",
                               "report": out / "report"}
     paths["data"] = out / "data"
-    data = data_flags(recipe, paths["data"])
+    data = data_spec(recipe, paths["data"])
     steps: list[Step] = [Step("data", lambda: prepare_data(recipe, paths["data"]), [paths["data"] / "test.csv.gz"],
                               {"data": recipe.to_dict()["data"]}, rmtree_before=[paths["data"]])]
     if recipe.baseline.enabled:
-        argv = ["baseline", *data, "--out", str(paths["baseline"])]
-        steps.append(Step("baseline", _cli(argv), [paths["baseline"] / "metrics.json"], {"argv": argv},
-                          after=["data"], rmtree_before=[paths["baseline"]]))
+        steps.append(_stage_step("baseline", baseline.BaselineStage(data, paths["baseline"]), baseline.run_stage,
+                                 [paths["baseline"] / "metrics.json"], ["data"], [paths["baseline"]]))
     base, teacher_deps = t.model, ["data"]
     if t.vocab_size is not None and not t.path:  # a native vocabulary first: the teacher fine-tunes it
         paths["base"], teacher_deps = out / f"base-vocab{t.vocab_size}", ["adapt-vocab"]
-        base, argv = str(paths["base"]), ["adapt-vocab", t.model, *data, "--size", str(t.vocab_size),
-                                          "--out", str(paths["base"]), "--force"]
-        steps.append(Step("adapt-vocab", _cli(argv), [paths["base"] / "edgekd-model.json"], {"argv": argv},
-                          after=["data"], rmtree_before=[paths["base"]]))
+        base = str(paths["base"])
+        stage = adapt_vocab.AdaptVocabStage(t.model, data, t.vocab_size, paths["base"], force=True)
+        steps.append(_stage_step("adapt-vocab", stage, adapt_vocab.run_stage, [paths["base"] / "edgekd-model.json"],
+                                 ["data"], [paths["base"]]))
     if not t.path:
-        argv = ["train", *data, "--model", base, "--out", str(paths["teacher"]), *training_flags(t),
-                "--lr", str(t.lr), "--batch-size", str(t.batch_size), "--max-length", str(t.max_length)]
-        if t.diff_attention is not None:
-            argv += ["--diff-attention", str(t.diff_attention)]
-        steps.append(Step("teacher", _cli(argv), [paths["teacher"] / "edgekd-model.json"], {"argv": argv},
-                          after=teacher_deps, rmtree_before=[paths["teacher"]]))
+        stage = train.TrainStage(data, paths["teacher"], base, train_config(t, recipe),
+                                 None if t.diff_attention is None else str(t.diff_attention))
+        steps.append(_stage_step("teacher", stage, train.run_stage, [paths["teacher"] / "edgekd-model.json"],
+                                 teacher_deps, [paths["teacher"]]))
     teacher_after = ["data"] if t.path else ["teacher"]
+    gates = gates_from_table(recipe.verify.gates)
     for spec in s.specs:
         name = _student_name(spec)
         student, bundle = out / "students" / name, out / "bundles" / name
         paths[f"student:{name}"], paths[f"bundle:{name}"] = student, bundle
-        argv = ["distill", *data, "--teacher", str(paths["teacher"]), "--student", spec,
-                "--out", str(student), *training_flags(s), "--lr", str(s.lr),
-                "--batch-size", str(s.batch_size), "--temperature", str(s.temperature), "--alpha", str(s.alpha)]
-        steps.append(Step(f"distill {name}", _cli(argv), [student / "edgekd-model.json"], {"argv": argv},
-                          after=teacher_after, rmtree_before=[student]))
+        config = DistillConfig(train=train_config(s, recipe), temperature=s.temperature, alpha=s.alpha)
+        stage = distill.DistillStage(str(paths["teacher"]), data, [spec], student, config)
+        steps.append(_stage_step(f"distill {name}", stage, distill.run_stage, [student / "edgekd-model.json"],
+                                 teacher_after, [student]))
         exported, export_after = student, f"distill {name}"
         if e.prune_vocab_min_count is not None:  # export (and verify) the pruned checkpoint instead
             exported = out / "students" / f"{name}-vocab{e.prune_vocab_min_count}"
-            argv = ["prune-vocab", str(student), *data, "--out", str(exported), "--force",
-                    "--min-count", str(e.prune_vocab_min_count)]
             export_after = f"prune-vocab {name}"
-            steps.append(Step(export_after, _cli(argv), [exported / "edgekd-model.json"], {"argv": argv},
-                              after=[f"distill {name}"], rmtree_before=[exported]))
+            stage = prune_vocab.PruneVocabStage(student, data, exported, e.prune_vocab_min_count, force=True)
+            steps.append(_stage_step(export_after, stage, prune_vocab.run_stage, [exported / "edgekd-model.json"],
+                                     [f"distill {name}"], [exported]))
         paths[f"exported:{name}"] = exported
-        argv = ["export", str(exported), "--target", ",".join(e.targets), "--out", str(bundle), "--force",
-                *data, "--calibration-size", str(e.calibration_samples), "--coreml-precision", e.coreml_precision,
-                *(["--int8"] if e.int8 else []), *(["--require-int8"] if e.require_int8 else []),
-                *([] if e.max_accuracy_drop is None else ["--max-accuracy-drop", str(e.max_accuracy_drop)]),
-                *gate_flags(recipe)]
-        steps.append(Step(f"export {name}", _cli(argv), [bundle / "edgekd.json"], {"argv": argv},
-                          after=[export_after]))
+        # targets as `--target` gives them (a comma list), so the config equals the command's
+        options = ExportOptions(targets=",".join(e.targets), int8=e.int8, require_int8=e.require_int8,
+                                calibration_size=e.calibration_size, gates=gates.copy(),
+                                max_accuracy_drop=e.max_accuracy_drop, coreml_precision=e.coreml_precision, force=True)
+        steps.append(_stage_step(f"export {name}", export.ExportStage(exported, bundle, options, data), export.run_stage,
+                                 [bundle / "edgekd.json"], [export_after]))
         steps.append(Step(f"verify {name}", _verify_step(recipe, bundle, exported, paths), [bundle / "reports"],
                           {"verify": recipe.to_dict()["verify"], "baseline": recipe.baseline.enabled},
                           after=[f"export {name}", *teacher_after, *(["baseline"] if recipe.baseline.enabled else [])]))
@@ -183,21 +175,16 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
     return steps, paths
 
 
-def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, Path]) -> Callable[[], Any]:
-    def go() -> dict[str, Any]:
+def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, Path]) -> Callable[[], Report]:
+    def go() -> Report:
         from edgekd.verify import runner
         from edgekd.verify.latency import LatencySettings
-        from edgekd.verify.parity import GateSet
 
         v = recipe.verify
-        gates = GateSet()
-        for precision, metrics in v.gates.items():
-            for metric, threshold in metrics.items():
-                gates.override(precision, metric, threshold)
         config = runner.VerifyConfig(
             bundle=bundle, data=str(paths["data"]), teacher=paths["teacher"], student=student,
             baseline=paths["baseline"] if recipe.baseline.enabled else None, backends=v.backends,
-            max_samples=v.max_samples, gates=gates, allow_partial=v.allow_partial,
+            max_samples=v.max_samples, gates=gates_from_table(v.gates), allow_partial=v.allow_partial,
             latency=LatencySettings(runs=v.runs, cold_start=v.cold_start))
         report = runner.verify(config, progress=lambda msg: print(f"verify: {msg}", flush=True))
         runner.write(report, config)
@@ -205,7 +192,7 @@ def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, P
     return go
 
 
-def _report_step(recipe: Recipe, paths: dict[str, Path], names: list[str]) -> dict[str, Any]:
+def _report_step(recipe: Recipe, paths: dict[str, Path], names: list[str]) -> Report:
     """One report for the whole run: every student's models side by side (teacher and baseline once),
     from THIS device's report of each bundle (`reports/<device-id>.json`), whatever else is there."""
     from edgekd.verify.device import fingerprint
@@ -229,7 +216,7 @@ def _report_step(recipe: Recipe, paths: dict[str, Path], names: list[str]) -> di
     return combined
 
 
-def combine_reports(reports: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def combine_reports(reports: list[tuple[str, Report]]) -> Report:
     """One report from per-student reports of the same device: shared models (baseline, teacher) once,
     student models prefixed with the student name when there are several students."""
     first = reports[0][1]
@@ -280,7 +267,8 @@ def _write_stamp(out: Path, step: Step, digest: str, seconds: float) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"step": step.name, "hash": digest, "seconds": round(seconds, 2),
                                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "key": step.key}, indent=2, default=str))
+                               "key": step.key, **({"command": " ".join(["edgekd", *step.command])}
+                                                    if step.command else {})}, indent=2, default=str))
     tmp.replace(path)
 
 
@@ -292,12 +280,14 @@ class StepResult:
     detail: str = ""
 
 
-def execute(recipe: Recipe, console: Any = None, force: bool = False,
-            results: list[StepResult] | None = None) -> tuple[list[StepResult], dict[str, Any] | None]:
+def execute(recipe: Recipe, console: Console | None = None, force: bool = False,
+            results: list[StepResult] | None = None,
+            around: Callable[[Step], AbstractContextManager[Any]] | None = None) -> tuple[list[StepResult], Report | None]:
     """Run the recipe's steps in order, skipping up-to-date ones. A failed gate does not stop the
     run (the report is still written); it is raised as GateError at the end. Any other error stops
     the run at once, leaving the finished steps stamped. `results` (when given) is filled as the
-    steps finish, so a caller can show them after an error."""
+    steps finish, so a caller can show them after an error. `around(step)` (when given) is a context
+    each step that runs runs inside (the CLI's per-verb quieting of the libraries)."""
     from edgekd.console import make_console, rule
 
     console = console or make_console()
@@ -305,7 +295,7 @@ def execute(recipe: Recipe, console: Any = None, force: bool = False,
     steps, _ = plan(recipe)
     digests: dict[str, str] = {}
     results = [] if results is None else results
-    final: dict[str, Any] | None = None
+    final: Report | None = None
     for i, step in enumerate(steps, 1):
         digest = digests[step.name] = _hash(step, digests)
         header = f"[{i}/{len(steps)}] {step.name}"
@@ -320,7 +310,8 @@ def execute(recipe: Recipe, console: Any = None, force: bool = False,
                     shutil.rmtree(stale)
             t0 = time.perf_counter()
             try:
-                value = step.run()
+                with around(step) if around else contextlib.nullcontext():
+                    value = step.run()
             except BaseException:
                 results.append(StepResult(step.name, "failed", time.perf_counter() - t0))
                 raise
@@ -332,7 +323,7 @@ def execute(recipe: Recipe, console: Any = None, force: bool = False,
     return results, final
 
 
-def _load_report(step: Step) -> dict[str, Any] | None:
+def _load_report(step: Step) -> Report | None:
     """THIS device's report that a skipped verify/report step wrote earlier (for the summary and the
     gates); another device's report in the same folder is never used."""
     if not (step.name.startswith("verify") or step.name == "report"):
@@ -349,7 +340,7 @@ def _load_report(step: Step) -> dict[str, Any] | None:
     return None
 
 
-def raise_on_gates(report: dict[str, Any] | None) -> None:
+def raise_on_gates(report: Report | None) -> None:
     """GateError when the final report has failed gates."""
     if report is not None and not report["passed"]:
         from edgekd.verify.parity import raise_on_failures

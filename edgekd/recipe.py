@@ -23,7 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekd.commands._common import field_default
+from edgekd.commands.train import TrainStage
+from edgekd.data import DataSpec
 from edgekd.errors import RecipeError
+from edgekd.exporters.bundle_writer import ExportOptions
+from edgekd.train.common import TrainConfig
+from edgekd.verify.latency import LatencySettings
+from edgekd.verify.runner import VerifyConfig
+
+# A setting a stage config also has takes its default from there (`field_default`): each default is
+# written once. The pipeline turns these sections into the stage configs (`edgekd.pipeline.plan`).
+
+
+def _train(name: str) -> Any:
+    return field_default(TrainConfig, name)
 
 
 @dataclass
@@ -33,12 +47,12 @@ class DataConfig:
     test split (fixed seed), which every step then evaluates on."""
 
     path: str = ""
-    text_columns: list[str] = field(default_factory=lambda: ["text"])
-    label_column: str = "label"
+    text_columns: list[str] = field(default_factory=lambda: field_default(DataSpec, "text_columns"))
+    label_column: str = field_default(DataSpec, "label_column")
     label_map: str | None = None
     max_train_samples: int | None = None
     max_test_samples: int | None = None
-    seed: int = 42
+    seed: int = field_default(DataSpec, "seed")
 
 
 @dataclass
@@ -50,17 +64,18 @@ class BaselineConfig:
 
 @dataclass
 class TeacherConfig:
-    """Fine-tuning the teacher; `path` uses an already trained teacher checkpoint instead."""
+    """Fine-tuning the teacher (`edgekd train`, a `TrainStage`); `path` uses an already trained teacher
+    checkpoint instead."""
 
-    model: str = "sentence-transformers/all-MiniLM-L6-v2"
+    model: str = field_default(TrainStage, "model")
     path: str | None = None
-    epochs: float | None = None  # None: from the number of training rows (see `edgekd train --help`)
-    lr: float = 5e-5
-    batch_size: int = 32
-    max_length: int = 128
-    class_weight: str = "auto"  # auto | none | balanced | sqrt (edgekd train --class-weight)
-    select_metric: str = "auto"  # auto | accuracy | f1_macro (edgekd train --select-metric)
-    patience: int = 3  # early stopping on the selection metric; 0 = never
+    epochs: float | None = _train("epochs")  # None: from the number of training rows (see `edgekd train --help`)
+    lr: float = _train("lr")
+    batch_size: int = _train("batch_size")
+    max_length: int = _train("max_length")
+    class_weight: str = _train("class_weight")  # auto | none | balanced | sqrt (edgekd train --class-weight)
+    select_metric: str = _train("select_metric")  # auto | accuracy | f1_macro (edgekd train --select-metric)
+    patience: int = _train("patience")  # early stopping on the selection metric; 0 = never
     # differential-attention layers (`edgekd train --diff-attention`): 0.5, upper:1, 0+2, ...; None = plain
     diff_attention: str | float | None = None
     # a WordPiece vocabulary of this many tokens trained on the training texts before fine-tuning (`edgekd
@@ -70,33 +85,39 @@ class TeacherConfig:
 
 @dataclass
 class StudentsConfig:
-    """Distillation: one student per spec (`layers=K`, `layers=i,j,k`, either with `,ffn=N,heads=H` width
-    pruning, or a model reference)."""
+    """Distillation (`edgekd distill`, a `DistillStage`): one student per spec (`layers=K`, `layers=i,j,k`,
+    either with `,ffn=N,heads=H` width pruning, or a model reference).
+
+    lr, temperature and alpha are `train.distill.DistillConfig`'s defaults, written here because that module
+    imports torch; `edgekd distill`'s flags read them from here and tests/test_recipe.py pins them to it."""
 
     specs: list[str] = field(default_factory=lambda: ["layers=3"])
-    epochs: float | None = None  # None: from the number of training rows
+    epochs: float | None = _train("epochs")  # None: from the number of training rows
     lr: float = 1e-4
-    batch_size: int = 32
+    batch_size: int = _train("batch_size")
     temperature: float = 2.0
     alpha: float = 0.5
-    class_weight: str = "auto"  # weights the cross-entropy term only (1 - alpha), not the soft targets
-    select_metric: str = "auto"
-    patience: int = 3
+    class_weight: str = _train("class_weight")  # weights the cross-entropy term only (1 - alpha), not the soft targets
+    select_metric: str = _train("select_metric")
+    patience: int = _train("patience")
 
 
 @dataclass
 class ExportConfig:
-    """Export targets and precisions, for every student (see `edgekd export --help`)."""
+    """Export targets and precisions, for every student (`edgekd export`, an `ExportStage`; see
+    `edgekd export --help`). The recipe exports every target with int8 by default, the command onnx only."""
 
     targets: list[str] = field(default_factory=lambda: ["onnx", "openvino", "coreml"])
     int8: bool = True
     # fail the export (bundle not written) when a target ends without int8, instead of dropping it
-    require_int8: bool = False
-    calibration_samples: int = 300
+    require_int8: bool = field_default(ExportOptions, "require_int8")
+    # calibration texts (`--calibration-size`); the recipe key `calibration_samples` is accepted too
+    calibration_size: int = field_default(ExportOptions, "calibration_size")
     # int8 accuracy budget on the validation split; None = the gate table's int8 accuracy_drop gate
     # (the recipe's verify.gates.int8.accuracy_drop when set: export and verify share one gate table)
-    max_accuracy_drop: float | None = None
-    coreml_precision: str = "fp16"  # Core ML compute precision: fp16 (ANE-friendly) or fp32
+    max_accuracy_drop: float | None = field_default(ExportOptions, "max_accuracy_drop")
+    # Core ML compute precision: fp16 (ANE-friendly) or fp32
+    coreml_precision: str = field_default(ExportOptions, "coreml_precision")
     # prune each student's vocabulary to the tokens its training data uses at least this often before
     # export (`edgekd prune-vocab`, a `prune-vocab <student>` step); None = export the student as trained
     prune_vocab_min_count: int | None = None
@@ -104,15 +125,15 @@ class ExportConfig:
 
 @dataclass
 class VerifySettings:
-    """`edgekd verify` settings; `gates: {precision: {metric: threshold}}` override the defaults.
-    `allow_partial`: pass although some artifacts are not verified here (backend not installed, or
-    left out by `backends`); off, the verify step fails before loading any model."""
+    """`edgekd verify` settings (`verify.runner.VerifyConfig`); `gates: {precision: {metric: threshold}}`
+    override the defaults. `allow_partial`: pass although some artifacts are not verified here (backend not
+    installed, or left out by `backends`); off, the verify step fails before loading any model."""
 
-    max_samples: int = 500
-    backends: list[str] | None = None
-    runs: int = 50
-    cold_start: bool = True
-    allow_partial: bool = False
+    max_samples: int = field_default(VerifyConfig, "max_samples")
+    backends: list[str] | None = field_default(VerifyConfig, "backends")
+    runs: int = field_default(LatencySettings, "runs")
+    cold_start: bool = field_default(LatencySettings, "cold_start")
+    allow_partial: bool = field_default(VerifyConfig, "allow_partial")
     gates: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -135,6 +156,8 @@ class Recipe:
         return dataclasses.asdict(self)
 
 
+# Other spellings a recipe may use for a key: {section: {alias: key}}.
+_ALIASES: dict[str, dict[str, str]] = {"export": {"calibration_samples": "calibration_size"}}
 _VALID_PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -189,6 +212,7 @@ def _build(cls: type, data: Any, where: str) -> Any:
         raise RecipeError(f"recipe section '{where or 'top level'}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    data = _resolve_aliases(data, where)
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else str(key)
@@ -200,6 +224,27 @@ def _build(cls: type, data: Any, where: str) -> Any:
         else:
             kwargs[key] = _check_type(path, value, hint)
     return cls(**kwargs)
+
+
+def _resolve_aliases(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """`data` with each alias key of section `where` renamed to its key (both given: RecipeError)."""
+    aliases = _ALIASES.get(where, {})
+    if not any(k in aliases for k in data):
+        return data
+    out = {}
+    for key, value in data.items():
+        name = aliases.get(key, key)
+        if name in out or (name != key and name in data):
+            raise RecipeError(f"recipe keys '{where}.{key}' and '{where}.{name}' are the same setting; keep one")
+        out[name] = value
+    return out
+
+
+def _spellings(where: str, key: str) -> list[str]:
+    """The other spellings of `key` in section `where` (its aliases, or the key an alias names)."""
+    aliases = _ALIASES.get(where, {})
+    name = aliases.get(key, key)
+    return [k for k in (name, *(a for a, n in aliases.items() if n == name)) if k != key]
 
 
 def _validate(recipe: Recipe) -> None:
@@ -270,6 +315,8 @@ def parse_recipe(data: Any, overrides: list[str] | None = None) -> Recipe:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise RecipeError(f"override {item!r}: '{part}' is not a section")
+        for other in _spellings(".".join(parts[:-1]), parts[-1]):  # the override replaces the file's spelling
+            node.pop(other, None)
         node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else None
     recipe = _build(Recipe, data, "")
     _validate(recipe)

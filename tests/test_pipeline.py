@@ -24,10 +24,10 @@ def test_demo_plan_steps_and_flags() -> None:
                                        "verify layers-2", "report"]
     by = {s.name: s for s in steps}
     assert by["data"].key["data"]["max_train_samples"] == 1500 and by["data"].key["data"]["max_test_samples"] == 1000
-    train = by["teacher"].key["argv"]
+    train = by["teacher"].command  # the equivalent command line (the key is the stage config)
     assert train[0] == "train" and train[train.index("--max-length") + 1] == "64"
     assert train[train.index("--data") + 1] == str(paths["data"])  # every step reads the prepared slice
-    export = by["export layers-2"].key["argv"]
+    export = by["export layers-2"].command
     assert export[export.index("--target") + 1] == "onnx,openvino,coreml" and "--int8" in export
     assert export[1] == str(paths["student:layers-2"])
     assert by["verify layers-2"].after == ["export layers-2", "teacher", "baseline"]
@@ -83,12 +83,14 @@ def test_stamps_skip_resume_and_rerun_downstream(tmp_path: Path, monkeypatch: py
 
 
 def test_stratified_sample_keeps_class_shares() -> None:
+    from edgekd.data import stratified_sample
+
     labels = [0] * 60 + [1] * 30 + [2] * 10
-    idx = pipeline.stratified_sample(labels, 20, seed=1)
+    idx = stratified_sample(labels, 20, seed=1, method="quota")  # the pipeline's max_test_samples
     picked = [labels[i] for i in idx]
     assert len(idx) == 20 and list(idx) == sorted(idx)
     assert (picked.count(0), picked.count(1), picked.count(2)) == (12, 6, 2)
-    assert list(pipeline.stratified_sample(labels, 20, seed=1)) == list(idx)  # fixed seed
+    assert list(stratified_sample(labels, 20, seed=1, method="quota")) == list(idx)  # fixed seed
 
 
 def test_combine_reports_of_two_students() -> None:
@@ -233,3 +235,38 @@ verify: {{max_samples: 30, runs: 3, cold_start: false}}
     assert code == 1 and "onnx-fp32 accuracy_drop=" in captured.err
     assert captured.out.count("up to date, skipped") == 3  # data, baseline, distill (export reads the gates)
     assert json.loads(report_path.read_text())["passed"] is False
+
+
+def test_every_stage_step_is_the_command_it_records() -> None:
+    """A pipeline step calls the verb's stage function with a typed config; the command line it records
+    (for people) gives that same config through the verb's flags, and the config is what the stamp hashes."""
+    import importlib
+
+    from edgekd.cli import COMMANDS, parse
+
+    recipe = load_recipe(RECIPES / "demo.yaml", ["out=/tmp/edgekd-demo-plan", "teacher.vocab_size=8000",
+                                                 "export.prune_vocab_min_count=2", "students.epochs=2",
+                                                 "verify.gates.int8.agreement=0.97"])
+    steps, _ = pipeline.plan(recipe)
+    staged = [s for s in steps if s.verb]
+    assert [s.verb for s in staged] == ["baseline", "adapt-vocab", "train", "distill", "prune-vocab", "export"]
+    for step in staged:
+        module = importlib.import_module(COMMANDS[step.verb])
+        assert module.stage_from_args(parse(step.command)).key() == step.key, step.name
+        assert step.key["stage"] == step.verb and json.loads(json.dumps(step.key)) == step.key  # JSON-ready
+    export = next(s for s in staged if s.verb == "export")
+    assert export.key["options"]["calibration_size"] == 200  # demo.yaml's calibration_samples (the old spelling)
+    assert ["--gate-int8-agreement", "0.97"] == export.command[-2:]
+
+
+def test_a_stage_error_keeps_its_type_and_the_stamp_records_the_command(tmp_path: Path) -> None:
+    from edgekd.errors import RecipeError
+
+    steps, _ = pipeline.plan(parse_recipe({"out": str(tmp_path), "data": {"path": "d"}, "teacher": {"lr": 0}}))
+    teacher = next(s for s in steps if s.name == "teacher")
+    with pytest.raises(RecipeError, match=r"^--lr must be > 0, got 0.0$"):  # checked before any data loads
+        teacher.run()
+    pipeline._write_stamp(tmp_path, teacher, "abc", 1.0)
+    stamp = json.loads((tmp_path / pipeline.STAMP_DIR / "teacher.json").read_text())
+    assert stamp["key"]["stage"] == "train" and stamp["key"]["train"]["lr"] == 0.0
+    assert stamp["command"].startswith("edgekd train --data ") and "--lr 0.0" in stamp["command"]

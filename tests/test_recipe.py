@@ -76,3 +76,26 @@ def test_run_cli_reports_typo_in_one_line(tmp_path: Path, capsys: pytest.Capture
     assert main(["run", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "edgekd run: error: unknown recipe key 'export.target': did you mean 'targets'?"
+
+
+def test_defaults_come_from_the_stage_configs() -> None:
+    """Each default is written once: the recipe's sections read theirs from the stage configs; the
+    distillation defaults, which DistillConfig holds behind a torch import, are pinned to it."""
+    from edgekd.exporters.bundle_writer import ExportOptions
+    from edgekd.recipe import StudentsConfig, TeacherConfig
+    from edgekd.train.common import TrainConfig
+    from edgekd.train.distill import DistillConfig
+
+    teacher, students, train, distill = TeacherConfig(), StudentsConfig(), TrainConfig(), DistillConfig()
+    assert (teacher.lr, teacher.batch_size, teacher.max_length, teacher.patience) == (
+        train.lr, train.batch_size, train.max_length, train.patience)
+    assert (students.lr, students.temperature, students.alpha) == (distill.train.lr, distill.temperature, distill.alpha)
+    assert parse_recipe({"data": {"path": "d"}}).export.calibration_size == ExportOptions().calibration_size
+
+
+def test_calibration_samples_is_calibration_size() -> None:
+    base = {"data": {"path": "d"}, "export": {"calibration_samples": 32}}
+    assert parse_recipe(base).export.calibration_size == 32
+    assert parse_recipe(base, ["export.calibration_size=64"]).export.calibration_size == 64  # the override wins
+    with pytest.raises(RecipeError, match="'export.calibration_samples' and 'export.calibration_size' are the same"):
+        parse_recipe({"data": {"path": "d"}, "export": {"calibration_samples": 32, "calibration_size": 64}})

@@ -3,13 +3,54 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgekd.commands._common import add_data_arguments, data_spec_from_args
-from edgekd.commands.train import add_optimisation_arguments, train_config_from_args
+from edgekd.commands._common import Stage, add_data_arguments, data_flags, data_spec_from_args
+from edgekd.commands.train import (
+    add_optimisation_arguments,
+    check_train_config,
+    train_config_from_args,
+    training_flags,
+)
+from edgekd.data import DataSpec
 from edgekd.errors import ModelError, RecipeError
+from edgekd.recipe import StudentsConfig
+
+if TYPE_CHECKING:
+    from edgekd.train.distill import DistillConfig
 
 HELP = "distill students (layers=K | layers=i,j,k | model ref) from a teacher; compare them"
+
+
+@dataclass
+class DistillStage(Stage):
+    """Distill each of `students` (specs) from the teacher checkpoint `teacher` on `data` into `out` (the
+    checkpoint itself for one student, else a directory of them)."""
+
+    VERB: ClassVar[str] = "distill"
+    teacher: str
+    data: DataSpec
+    students: list[str]
+    out: Path
+    config: DistillConfig
+    max_length: int | None = None  # None: the teacher's (replaces config.train.max_length)
+    cache_dir: Path | None = None  # teacher-logit cache; None: $EDGEKD_CACHE/teacher-logits
+    compare_no_teacher: bool = False  # also train each student without the teacher
+
+    def command(self) -> list[str]:
+        c = self.config
+        return ["distill", *data_flags(self.data), "--teacher", self.teacher,
+                *(a for spec in self.students for a in ("--student", spec)), "--out", str(self.out),
+                *training_flags(c.train, max_length=False),
+                *([] if self.max_length is None else ["--max-length", str(self.max_length)]),
+                "--temperature", str(c.temperature), "--alpha", str(c.alpha),
+                *([] if c.hidden_weight == 0 else ["--hidden-weight", str(c.hidden_weight)]),
+                *([] if c.attention_weight == 0 else ["--attention-weight", str(c.attention_weight)]),
+                *([] if c.use_teacher else ["--no-teacher"]),
+                *(["--compare-no-teacher"] if self.compare_no_teacher else []),
+                *([] if self.cache_dir is None else ["--cache-dir", str(self.cache_dir)])]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,10 +65,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path,
                         help="output: the student checkpoint (one --student) or a directory of them")
     loss = parser.add_argument_group("loss")
-    loss.add_argument("--temperature", type=float, default=2.0, help="softmax temperature T (default: 2)")
-    loss.add_argument("--alpha", type=float, default=0.5,
+    # The loss defaults are DistillConfig's, read from the recipe's students section, which holds them
+    # without importing torch (tests/test_recipe.py pins the two together).
+    default = StudentsConfig()
+    loss.add_argument("--temperature", type=float, default=default.temperature,
+                      help=f"softmax temperature T (default: {default.temperature:g})")
+    loss.add_argument("--alpha", type=float, default=default.alpha,
                       help="weight of the soft-target KL term; 1-alpha weighs the (class-weighted) "
-                           "cross-entropy (default: 0.5)")
+                           f"cross-entropy (default: {default.alpha:g})")
     loss.add_argument("--hidden-weight", type=float, default=0.0,
                       help="weight of the hidden-state MSE (same-tokenizer students; default: 0)")
     loss.add_argument("--attention-weight", type=float, default=0.0,
@@ -39,33 +84,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="teacher-logit cache (default: $EDGEKD_CACHE/teacher-logits or "
                              "~/.cache/edgekd/teacher-logits)")
-    add_optimisation_arguments(parser, lr=1e-4)
+    add_optimisation_arguments(parser, lr=default.lr)
 
 
-def _check_loss_args(args: argparse.Namespace) -> None:
-    if args.temperature <= 0:
-        raise RecipeError(f"--temperature must be > 0, got {args.temperature}")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise RecipeError(f"--alpha must be in [0, 1], got {args.alpha}")
-    for flag, value in (("--hidden-weight", args.hidden_weight), ("--attention-weight", args.attention_weight)):
+def _check_loss(config: DistillConfig) -> None:
+    if config.temperature <= 0:
+        raise RecipeError(f"--temperature must be > 0, got {config.temperature}")
+    if not 0.0 <= config.alpha <= 1.0:
+        raise RecipeError(f"--alpha must be in [0, 1], got {config.alpha}")
+    for flag, value in (("--hidden-weight", config.hidden_weight), ("--attention-weight", config.attention_weight)):
         if value < 0:
             raise RecipeError(f"{flag} must be >= 0, got {value}")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Validate specs against the teacher, load the data, distill, print the comparison."""
+def run_stage(stage: DistillStage) -> list[dict[str, Any]]:
+    """Check the settings and the specs against the teacher, load the data, distill, print the
+    comparison; the comparison rows (empty on the other ranks under torchrun)."""
     from edgekd.models import resolve_model
     from edgekd.train.students import parse_student_spec, resolve_layers
 
-    _check_loss_args(args)
-    specs = [parse_student_spec(s) for s in args.student]
-    teacher_dir = Path(resolve_model(args.teacher))
+    _check_loss(stage.config)
+    specs = [parse_student_spec(s) for s in stage.students]
+    teacher_dir = Path(resolve_model(stage.teacher))
     if not teacher_dir.is_dir():
-        raise ModelError(f"--teacher '{args.teacher}' is not a local checkpoint directory; run 'edgekd train' first")
+        raise ModelError(f"--teacher '{stage.teacher}' is not a local checkpoint directory; run 'edgekd train' first")
 
     from edgekd.console import make_console
     from edgekd.data import load_splits, print_data_report
-    from edgekd.train.distill import DistillConfig, distill_many, teacher_settings
+    from edgekd.train.distill import distill_many, teacher_settings
     from edgekd.train.width import check_teacher_width
 
     meta = teacher_settings(teacher_dir)
@@ -73,22 +119,36 @@ def run(args: argparse.Namespace) -> int:
         # Fail on a bad spec before any data or model loads.
         if spec.reference is None:
             resolve_layers(spec, meta["num_hidden_layers"])
-            check_teacher_width(spec, teacher_dir, args.attention_weight)
+            check_teacher_width(spec, teacher_dir, stage.config.attention_weight)
         else:
             resolve_model(spec.reference)
-    train = train_config_from_args(args, max_length=int(meta.get("max_length") or 128))
-    config = DistillConfig(train=train, temperature=args.temperature, alpha=args.alpha,
-                           hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
-                           use_teacher=not args.no_teacher)
-    data_spec = data_spec_from_args(args)
-    splits = load_splits(data_spec, labels=meta["labels"])
+    max_length = int(meta.get("max_length") or 128) if stage.max_length is None else stage.max_length
+    config = replace(stage.config, train=replace(stage.config.train, max_length=max_length))
+    check_train_config(config.train)
+    splits = load_splits(stage.data, labels=meta["labels"])
     print_data_report(splits, make_console(stderr=True))
-    rows = distill_many(teacher_dir, splits, specs, args.out, config, cache_dir=args.cache_dir,
-                        compare_no_teacher=args.compare_no_teacher, data_spec=data_spec)
+    rows = distill_many(teacher_dir, splits, specs, stage.out, config, cache_dir=stage.cache_dir,
+                        compare_no_teacher=stage.compare_no_teacher, data_spec=stage.data)
     if rows:  # empty on the other ranks under torchrun
         _print_rows(rows)
         _print_review(rows)
-        print(f"comparison: {args.out / 'comparison.md'}")
+        print(f"comparison: {stage.out / 'comparison.md'}")
+    return rows
+
+
+def stage_from_args(args: argparse.Namespace) -> DistillStage:
+    """The stage config of the flags."""
+    from edgekd.train.distill import DistillConfig
+
+    config = DistillConfig(train=train_config_from_args(args), temperature=args.temperature, alpha=args.alpha,
+                           hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,
+                           use_teacher=not args.no_teacher)
+    return DistillStage(args.teacher, data_spec_from_args(args), args.student, args.out, config,
+                        max_length=args.max_length, cache_dir=args.cache_dir, compare_no_teacher=args.compare_no_teacher)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_stage(stage_from_args(args))
     return 0
 
 

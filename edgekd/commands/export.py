@@ -11,16 +11,55 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, ClassVar
 
-from edgekd.commands._common import add_gate_arguments, gates_from_args
+from edgekd.commands._common import (
+    Stage,
+    add_gate_arguments,
+    data_flags,
+    data_spec_from_args,
+    field_default,
+    gate_flags,
+    gates_from_args,
+)
+from edgekd.data import DataSpec
 from edgekd.errors import DataError
+from edgekd.exporters.bundle_writer import ExportOptions
 from edgekd.verify.parity import INT8_MAX_ACCURACY_DROP
+
+if TYPE_CHECKING:
+    from edgekd.bundle import Manifest
+    from edgekd.exporters.bundle_writer import ExportData
 
 HELP = "export a checkpoint to ONNX / OpenVINO / Core ML into a checked bundle"
 # Held-out texts the post-export check draws its length classes from.
 CHECK_POOL = 2000
+
+
+@dataclass
+class ExportStage(Stage):
+    """Export the checkpoint `model` into the bundle `out`; calibration, accuracy control and the check
+    read `data` (None: the dataset recorded in the checkpoint's edgekd-model.json)."""
+
+    VERB: ClassVar[str] = "export"
+    model: Path
+    out: Path
+    options: ExportOptions
+    data: DataSpec | None = None
+
+    def command(self) -> list[str]:
+        o = self.options
+        targets = o.targets if isinstance(o.targets, str) else ",".join(o.targets)
+        return ["export", str(self.model), "--target", targets, "--out", str(self.out),
+                *(["--force"] if o.force else []), *([] if self.data is None else data_flags(self.data)),
+                "--calibration-size", str(o.calibration_size), "--coreml-precision", o.coreml_precision,
+                *([] if o.compute_units == field_default(ExportOptions, "compute_units")
+                  else ["--compute-units", o.compute_units]),
+                *(["--int8"] if o.int8 else []), *(["--require-int8"] if o.require_int8 else []),
+                *([] if o.max_accuracy_drop is None else ["--max-accuracy-drop", str(o.max_accuracy_drop)]),
+                *gate_flags(o.gates)]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,12 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "keeps its float artifacts; the manifest records why int8 was dropped)")
     parser.add_argument("--require-int8", action="store_true",
                         help="fail (non-zero exit, bundle not written) when a target ends without int8")
-    parser.add_argument("--calibration-size", type=int, default=300, help="calibration texts (default 300)")
+    size = field_default(ExportOptions, "calibration_size")
+    parser.add_argument("--calibration-size", type=int, default=size, help=f"calibration texts (default {size})")
     parser.add_argument("--max-accuracy-drop", type=float, default=None,
                         help="int8 accuracy budget on the validation split (default: the int8 accuracy-drop "
                              f"gate, {INT8_MAX_ACCURACY_DROP})")
-    parser.add_argument("--coreml-precision", choices=["fp16", "fp32"], default="fp16",
-                        help="Core ML compute precision (default fp16)")
+    precision = field_default(ExportOptions, "coreml_precision")
+    parser.add_argument("--coreml-precision", choices=["fp16", "fp32"], default=precision,
+                        help=f"Core ML compute precision (default {precision})")
     parser.add_argument("--compute-units", default="ALL", choices=list(COREML_COMPUTE_UNITS),
                         help="Core ML compute units recorded for the runtime (default ALL)")
     parser.add_argument("--force", action="store_true", help="replace an existing bundle")
@@ -51,31 +92,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_gate_arguments(parser)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Validate everything cheap, load the data, export, print the per-artifact check table."""
-    from edgekd.exporters.bundle_writer import ExportOptions, export_bundle, validate
+def run_stage(stage: ExportStage) -> Manifest:
+    """Validate everything cheap, load the data, export, print the per-artifact check table; the
+    bundle's manifest. `stage.options` is left as it was (the export works on a copy)."""
+    from edgekd.exporters.bundle_writer import export_bundle, validate
 
+    model_dir, out = Path(stage.model), Path(stage.out)
+    options = replace(stage.options, targets=validate(model_dir, out, stage.options))
+    data = _export_data(stage.data, model_dir)
+    manifest = export_bundle(model_dir, out, data, options, log=_log)
+    _print_summary(manifest)
+    return manifest
+
+
+def stage_from_args(args: argparse.Namespace) -> ExportStage:
+    """The stage config of the flags (--target as given: `validate` parses it)."""
     options = ExportOptions(targets=args.target, int8=args.int8, require_int8=args.require_int8,
                             calibration_size=args.calibration_size, gates=gates_from_args(args),
                             max_accuracy_drop=args.max_accuracy_drop, coreml_precision=args.coreml_precision,
                             compute_units=args.compute_units, force=args.force)
-    model_dir, out = Path(args.model), Path(args.out)
-    options.targets = validate(model_dir, out, options)
-    data = _export_data(args, model_dir)
-    manifest = export_bundle(model_dir, out, data, options, log=_log)
-    _print_summary(manifest)
+    return ExportStage(Path(args.model), Path(args.out), options, data_spec_from_args(args) if args.data else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_stage(stage_from_args(args))
     return 0
 
 
-def _export_data(args: argparse.Namespace, model_dir: Path) -> Any:
-    from edgekd.commands._common import data_spec_from_args
-    from edgekd.data import DataSpec, load_splits
+def _export_data(spec: DataSpec | None, model_dir: Path) -> ExportData:
+    from edgekd.data import load_splits
     from edgekd.exporters.bundle_writer import ExportData
     from edgekd.models import checkpoint_labels
 
-    if args.data:
-        spec = data_spec_from_args(args)
-    else:
+    if spec is None:
         card_path = model_dir / "edgekd-model.json"
         card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
         if not card.get("data"):
@@ -95,7 +144,7 @@ def _log(message: str) -> None:
     make_console(stderr=True).print(f"[bold]export[/bold] {message}")
 
 
-def _print_summary(manifest: Any) -> None:
+def _print_summary(manifest: Manifest) -> None:
     """The per-artifact check table, then one line per dropped artifact with its reason."""
     from edgekd.console import make_console, print_table
     from edgekd.verify.parity import describe_agreement

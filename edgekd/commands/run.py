@@ -4,7 +4,13 @@ skipping steps whose outputs are up to date, then a summary table; exit 1 if a g
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from edgekd import pipeline
 
 HELP = "run a recipe end to end (resumable): baseline, teacher, students, export, verify, report"
 
@@ -29,7 +35,7 @@ def overrides_from_args(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def print_summary(results: list[Any], report: dict[str, Any] | None, console: Any) -> None:
+def print_summary(results: list[pipeline.StepResult], report: pipeline.Report | None, console: Console) -> None:
     """The steps (ran/skipped, seconds) and the models of the final report."""
     from rich.text import Text
 
@@ -44,6 +50,13 @@ def print_summary(results: list[Any], report: dict[str, Any] | None, console: An
     from edgekd.commands.verify import print_gate_table
 
     print_gate_table(report, console)
+
+
+def _step_context(step: pipeline.Step) -> contextlib.AbstractContextManager[None]:
+    """A stage step runs quieted as its verb is on the command line (`cli.verb_context`)."""
+    from edgekd.cli import verb_context
+
+    return verb_context(step.verb) if step.verb else contextlib.nullcontext()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,9 +76,9 @@ def run(args: argparse.Namespace) -> int:
             fresh = pipeline.is_up_to_date(Path(recipe.out), step, digests[step.name])
             console.print(f"{step.name:<24} {'up to date' if fresh else 'to run'}")
         return 0
-    results: list[Any] = []
+    results: list[pipeline.StepResult] = []
     try:
-        _, report = pipeline.execute(recipe, console, force=args.force, results=results)
+        _, report = pipeline.execute(recipe, console, force=args.force, results=results, around=_step_context)
     except BaseException:
         print_summary(results, None, console)
         raise
