@@ -4,7 +4,6 @@ an atomic staging directory, then write the manifest. Any failure leaves no bund
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from collections.abc import Callable
@@ -19,6 +18,7 @@ import numpy as np
 from edgekd import bundle as bundle_mod
 from edgekd.bundle import Manifest, TokenizerSettings
 from edgekd.calibration import DEFAULT_SEED, DEFAULT_SIZE, sample_calibration
+from edgekd.checkpoint import Checkpoint
 from edgekd.errors import BundleError, DataError, ExportError, ModelError, RecipeError
 from edgekd.exporters import get_exporter, parse_targets
 from edgekd.exporters.base import ExportJob
@@ -206,13 +206,7 @@ def _int8_sets(tokenizer: Any, data: ExportData, options: ExportOptions, labels:
 
 
 def _model_card(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / "edgekd-model.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} is not valid JSON ({exc}); re-run the training that wrote it") from exc
+    return Checkpoint(model_dir).card
 
 
 def _tokenizer_json(model_dir: Path, tokenizer: Any) -> bytes:
@@ -241,12 +235,9 @@ def _provenance(model_dir: Path, card: dict[str, Any], data: ExportData, options
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
+    # checkpoint.PROVENANCE_KEYS (verify refuses a PyTorch student whose weights differ from these)
     return {
-        "model_dir": str(model_dir.resolve()),
-        "model_card": card,
-        (card.get("role") or "model"): str(model_dir.resolve()),
-        # verify refuses a PyTorch student whose weights differ from the ones exported here
-        "student_weights_sha256": bundle_mod.checkpoint_weights_sha256(model_dir),
+        **Checkpoint(model_dir).provenance(),
         "dataset_fingerprint": data.fingerprint or card.get("dataset_fingerprint", ""),
         "data_source": data.source,
         "export_options": dict(asdict(options), targets=targets),
