@@ -14,7 +14,6 @@ when the backend is used.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -49,9 +48,9 @@ class BackendSpec:
     # (ONNX Runtime: the last resort, and the one a bundle always has).
     fallback: bool = False
 
-    def runs_here(self) -> bool:
-        """Whether this OS can run it (its engine may still be missing)."""
-        return not self.platforms or sys.platform in self.platforms
+    def runs_on(self, platform: str) -> bool:
+        """Whether it runs on this OS (a `sys.platform` value); its engine may still be missing."""
+        return not self.platforms or platform in self.platforms
 
 
 REGISTRY: dict[str, BackendSpec] = {}

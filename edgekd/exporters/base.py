@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -176,7 +177,7 @@ class Exporter:
         target's own backend where its OS allows, else its registered stand-in (Core ML off macOS:
         the MIL reference evaluator)."""
         spec = spec_of(self.name)
-        return self.name if spec.runs_here() else spec.stand_in
+        return self.name if spec.runs_on(sys.platform) else spec.stand_in
 
     def skip_reason(self) -> str:
         return f"no runtime for {self.name} on this machine"

@@ -236,7 +236,7 @@ def _auto_order() -> list[str]:
     OS it runs on and its engine installed (a `fallback` backend stays even without its engine, so
     loading it names the extra to install)."""
     ranked = sorted((s for s in REGISTRY.values() if s.auto_rank is not None), key=_rank)
-    return [s.name for s in ranked if s.runs_here() and (s.fallback or _importable(s.needs))]
+    return [s.name for s in ranked if s.runs_on(sys.platform) and (s.fallback or _importable(s.needs))]
 
 
 def _rank(spec: BackendSpec) -> int:

@@ -10,6 +10,7 @@ artifact will be verified here (else it fails unless `allow_partial`).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -172,7 +173,7 @@ def plan_runs(manifest: Any, wanted: list[str] | None) -> tuple[list[Run], list[
     for art in manifest.artifacts:
         backend = art.backend
         spec = REGISTRY.get(backend)
-        if spec is not None and spec.stand_in and not (spec.runs_here() and backend in here):
+        if spec is not None and spec.stand_in and not (spec.runs_on(sys.platform) and backend in here):
             backend = spec.stand_in  # Core ML off macOS: the MIL reference evaluator
         if wanted is not None and backend not in wanted and art.backend not in wanted:
             reason = f"filtered out: not among the requested backends ({', '.join(wanted)})"
