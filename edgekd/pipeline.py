@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgekd.checkpoint import CARD
 from edgekd.commands import adapt_vocab, baseline, distill, export, prune_vocab, train
 from edgekd.commands._common import Stage, gates_from_table
 from edgekd.data import DataSpec, Splits
@@ -117,7 +118,7 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
     """The steps of a recipe, in order, and the paths they write (baseline, teacher, students/<name>,
     bundles/<name>, report)."""
     from edgekd.exporters.bundle_writer import ExportOptions
-    from edgekd.train.distill import DistillConfig
+    from edgekd.train.common import DistillConfig
 
     out = Path(recipe.out)
     t, s, e = recipe.teacher, recipe.students, recipe.export
@@ -135,12 +136,12 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         paths["base"], teacher_deps = out / f"base-vocab{t.vocab_size}", ["adapt-vocab"]
         base = str(paths["base"])
         stage = adapt_vocab.AdaptVocabStage(t.model, data, t.vocab_size, paths["base"], force=True)
-        steps.append(_stage_step("adapt-vocab", stage, adapt_vocab.run_stage, [paths["base"] / "edgekd-model.json"],
+        steps.append(_stage_step("adapt-vocab", stage, adapt_vocab.run_stage, [paths["base"] / CARD],
                                  ["data"], [paths["base"]]))
     if not t.path:
         stage = train.TrainStage(data, paths["teacher"], base, train_config(t, recipe),
                                  None if t.diff_attention is None else str(t.diff_attention))
-        steps.append(_stage_step("teacher", stage, train.run_stage, [paths["teacher"] / "edgekd-model.json"],
+        steps.append(_stage_step("teacher", stage, train.run_stage, [paths["teacher"] / CARD],
                                  teacher_deps, [paths["teacher"]]))
     teacher_after = ["data"] if t.path else ["teacher"]
     gates = gates_from_table(recipe.verify.gates)
@@ -150,14 +151,14 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         paths[f"student:{name}"], paths[f"bundle:{name}"] = student, bundle
         config = DistillConfig(train=train_config(s, recipe), temperature=s.temperature, alpha=s.alpha)
         stage = distill.DistillStage(str(paths["teacher"]), data, [spec], student, config)
-        steps.append(_stage_step(f"distill {name}", stage, distill.run_stage, [student / "edgekd-model.json"],
+        steps.append(_stage_step(f"distill {name}", stage, distill.run_stage, [student / CARD],
                                  teacher_after, [student]))
         exported, export_after = student, f"distill {name}"
         if e.prune_vocab_min_count is not None:  # export (and verify) the pruned checkpoint instead
             exported = out / "students" / f"{name}-vocab{e.prune_vocab_min_count}"
             export_after = f"prune-vocab {name}"
             stage = prune_vocab.PruneVocabStage(student, data, exported, e.prune_vocab_min_count, force=True)
-            steps.append(_stage_step(export_after, stage, prune_vocab.run_stage, [exported / "edgekd-model.json"],
+            steps.append(_stage_step(export_after, stage, prune_vocab.run_stage, [exported / CARD],
                                      [f"distill {name}"], [exported]))
         paths[f"exported:{name}"] = exported
         # targets as `--target` gives them (a comma list), so the config equals the command's

@@ -28,7 +28,7 @@ from edgekd.commands.train import TrainStage
 from edgekd.data import DataSpec
 from edgekd.errors import RecipeError
 from edgekd.exporters.bundle_writer import ExportOptions
-from edgekd.train.common import TrainConfig
+from edgekd.train.common import DistillConfig, TrainConfig
 from edgekd.verify.latency import LatencySettings
 from edgekd.verify.runner import VerifyConfig
 
@@ -38,6 +38,10 @@ from edgekd.verify.runner import VerifyConfig
 
 def _train(name: str) -> Any:
     return field_default(TrainConfig, name)
+
+
+def _distill(name: str) -> Any:
+    return field_default(DistillConfig, name)
 
 
 @dataclass
@@ -88,15 +92,14 @@ class StudentsConfig:
     """Distillation (`edgekd distill`, a `DistillStage`): one student per spec (`layers=K`, `layers=i,j,k`,
     either with `,ffn=N,heads=H` width pruning, or a model reference).
 
-    lr, temperature and alpha are `train.distill.DistillConfig`'s defaults, written here because that module
-    imports torch; `edgekd distill`'s flags read them from here and tests/test_recipe.py pins them to it."""
+    lr, temperature and alpha default to `train.common.DistillConfig`'s (torch-free), as `edgekd distill`'s flags do."""
 
     specs: list[str] = field(default_factory=lambda: ["layers=3"])
     epochs: float | None = _train("epochs")  # None: from the number of training rows
-    lr: float = 1e-4
+    lr: float = _distill("train").lr
     batch_size: int = _train("batch_size")
-    temperature: float = 2.0
-    alpha: float = 0.5
+    temperature: float = _distill("temperature")
+    alpha: float = _distill("alpha")
     class_weight: str = _train("class_weight")  # weights the cross-entropy term only (1 - alpha), not the soft targets
     select_metric: str = _train("select_metric")
     patience: int = _train("patience")

@@ -173,7 +173,7 @@ def test_recipe_adds_an_adapt_step_before_the_teacher(tmp_path: Path) -> None:
     steps, paths = pipeline.plan(parse_recipe(base, ["teacher.vocab_size=16000"]))
     assert [s.name for s in steps][:3] == ["data", "adapt-vocab", "teacher"]
     by = {s.name: s for s in steps}
-    adapt, train = by["adapt-vocab"].key["argv"], by["teacher"].key["argv"]
+    adapt, train = by["adapt-vocab"].command, by["teacher"].command
     assert adapt[:2] == ["adapt-vocab", "sentence-transformers/all-MiniLM-L6-v2"]
     assert adapt[adapt.index("--size") + 1] == "16000" and adapt[adapt.index("--out") + 1] == str(paths["base"])
     assert train[train.index("--model") + 1] == str(paths["base"]) and by["teacher"].after == ["adapt-vocab"]

@@ -257,7 +257,7 @@ def test_recipe_keys_reach_train_and_distill_and_bad_values_name_the_key() -> No
 
     base = {"data": {"path": "data"}, "students": {"specs": ["layers=2"], "class_weight": "sqrt", "epochs": 2}}
     steps, _ = plan(parse_recipe(base, ["teacher.select_metric=f1_macro", "teacher.patience=0"]))
-    argv = {s.name: s.key["argv"] for s in steps if "argv" in s.key}
+    argv = {s.name: s.command for s in steps if s.command}
     teacher, student = argv["teacher"], argv["distill layers-2"]
     assert "--epochs" not in teacher  # unset: decided from the training rows
     assert teacher[teacher.index("--select-metric") + 1] == "f1_macro" and teacher[teacher.index("--patience") + 1] == "0"

@@ -79,13 +79,14 @@ def test_run_cli_reports_typo_in_one_line(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_defaults_come_from_the_stage_configs() -> None:
-    """Each default is written once: the recipe's sections read theirs from the stage configs; the
-    distillation defaults, which DistillConfig holds behind a torch import, are pinned to it."""
+    """Each default is written once: the recipe's sections read theirs from the stage configs (the
+    distillation defaults from DistillConfig, torch-free in train.common and re-exported by train.distill)."""
     from edgekd.exporters.bundle_writer import ExportOptions
     from edgekd.recipe import StudentsConfig, TeacherConfig
-    from edgekd.train.common import TrainConfig
-    from edgekd.train.distill import DistillConfig
+    from edgekd.train.common import DistillConfig, TrainConfig
+    from edgekd.train.distill import DistillConfig as Reexported
 
+    assert Reexported is DistillConfig
     teacher, students, train, distill = TeacherConfig(), StudentsConfig(), TrainConfig(), DistillConfig()
     assert (teacher.lr, teacher.batch_size, teacher.max_length, teacher.patience) == (
         train.lr, train.batch_size, train.max_length, train.patience)

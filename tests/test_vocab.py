@@ -176,11 +176,11 @@ def test_recipe_adds_a_prune_step_before_export(tmp_path: Path) -> None:
     assert [s.name for s in steps] == ["data", "distill layers-2", "prune-vocab layers-2", "export layers-2",
                                        "verify layers-2", "report"]
     by = {s.name: s for s in steps}
-    prune = by["prune-vocab layers-2"].key["argv"]
+    prune = by["prune-vocab layers-2"].command
     pruned = paths["exported:layers-2"]
     assert prune[:2] == ["prune-vocab", str(paths["student:layers-2"])] and prune[prune.index("--out") + 1] == str(pruned)
     assert prune[prune.index("--min-count") + 1] == "2" and by["prune-vocab layers-2"].after == ["distill layers-2"]
-    assert by["export layers-2"].key["argv"][1] == str(pruned) and by["export layers-2"].after == ["prune-vocab layers-2"]
+    assert by["export layers-2"].command[1] == str(pruned) and by["export layers-2"].after == ["prune-vocab layers-2"]
     steps, _ = pipeline.plan(parse_recipe(base))
     assert "prune-vocab layers-2" not in [s.name for s in steps]
     with pytest.raises(RecipeError, match="prune_vocab_min_count"):

@@ -75,7 +75,9 @@ def run_stage(stage: AdaptVocabStage) -> dict[str, Any]:
         ["[UNK] rate", f"{b['unk_rate']:.4%}", f"{a['unk_rate']:.4%}"],
         ["new embeddings: copied / mean of pieces / [UNK]", "",
          " / ".join(f"{r['init'][k]:,}" for k in ("copied", "mean_of_pieces", "unk"))]])
-    console.print(f"wrote {out} (card: {out / 'edgekd-model.json'}, key vocab_adaptation); next: "
+    from edgekd.checkpoint import CARD
+
+    console.print(f"wrote {out} (card: {out / CARD}, key vocab_adaptation); next: "
                   f"edgekd train --model {out} --data ...")
     return r
 

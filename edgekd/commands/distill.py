@@ -19,7 +19,7 @@ from edgekd.errors import ModelError, RecipeError
 from edgekd.recipe import StudentsConfig
 
 if TYPE_CHECKING:
-    from edgekd.train.distill import DistillConfig
+    from edgekd.train.common import DistillConfig
 
 HELP = "distill students (layers=K | layers=i,j,k | model ref) from a teacher; compare them"
 
@@ -65,8 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path,
                         help="output: the student checkpoint (one --student) or a directory of them")
     loss = parser.add_argument_group("loss")
-    # The loss defaults are DistillConfig's, read from the recipe's students section, which holds them
-    # without importing torch (tests/test_recipe.py pins the two together).
+    # The loss defaults are DistillConfig's (train.common, torch-free), as the recipe's students section's.
     default = StudentsConfig()
     loss.add_argument("--temperature", type=float, default=default.temperature,
                       help=f"softmax temperature T (default: {default.temperature:g})")
@@ -109,17 +108,19 @@ def run_stage(stage: DistillStage) -> list[dict[str, Any]]:
     if not teacher_dir.is_dir():
         raise ModelError(f"--teacher '{stage.teacher}' is not a local checkpoint directory; run 'edgekd train' first")
 
+    from edgekd.checkpoint import Checkpoint
     from edgekd.console import make_console
     from edgekd.data import load_splits, print_data_report
     from edgekd.train.distill import distill_many, teacher_settings
     from edgekd.train.width import check_teacher_width
 
-    meta = teacher_settings(teacher_dir)
+    teacher = Checkpoint.open(teacher_dir)  # opened once: its config and (later) model serve every step
+    meta = teacher_settings(teacher)
     for spec in specs:
         # Fail on a bad spec before any data or model loads.
         if spec.reference is None:
             resolve_layers(spec, meta["num_hidden_layers"])
-            check_teacher_width(spec, teacher_dir, stage.config.attention_weight)
+            check_teacher_width(spec, teacher, stage.config.attention_weight)
         else:
             resolve_model(spec.reference)
     max_length = int(meta.get("max_length") or 128) if stage.max_length is None else stage.max_length
@@ -127,7 +128,7 @@ def run_stage(stage: DistillStage) -> list[dict[str, Any]]:
     check_train_config(config.train)
     splits = load_splits(stage.data, labels=meta["labels"])
     print_data_report(splits, make_console(stderr=True))
-    rows = distill_many(teacher_dir, splits, specs, stage.out, config, cache_dir=stage.cache_dir,
+    rows = distill_many(teacher, splits, specs, stage.out, config, cache_dir=stage.cache_dir,
                         compare_no_teacher=stage.compare_no_teacher, data_spec=stage.data)
     if rows:  # empty on the other ranks under torchrun
         _print_rows(rows)
@@ -138,7 +139,7 @@ def run_stage(stage: DistillStage) -> list[dict[str, Any]]:
 
 def stage_from_args(args: argparse.Namespace) -> DistillStage:
     """The stage config of the flags."""
-    from edgekd.train.distill import DistillConfig
+    from edgekd.train.common import DistillConfig
 
     config = DistillConfig(train=train_config_from_args(args), temperature=args.temperature, alpha=args.alpha,
                            hidden_weight=args.hidden_weight, attention_weight=args.attention_weight,

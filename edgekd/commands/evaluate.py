@@ -62,13 +62,14 @@ def _spec(args: argparse.Namespace, model_dir: Path) -> Any:
 
     if args.data is not None:
         return data_spec_from_args(args)
-    for name in ("edgekd-model.json", "metrics.json"):
-        path = model_dir / name
-        if path.is_file():
-            recorded = json.loads(path.read_text(encoding="utf-8")).get("data")
-            if isinstance(recorded, dict) and recorded.get("path"):
-                known = {f.name for f in fields(DataSpec)}
-                return DataSpec(**{k: v for k, v in recorded.items() if k in known})
+    from edgekd.checkpoint import read_card
+
+    metrics = model_dir / "metrics.json"
+    for recorded in (read_card(model_dir).get("data"),
+                     json.loads(metrics.read_text(encoding="utf-8")).get("data") if metrics.is_file() else None):
+        if isinstance(recorded, dict) and recorded.get("path"):
+            known = {f.name for f in fields(DataSpec)}
+            return DataSpec(**{k: v for k, v in recorded.items() if k in known})
     raise ModelError(f"no dataset recorded with '{model_dir}'; pass --data DIR_OR_FILE")
 
 
@@ -87,12 +88,10 @@ def _baseline_logits(model_dir: Path, texts: list[str]) -> Any:
 
 
 def _max_length(model_dir: Path) -> int:
-    path = model_dir / "edgekd-model.json"
-    if path.is_file():
-        value = json.loads(path.read_text(encoding="utf-8")).get("max_length")
-        if isinstance(value, int) and value > 0:
-            return value
-    return DEFAULT_MAX_LENGTH
+    from edgekd.checkpoint import read_card
+
+    value = read_card(model_dir).get("max_length")
+    return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_LENGTH
 
 
 def _checkpoint_logits(model_dir: Path, texts: list[str], batch_size: int, console: Any) -> Any:

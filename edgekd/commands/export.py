@@ -10,7 +10,6 @@ check fails the command and no bundle is written.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -125,12 +124,13 @@ def _export_data(spec: DataSpec | None, model_dir: Path) -> ExportData:
     from edgekd.models import checkpoint_labels
 
     if spec is None:
-        card_path = model_dir / "edgekd-model.json"
-        card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.is_file() else {}
-        if not card.get("data"):
-            raise DataError(f"no data for calibration and the export check: {card_path} records no dataset; "
+        from edgekd.checkpoint import CARD, read_card
+
+        recorded = read_card(model_dir).get("data")
+        if not recorded:
+            raise DataError(f"no data for calibration and the export check: {model_dir / CARD} records no dataset; "
                             f"pass --data DIR (e.g. the dataset the model was trained on)")
-        spec = DataSpec(**card["data"])
+        spec = DataSpec(**recorded)
     splits = load_splits(spec, labels=checkpoint_labels(model_dir))
     return ExportData(test_texts=splits.test.texts[:CHECK_POOL],
                       train=(splits.train.texts, splits.train.labels.tolist()),

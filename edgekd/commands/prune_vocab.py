@@ -76,7 +76,9 @@ def run_stage(stage: PruneVocabStage) -> dict[str, Any]:
                     ["accuracy", _pct(r["accuracy_unpruned"]), _pct(r["accuracy"])],
                     ["top-1 agreement", "", _pct(r["agreement"])],
                     ["train texts with the same tokens", "", _pct(r["fit_texts_same_tokens"])]])
-    console.print(f"wrote {out} (card: {out / 'edgekd-model.json'}, key vocab_pruning)")
+    from edgekd.checkpoint import CARD
+
+    console.print(f"wrote {out} (card: {out / CARD}, key vocab_pruning)")
     return r
 
 

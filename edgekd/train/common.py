@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import platform
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgekd.train.imbalance import PATIENCE
 
 CHECKPOINTS_SUBDIR = "checkpoints"  # intermediate Trainer checkpoints; removed at the end
 
@@ -35,7 +37,7 @@ class TrainConfig:
     progress: bool = True
     class_weight: str = "auto"  # auto | none | balanced | sqrt: weights of the cross-entropy term
     select_metric: str = "auto"  # auto | accuracy | f1_macro: picks the best validation checkpoint
-    patience: int = 3  # evaluations without improvement before stopping early; 0 = never
+    patience: int = PATIENCE  # evaluations without improvement before stopping early; 0 = never
 
     def resolved(self, train_labels: np.ndarray, labels: list[str]) -> tuple[TrainConfig, Any]:
         """(this config with every auto setting decided from the training labels, the TrainingPlan)."""
@@ -47,6 +49,20 @@ class TrainConfig:
                              self.epochs, self.warmup_ratio, self.patience)
         return dataclasses.replace(self, epochs=plan.epochs, warmup_ratio=plan.warmup_ratio,
                                    class_weight=plan.class_weight, select_metric=plan.select_metric), plan
+
+
+
+@dataclass
+class DistillConfig:
+    """Loss and optimisation settings of one distillation run (defaults work on AG News). Here, not in
+    `train.distill` (which imports torch), so the recipe and `edgekd run --dry-run` read its defaults."""
+
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4))
+    temperature: float = 2.0
+    alpha: float = 0.5
+    hidden_weight: float = 0.0
+    attention_weight: float = 0.0
+    use_teacher: bool = True  # False: plain fine-tuning of the same student init (no soft targets)
 
 
 def text_dataset(tokenizer: Any, texts: list[str], labels: np.ndarray, max_length: int,
@@ -164,14 +180,14 @@ def training_arguments(out: Path, config: TrainConfig) -> Any:
 def selection_metrics(eval_pred: Any) -> dict[str, float]:
     """`compute_metrics` for the Trainer: validation accuracy and macro F1 from (logits, labels), the
     metrics a checkpoint can be selected on (`--select-metric`)."""
-    from edgekd.verify.parity import f1_scores
+    from edgekd.verify.parity import accuracy, f1_scores
 
     logits, labels = eval_pred
     if isinstance(logits, tuple):
         logits = logits[0]
-    pred = np.argmax(logits, axis=-1)
-    return {"accuracy": float((pred == labels).mean()),
-            "f1_macro": f1_scores(labels, pred, np.asarray(logits).shape[-1])["f1_macro"]}
+    logits = np.asarray(logits)
+    return {"accuracy": accuracy(logits, labels),
+            "f1_macro": f1_scores(labels, logits.argmax(axis=-1), logits.shape[-1])["f1_macro"]}
 
 
 def cross_entropy(logits: Any, labels: Any, class_weights: Any = None) -> Any:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 from edgekd.checkpoint import Checkpoint, write_card
 from edgekd.errors import ModelError
 from edgekd.train.common import (
-    TrainConfig,
+    DistillConfig,
     count_parameters,
     cpu_only,
     cross_entropy,
@@ -34,18 +33,6 @@ from edgekd.train.common import (
     write_json,
 )
 from edgekd.train.teacher import ClassWeightedTrainer
-
-
-@dataclass
-class DistillConfig:
-    """Loss and optimisation settings of one distillation run (defaults work on AG News)."""
-
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-4))
-    temperature: float = 2.0
-    alpha: float = 0.5
-    hidden_weight: float = 0.0
-    attention_weight: float = 0.0
-    use_teacher: bool = True  # False: plain fine-tuning of the same student init (no soft targets)
 
 
 def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float, alpha: float,

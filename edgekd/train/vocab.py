@@ -26,6 +26,7 @@ import numpy as np
 
 from edgekd.checkpoint import DEFAULT_MAX_LENGTH, Checkpoint, write_card
 from edgekd.errors import ModelError
+from edgekd.verify.parity import accuracy
 
 SUPPORTED = "BERT-family checkpoints with a WordPiece tokenizer.json (BERT, MiniLM, DistilBERT, ELECTRA)"
 # Config keys holding token ids; each present one is remapped to the pruned vocabulary.
@@ -236,7 +237,8 @@ def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
         "test_texts": len(test.texts),
         "test_before": text_stats(before, test.texts, unk),
         "test_after": text_stats(after, test.texts, keep.index(unk)),
-        "accuracy_unpruned": _accuracy(reference, test.labels), "accuracy": _accuracy(logits, test.labels),
+        "accuracy_unpruned": accuracy(reference, test.labels, empty=None),
+        "accuracy": accuracy(logits, test.labels, empty=None),
         "agreement": float((reference.argmax(1) == logits.argmax(1)).mean()) if len(test.texts) else None,
         "params_before": params_before, "params_after": sum(p.numel() for p in got_model.parameters()),
         "weights_bytes_before": _weights_bytes(model_dir), "weights_bytes_after": _weights_bytes(staging),
@@ -268,10 +270,6 @@ def _logits(model: Any, tokenizer: Any, texts: list[str], max_length: int) -> np
     from edgekd.train.infer import torch_logits
 
     return torch_logits(model, tokenizer, texts, max_length, batch_size=64)
-
-
-def _accuracy(logits: np.ndarray, labels: Any) -> float | None:
-    return float((logits.argmax(1) == np.asarray(labels)).mean()) if len(logits) else None
 
 
 def _weights_bytes(model_dir: Path) -> int:

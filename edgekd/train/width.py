@@ -20,10 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgekd.checkpoint import Checkpoint
 from edgekd.errors import ModelError, RecipeError
 
 # The spec keys this module applies (edgekd/train/students.py parses them).
@@ -82,12 +84,10 @@ def check_width(spec: Any, config: Any, attention_weight: float = 0.0) -> None:
                           "the teacher's: set --attention-weight 0 for it")
 
 
-def check_teacher_width(spec: Any, teacher_dir: Any, attention_weight: float = 0.0) -> None:
+def check_teacher_width(spec: Any, teacher: Checkpoint | Path, attention_weight: float = 0.0) -> None:
     """`check_width` against a teacher checkpoint's config (read only when the spec asks for pruning)."""
     if wants_width(spec):
-        from transformers import AutoConfig
-
-        check_width(spec, AutoConfig.from_pretrained(str(teacher_dir)), attention_weight)
+        check_width(spec, Checkpoint.open(teacher).config, attention_weight)
 
 
 @contextmanager
