@@ -61,17 +61,19 @@ def test_every_target_exports_checks_and_loads(exported: Path) -> None:
 def test_fp32_logits_match_pytorch_on_real_texts(exported: Path, tiny_bert: Path) -> None:
     from edgekd.exporters.check import run_session
     from edgekd.runtimes.classifier import open_session
+    from edgekd.runtimes.tokenizer import BundleTokenizer
     from edgekd.train.infer import load_checkpoint, torch_logits
 
     texts = read_texts("ag_news", "train", 248)[0][200:]
     texts = texts + [" ".join(texts[:6])]  # one text longer than max_length: truncation path
     model, tok = load_checkpoint(tiny_bert)
-    ref = torch_logits(model, tok, texts, 128, batch_size=16)
+    ref = torch_logits(model, tok, texts, 128, batch_size=16)  # the Hugging Face tokenizer's ids
     manifest = bundle_mod.read_manifest(exported)
+    shipped = BundleTokenizer(exported / bundle_mod.TOKENIZER, manifest.tokenizer)  # the shipped tokenizer's
     for backend in ("onnx", "openvino"):
         art = manifest.artifact(backend, "fp32")
         session = open_session(backend, exported / art.path, art, manifest, {"threads": 1})
-        got = run_session(session, tok, texts, 128)
+        got = run_session(session, shipped, texts)
         assert np.abs(got - ref).max() <= 1e-3, backend
         assert (got.argmax(1) == ref.argmax(1)).all()
 

@@ -45,14 +45,17 @@ class ExportJob:
 
     model_dir: Path
     model: Any  # torch sequence-classification model, eval mode, CPU
-    tokenizer: Any  # the checkpoint's fast HF tokenizer
+    tokenizer: Any  # the checkpoint's fast HF tokenizer: choosing texts by length only, never model inputs
+    # the staged bundle's tokenizer.json (runtimes.tokenizer.BundleTokenizer): every id any model is fed here
+    bundle_tokenizer: Any
     labels: list[str]
     settings: TokenizerSettings
     contract: str
     bundle: Path  # staging directory; artifacts go under it
     workdir: Path  # scratch directory outside the bundle
     check_sets: dict[str, list[str]]  # length class -> held-out texts
-    reference: dict[str, np.ndarray]  # length class -> PyTorch logits [n, num_labels]
+    # length class -> PyTorch logits [n, num_labels]: the torch backend's session fed by bundle_tokenizer
+    reference: dict[str, np.ndarray]
     int8: bool = False
     gates: GateSet = field(default_factory=GateSet)  # THE gate table in force (check and accuracy control)
     calibration: CalibrationSet | None = None
@@ -96,10 +99,17 @@ class ExportJob:
         self.log(f"dropped {name} ({stage}): {reason}")
 
     def encode(self, texts: list[str], dtype: type = np.int64) -> dict[str, np.ndarray]:
-        """Model inputs for texts, padded to their own longest sequence: name -> [batch, seq]."""
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
-                             return_tensors="np")
-        return {name: np.asarray(enc[name]).astype(dtype) for name in self.settings.inputs}
+        """Model inputs for texts (calibration, int8 candidates, tracing) from the bundle's
+        tokenizer.json, as the runtime builds them (`BundleTokenizer.to_arrays`: padded to the batch's
+        own longest sequence): name -> [batch, seq], writable arrays of `dtype`."""
+        tok = self.bundle_tokenizer
+        arrays = tok.to_arrays(tok.encode(list(texts)), self.settings.inputs, dtype)
+        # to_arrays may return read-only views (its batch-of-one path); quantizers and torch want their own
+        return {name: np.array(a, dtype=dtype) for name, a in arrays.items()}
+
+    def token_lengths(self, texts: list[str]) -> list[int]:
+        """Token count of each text as the runtime sees it (tokenizer.json, truncated to max_length)."""
+        return [len(ids) for ids in self.bundle_tokenizer.encode(list(texts))]
 
 
 class Exporter:
@@ -194,10 +204,11 @@ class Exporter:
 
     def session_logits(self, job: ExportJob, artifact: Artifact, texts: list[str]) -> np.ndarray:
         """logits [len(texts), num_labels] of an artifact written under job.bundle (see `_session`)."""
-        return check.run_session(self._session(job, artifact), job.tokenizer, texts, job.max_length)
+        return check.run_session(self._session(job, artifact), job.bundle_tokenizer, texts)
 
     def check(self, job: ExportJob, artifact: Artifact) -> dict[str, Any]:
-        """Run the artifact on every check set and compare with PyTorch. fp32/fp16 are gated here;
+        """Run the artifact on every check set and compare with PyTorch (both fed by the bundle's
+        tokenizer.json, `check.run_session`). fp32/fp16 are gated here;
         int8 was decided by accuracy control on the validation split, so its numbers are recorded
         but not decided again on this smaller sample."""
         if self.check_backend() is None:
@@ -207,7 +218,7 @@ class Exporter:
         for length_class, texts in job.check_sets.items():
             if not texts:  # e.g. no short texts when max_length is tiny; the other classes still count
                 continue
-            logits = check.run_session(session, job.tokenizer, texts, job.max_length)
+            logits = check.run_session(session, job.bundle_tokenizer, texts)
             by_length[length_class] = check.compare(job.reference[length_class], logits)
         total = _pool(by_length)
         result = {"engine": session.engine, **total, "by_length": by_length}

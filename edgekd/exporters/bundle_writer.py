@@ -16,14 +16,16 @@ from typing import Any
 import numpy as np
 
 from edgekd import bundle as bundle_mod
-from edgekd.bundle import Manifest, TokenizerSettings
+from edgekd.bundle import Artifact, Manifest, TokenizerSettings
 from edgekd.calibration import DEFAULT_SEED, DEFAULT_SIZE, sample_calibration
 from edgekd.checkpoint import Checkpoint
 from edgekd.errors import BundleError, DataError, ExportError, ModelError, RecipeError
 from edgekd.exporters import get_exporter, parse_targets
 from edgekd.exporters.base import ExportJob
-from edgekd.exporters.check import CHECK_PER_CLASS, check_texts, token_lengths
+from edgekd.exporters.check import CHECK_PER_CLASS, check_texts, run_session, token_lengths
 from edgekd.models import label_order
+from edgekd.runtimes.classifier import open_session
+from edgekd.runtimes.tokenizer import BundleTokenizer
 from edgekd.verify.parity import GateSet
 
 DEFAULT_MAX_LENGTH = 128
@@ -117,7 +119,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         raise DataError("--int8 needs calibration data (train and validation splits); pass --calibration-data")
     if not data.test_texts:
         raise DataError("the export check needs held-out texts; pass --calibration-data with a test split")
-    from edgekd.train.infer import load_checkpoint, torch_logits
+    from edgekd.train.infer import load_checkpoint
 
     log(f"loading {model_dir}")
     model, tokenizer = load_checkpoint(model_dir)
@@ -128,17 +130,18 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
     tokenizer_json = _tokenizer_json(model_dir, tokenizer)
     contract = bundle_mod.contract_hash(tokenizer_json, labels, settings)
     checks = check_texts(tokenizer, data.test_texts, settings.max_length, options.check_per_class)
-    reference = {k: torch_logits(model, tokenizer, v, settings.max_length, batch_size=16) for k, v in checks.items()}
     calibration, validation, agreement = _int8_sets(tokenizer, data, options, labels, settings.max_length)
-    int8_reference = None
-    if calibration is not None:
-        log(f"int8 decision texts: {len(validation[0])} validation + {len(agreement)} agreement")
-        int8_reference = torch_logits(model, tokenizer, list(validation[0]) + agreement, settings.max_length)
     with tempfile.TemporaryDirectory(prefix="edgekd-export-") as work, \
             bundle_mod.staging(out, options.force) as tmp:
+        # tokenizer.json is staged first: the reference, the check and every exporter read it from here
         (tmp / bundle_mod.TOKENIZER).write_bytes(tokenizer_json)
-        job = ExportJob(model_dir=model_dir, model=model, tokenizer=tokenizer, labels=labels, settings=settings,
-                        contract=contract, bundle=tmp, workdir=Path(work), check_sets=checks, reference=reference,
+        bundle_tokenizer = BundleTokenizer(tmp / bundle_mod.TOKENIZER, settings)
+        session_manifest = Manifest(labels=labels, tokenizer=settings, contract=contract)
+        reference, int8_reference = _references(model_dir, tmp, session_manifest, bundle_tokenizer, checks,
+                                                validation, agreement, log)
+        job = ExportJob(model_dir=model_dir, model=model, tokenizer=tokenizer, bundle_tokenizer=bundle_tokenizer,
+                        labels=labels, settings=settings, contract=contract, bundle=tmp, workdir=Path(work),
+                        check_sets=checks, reference=reference,
                         int8=options.int8, gates=gates, calibration=calibration,
                         validation=validation, agreement_texts=agreement, int8_reference=int8_reference, log=log,
                         options={"coreml_precision": options.coreml_precision,
@@ -158,6 +161,21 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         bundle_mod.write_manifest(tmp, manifest)
     log(f"wrote {out} ({len(manifest.artifacts)} artifacts" + (f", {len(manifest.dropped)} dropped)" if manifest.dropped else ")"))
     return manifest
+
+
+def _references(model_dir: Path, staged: Path, manifest: Manifest, bundle_tokenizer: BundleTokenizer,
+                checks: dict[str, list[str]], validation: tuple[list[str], list[int]] | None, agreement: list[str],
+                log: Callable[[str], None]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """The PyTorch reference logits (check sets; int8 decision texts with --int8): the runtime's torch
+    backend over the checkpoint, fed by the staged bundle's tokenizer.json (`check.run_session`), the
+    ids every artifact is fed, so the tokenizer that ships is the one checked. The session (a second
+    copy of the model) is dropped once the logits are computed."""
+    session = open_session("torch", staged, Artifact("torch", "fp32", ""), manifest, {"checkpoint": str(model_dir)})
+    reference = {k: run_session(session, bundle_tokenizer, v) for k, v in checks.items()}
+    if validation is None:
+        return reference, None
+    log(f"int8 decision texts: {len(validation[0])} validation + {len(agreement)} agreement")
+    return reference, run_session(session, bundle_tokenizer, list(validation[0]) + agreement, batch_size=32)
 
 
 def _require_int8(options: ExportOptions, targets: list[str], manifest: Manifest, dropped: list[dict[str, Any]]) -> None:

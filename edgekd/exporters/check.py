@@ -1,7 +1,12 @@
 """The post-export check: every artifact against the PyTorch model it came from, on real held-out
-texts at several lengths. The gates are the one gate table's (`verify.parity.DEFAULT_GATES`). A failed
-fp32 gate is an `ExportError` (a converter bug); a failed fp16 gate drops that artifact with the
-reason recorded; int8 is decided by accuracy control on the validation split, not again here."""
+texts at several lengths, both fed the ids of the bundle's own tokenizer.json (`run_session`). The
+gates are the one gate table's (`verify.parity.DEFAULT_GATES`). A failed fp32 gate is an
+`ExportError` (a converter bug); a failed fp16 gate drops that artifact with the reason recorded;
+int8 is decided by accuracy control on the validation split, not again here.
+
+The length classes and calibration strata are chosen with the checkpoint's Hugging Face tokenizer
+(`check_texts`, `token_lengths`: they need untruncated lengths); every id a model is fed comes from
+tokenizer.json."""
 
 from __future__ import annotations
 
@@ -81,14 +86,15 @@ def check_texts(tokenizer: Any, texts: Sequence[str], max_length: int,
     return {"short": short, "medium": medium, "truncated_long": long}
 
 
-def run_session(session: Any, tokenizer: Any, texts: Sequence[str], max_length: int,
-                batch_size: int = 16) -> np.ndarray:
-    """logits [len(texts), num_labels] of a runtime Session, tokenizing as the runtime does:
-    truncation to max_length, each batch padded to its own longest sequence."""
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[i : i + batch_size]), truncation=True, max_length=max_length,
-                        padding=True, return_tensors="np")
-        feed = {name: np.asarray(enc[name]).astype(session.input_dtype) for name in session.input_names}
-        out.append(np.asarray(session.run(feed), dtype=np.float32))
-    return np.concatenate(out)
+def run_session(session: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
+    """logits [len(texts), num_labels] of a runtime Session fed by a bundle's tokenizer (a
+    `runtimes.tokenizer.BundleTokenizer` over the bundle's tokenizer.json): the ids the runtime
+    computes (truncation to the manifest's max_length and side), batched in the given order, each
+    batch padded to its own longest sequence by `BundleTokenizer.to_arrays`, as `Classifier.logits`
+    pads. The post-export check, its PyTorch reference (the torch backend's session) and verify's
+    PyTorch student all run through here, so they see the ids of the tokenizer that ships."""
+    ids = tokenizer.encode(list(texts))
+    out = [np.asarray(session.run(tokenizer.to_arrays(ids[i : i + batch_size], session.input_names,
+                                                      session.input_dtype)), dtype=np.float32)
+           for i in range(0, len(ids), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)

@@ -15,7 +15,6 @@ from edgekd.backends import COREML_COMPUTE_UNITS
 from edgekd.bundle import CONTRACT_KEY, Artifact
 from edgekd.calibration.accuracy import Int8Candidate
 from edgekd.exporters.base import Exporter, ExportJob
-from edgekd.exporters.check import token_lengths
 
 # Core ML input: token ids only. Before iOS 18 a model may have just ONE enumerated-shape input,
 # so the attention mask is derived in-graph (input_ids != pad_id); tokenizers never emit the pad
@@ -84,7 +83,7 @@ class CoreMLExporter(Exporter):
             raise ValueError(f"compute units {units!r} not in {COREML_COMPUTE_UNITS}")
         precision = job.options.get("coreml_precision", "fp16")
         pool = job.calibration.texts if job.calibration else [t for s in job.check_sets.values() for t in s]
-        buckets = sequence_buckets(token_lengths(job.tokenizer, pool, job.max_length), job.max_length)
+        buckets = sequence_buckets(job.token_lengths(pool), job.max_length)  # as tokenizer.json counts
         mlmodel = self._convert(job, buckets, precision)
         self._metadata(mlmodel, job)
         (job.bundle / "coreml").mkdir(exist_ok=True)
