@@ -28,6 +28,7 @@ import numpy as np
 
 from edgekd.checkpoint import Checkpoint
 from edgekd.errors import ModelError
+from edgekd.train.width import WIDTH_OPTIONS
 
 _LAYERS = re.compile(r"^layers=(.*)$")
 # Keys a layer spec may carry after `layers=...`: name -> what it means (for errors and help).
@@ -36,7 +37,7 @@ STUDENT_OPTIONS = {
     "heads": "attention heads kept per layer by width pruning (positive int)",
     "diff": "layers converted to differential attention",
 }
-_INT_OPTIONS = ("ffn", "heads")
+_INT_OPTIONS = WIDTH_OPTIONS  # the keys that take a positive int
 
 
 @dataclass(frozen=True)
