@@ -62,6 +62,11 @@ class TorchSession:
         # PyTorch modules are not documented as thread-safe for concurrent forward(); serialise.
         self._lock = threading.Lock()
 
+    @property
+    def model(self) -> Any:
+        """The torch module this session runs (verify hooks its classification head for the embedding map)."""
+        return self._model
+
     def _check_labels(self, manifest: Manifest) -> None:
         labels = label_order(getattr(self._model.config, "id2label", None) or {}, "the reference checkpoint's config")
         if labels != list(manifest.labels):

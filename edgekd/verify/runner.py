@@ -2,6 +2,10 @@
 (the checkpoint the bundle came from) and the teacher, on held-out labelled text; measure parity,
 accuracy and latency; gate; write `bundle/reports/<device-id>.json` (+ .md, .html).
 
+The PyTorch student, the reference every artifact is compared with, runs on the runtime's torch
+backend fed by the bundle's own tokenizer.json, as every artifact is, so the tokenizer that ships is
+the one verified. The teacher keeps its own tokenizer (its vocabulary may differ from the bundle's).
+
 Before any model loads, verify checks that its references fit the bundle: the student's weights
 are the ones the bundle was exported from (sha256 in the manifest), teacher and student carry the
 bundle's label set (their logit columns are put in the bundle's label order by name), and every
@@ -209,20 +213,40 @@ def require_complete(bundle: Path, skipped: list[dict[str, str]], allow_partial:
                       "(recipe: verify.allow_partial: true) to accept a partial verification")
 
 
-def _torch_model(name: str, kind: str, ckpt: Path, max_length: int, cols: list[int], tests: TestSet,
-                 config: VerifyConfig) -> tuple[dict[str, Any], np.ndarray]:
-    """A PyTorch checkpoint's row and logits [n, num_labels], columns put in the bundle's label
-    order by `cols` (see `label_columns`)."""
+def _teacher_forward(ckpt: Path, max_length: int) -> tuple[Any, Callable[..., np.ndarray]]:
+    """(model, logits(texts, batch_size)) of the teacher: its own Hugging Face tokenizer, since a
+    teacher may have another vocabulary than the bundle's (a student with an adapted or pruned one)."""
+    from edgekd.train.infer import load_checkpoint, torch_logits
+
+    model, tok = load_checkpoint(ckpt)
+    return model, lambda texts, batch_size=32: torch_logits(model, tok, texts, max_length, batch_size=batch_size)
+
+
+def _student_forward(bundle: Path, ckpt: Path) -> tuple[Any, Callable[..., np.ndarray]]:
+    """(model, logits(texts, batch_size)) of the PyTorch student: the runtime's torch backend
+    (`edgekd.load(bundle, backend="torch", checkpoint=ckpt)`) fed by the bundle's own tokenizer.json,
+    batched in text order (`exporters.check.run_session`, as the export check ran it), so every
+    artifact is compared with the student on the ids of the tokenizer that ships."""
+    import edgekd
+    from edgekd.exporters.check import run_session
+
+    clf = edgekd.load(str(bundle), backend="torch", checkpoint=str(ckpt))
+    return clf.session.model, lambda texts, batch_size=32: run_session(clf.session, clf.tokenizer, texts, batch_size)
+
+
+def _torch_model(name: str, kind: str, ckpt: Path, forward: tuple[Any, Callable[..., np.ndarray]], cols: list[int],
+                 tests: TestSet, config: VerifyConfig) -> tuple[dict[str, Any], np.ndarray]:
+    """A PyTorch checkpoint's row and logits [n, num_labels], run by `forward` (`_teacher_forward`,
+    `_student_forward`), columns put in the bundle's label order by `cols` (see `label_columns`)."""
     import torch
 
     from edgekd.bundle import checkpoint_weight_files
-    from edgekd.train.infer import load_checkpoint, torch_logits
     from edgekd.verify.embedding import capture_head_inputs, embedding_map
 
-    model, tok = load_checkpoint(ckpt)
+    model, logits_of = forward
     with capture_head_inputs(model) as embeddings:  # what the head reads, from this same pass
-        logits = torch_logits(model, tok, tests.texts, max_length)[:, cols]
-    predict = lambda batch: torch_logits(model, tok, batch, max_length, batch_size=len(batch))[:, cols]  # noqa: E731
+        logits = logits_of(tests.texts)[:, cols]
+    predict = lambda batch: logits_of(batch, batch_size=len(batch))[:, cols]  # noqa: E731
     size = sum(p.stat().st_size for p in checkpoint_weight_files(ckpt)) or None
     row = {"name": name, "kind": kind, "backend": "torch", "precision": "fp32",
            "engine": f"torch {torch.__version__.split('+')[0]} CPU ({torch.get_num_threads()} threads)",
@@ -357,14 +381,16 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
         models.append(_baseline_model(config.baseline, manifest.labels, tests, config))
     if pre.teacher is not None:
         progress(f"teacher {pre.teacher}")
-        teacher, teacher_logits = _torch_model("teacher", "teacher", pre.teacher, _max_length(pre.teacher, max_length),
-                                               pre.teacher_cols, tests, config)
+        forward = _teacher_forward(pre.teacher, _max_length(pre.teacher, max_length))
+        teacher, teacher_logits = _torch_model("teacher", "teacher", pre.teacher, forward, pre.teacher_cols, tests,
+                                               config)
         models.append(teacher)
     else:
         notes.append("no teacher found (pass --reference TEACHER_DIR): distillation gap not measured")
     progress(f"PyTorch student {pre.student}")
-    student, student_logits = _torch_model("student-torch", "student", pre.student, max_length, pre.student_cols,
-                                           tests, config)
+    student, student_logits = _torch_model("student-torch", "student", pre.student,
+                                           _student_forward(config.bundle, pre.student), pre.student_cols, tests,
+                                           config)
     if teacher_logits is not None:
         student["gap"] = parity.distillation_gap(student_logits, teacher_logits, tests.labels)
     models.append(student)
