@@ -280,3 +280,29 @@ def test_a_separate_part_publishes_its_results_and_section_or_only_its_smoke_fil
     bench._publish("part", result | {"setting": "smoke"}, ["## Smoke"], "part", smoke)
     assert json.loads((smoke / "part.json").read_text(encoding="utf-8"))["setting"] == "smoke"
     assert (smoke / "part.md").read_text() == "## Smoke\n" and "Smoke" not in (tmp_path / "benchmarks" / "RESULTS.md").read_text()
+
+
+def _imbalance_row(dataset: str, model: str, weight: str, seed: int, f1: float, zero: list[str] | None = None) -> dict:
+    return {"dataset": dataset, "model": model, "class_weight": weight, "seed": seed, "f1_macro": f1,
+            "accuracy": f1, "worst_f1": 0.0 if zero else f1 / 2, "zero_f1_classes": zero or []}
+
+
+def test_the_imbalance_target_needs_every_seed_to_beat_the_baseline_with_no_dead_class() -> None:
+    from benchmarks.imbalance import target, verdict
+
+    rows = [_imbalance_row("ag", "baseline", "-", 42, 0.50), _imbalance_row("ag", "teacher", "default", 42, 0.80),
+            _imbalance_row("ag", "student", "default", 42, 0.79), _imbalance_row("ag", "teacher", "none", 42, 0.60),
+            _imbalance_row("ag", "student", "none", 42, 0.70, ["x"]),
+            _imbalance_row("ag", "baseline", "-", 43, 0.50), _imbalance_row("ag", "teacher", "default", 43, 0.80)]
+    t = target(rows)["ag"]
+    assert t["met"] is True and t["complete"] is False  # seed 43 lacks its student: decided so far, not complete
+    assert [x["met"] for x in t["seeds"]] == [True, None]
+    rows.append(_imbalance_row("ag", "student", "default", 43, 0.45))  # below the baseline on seed 43
+    t = target(rows)["ag"]
+    assert t["met"] is False and t["complete"] is True
+    assert t["seeds"][1]["checks"] == {"teacher macro F1 > baseline": True, "student macro F1 > baseline": False,
+                                       "teacher: no class with F1 = 0": True, "student: no class with F1 = 0": True}
+    rows[1] = _imbalance_row("ag", "teacher", "default", 42, 0.80, ["World"])  # a dead class fails the seed
+    assert target(rows)["ag"]["seeds"][0]["met"] is False
+    gain = verdict(rows)["ag teacher"]
+    assert gain["by_seed"] == {"42": {"f1_macro": 0.2, "accuracy": 0.2, "worst_f1": -0.3}}
