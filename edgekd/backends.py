@@ -47,6 +47,11 @@ class BackendSpec:
     # auto keeps it in the rule even when `needs` is missing, so load names the extra to install
     # (ONNX Runtime: the last resort, and the one a bundle always has).
     fallback: bool = False
+    label: str = ""  # how messages name it (the fixed rule's wording); default: the name
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name
 
     def runs_on(self, platform: str) -> bool:
         """Whether it runs on this OS (a `sys.platform` value); its engine may still be missing."""
@@ -105,11 +110,11 @@ class RegistryView(Mapping[str, str]):
 
 # The shipped backends, in the order users see them listed.
 register(BackendSpec("onnx", "onnx", "edgekd.runtimes.onnx:OnnxSession", "onnxruntime", "onnx",
-                     exporter="edgekd.exporters.onnx:OnnxExporter", auto_rank=3, fallback=True))
+                     exporter="edgekd.exporters.onnx:OnnxExporter", auto_rank=3, fallback=True, label="ONNX Runtime"))
 register(BackendSpec("openvino", "openvino", "edgekd.runtimes.openvino:OpenVinoSession", "openvino", "openvino",
-                     exporter="edgekd.exporters.openvino:OpenVinoExporter", auto_rank=2))
+                     exporter="edgekd.exporters.openvino:OpenVinoExporter", auto_rank=2, label="OpenVINO"))
 register(BackendSpec("coreml", "coreml", "edgekd.runtimes.coreml:CoreMLSession", "coremltools", "coreml",
                      exporter="edgekd.exporters.coreml:CoreMLExporter", compute_units=COREML_COMPUTE_UNITS,
-                     auto_rank=1, platforms=("darwin",), stand_in="coreml-reference"))
+                     auto_rank=1, platforms=("darwin",), stand_in="coreml-reference", label="Core ML (macOS)"))
 register(BackendSpec("coreml-reference", "coreml", "edgekd.runtimes.mil:open_artifact", "numpy", "coreml"))
 register(BackendSpec("torch", None, "edgekd.runtimes.torch:open_reference", "torch", "train"))

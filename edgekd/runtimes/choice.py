@@ -5,7 +5,8 @@ With this device's `edgekd verify` report in the bundle (`reports/<device-id>.js
 machine can run and that passed their gates there: the lowest batch-1 p50 (`prefer="latency"`, the
 default) or the most texts/s at batch (`prefer="throughput"`). The report is used only when it is of
 this bundle (same contract), every candidate's measured sha256 is the manifest's (else it is stale:
-the file changed since), and it measured every candidate; otherwise the fixed rule applies (`FIXED_RULE`).
+the file changed since), and it measured every candidate; otherwise the fixed rule applies (`fixed_rule()`: as shipped, backend
+Core ML (macOS) > OpenVINO > ONNX Runtime, precision int8 > fp32 > fp16).
 """
 
 from __future__ import annotations
@@ -18,7 +19,18 @@ from typing import Any
 
 from edgekd.bundle import Artifact, Manifest
 
-FIXED_RULE = "backend Core ML (macOS) > OpenVINO > ONNX Runtime, precision int8 > fp32 > fp16"
+# precision="auto" without this device's verify report: int8 when present (smallest, fastest on CPU), else
+# fp32, else fp16 (e.g. a Core ML bundle that only has fp16).
+AUTO_PRECISION_ORDER = ("int8", "fp32", "fp16")
+
+
+def fixed_rule() -> str:
+    """The fixed rule in words, from the registry's `auto_rank`s (a backend registered later shows up)."""
+    from edgekd.backends import REGISTRY
+
+    ranked = sorted((s for s in REGISTRY.values() if s.auto_rank is not None), key=lambda s: s.auto_rank or 0)
+    return f"backend {' > '.join(s.title for s in ranked)}, precision {' > '.join(AUTO_PRECISION_ORDER)}"
+
 
 
 @dataclass(frozen=True)
@@ -43,7 +55,7 @@ PREFER: dict[str, Metric] = {
 @dataclass(frozen=True)
 class Choice:
     """Why `load` picked its artifact. rule: "measured" (this device's verify report), "fixed"
-    (`FIXED_RULE`, no usable report), or "requested" (backend and precision were given)."""
+    (`fixed_rule()`, no usable report), or "requested" (backend and precision were given)."""
 
     artifact: str  # e.g. "onnx-int8"
     backend: str  # the runtime backend that runs it

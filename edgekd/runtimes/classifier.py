@@ -30,13 +30,18 @@ from edgekd.backends import REGISTRY, BackendSpec
 from edgekd.bundle import TOKENIZER, Artifact, Manifest, check_artifact, open_bundle, read_manifest
 from edgekd.errors import BundleError, MissingDependency
 from edgekd.runtimes.base import Session, check_session
-from edgekd.runtimes.choice import FIXED_RULE, Candidate, Choice, check_prefer, measured, this_device_report
+from edgekd.runtimes.choice import (
+    AUTO_PRECISION_ORDER,
+    Candidate,
+    Choice,
+    check_prefer,
+    fixed_rule,
+    measured,
+    this_device_report,
+)
 from edgekd.runtimes.tokenizer import BundleTokenizer, check_texts
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# precision="auto" without this device's verify report (see choice.py): int8 when present (smallest,
-# fastest on CPU), else fp32, else fp16 (e.g. a Core ML bundle that only has fp16).
-AUTO_PRECISION_ORDER = ("int8", "fp32", "fp16")
 
 
 @dataclass(frozen=True)
@@ -215,7 +220,7 @@ def choose(root: Path, manifest: Manifest, backend: str = "auto", precision: str
     # the OpenVINO artifacts are fp32/fp16 only).
     backend = candidates[0].backend if candidates else first
     artifact = _pick_artifact(manifest, backend, precision)
-    return backend, artifact, Choice(artifact.name, backend, "fixed", f"{why}; fixed rule: {FIXED_RULE}")
+    return backend, artifact, Choice(artifact.name, backend, "fixed", f"{why}; fixed rule: {fixed_rule()}")
 
 
 def available_backends(manifest: Manifest) -> list[str]:
