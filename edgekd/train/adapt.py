@@ -20,7 +20,7 @@ import string
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -34,6 +34,10 @@ from edgekd.train.vocab import (
     wordpiece_tokenizer,
     write_tokenizer_files,
 )
+
+if TYPE_CHECKING:
+    from edgekd.data import Splits
+
 
 # A learned token occurs at least this often in the corpus (the trainer's min_frequency): a token seen
 # once is a word the model will rarely meet again.
@@ -194,7 +198,7 @@ def tokens_per_1000_chars(tokenizer: Any, texts: list[str], unk_id: int) -> dict
             "unk_rate": sum(e.ids.count(unk_id) for e in encs) / max(total, 1)}
 
 
-def adapt_vocab(model_ref: str, splits: Any, out: Path, size: int,
+def adapt_vocab(model_ref: str, splits: Splits, out: Path, size: int,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Write to `out` (which must not exist) `model_ref` with a `size`-token WordPiece vocabulary trained
     on `splits.train`, every new embedding initialised by FVT. Returns the card's `vocab_adaptation`.

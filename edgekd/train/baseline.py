@@ -16,11 +16,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekd.errors import ModelError
+
+if TYPE_CHECKING:
+    from edgekd.data import DataSpec
+
 
 BASELINE_JSON = "baseline.json"
 VOCABULARY_JSON = "vocabulary.json"
@@ -134,7 +138,7 @@ def load_baseline(path: str | Path) -> BaselineModel:
     return BaselineModel(vectorizer, coef, intercept, meta["labels"])
 
 
-def train_baseline(spec: Any, out_dir: str | Path, console: Any = None) -> dict[str, Any]:
+def train_baseline(spec: DataSpec, out_dir: str | Path, console: Any = None) -> dict[str, Any]:
     """Load the data of `spec` (a DataSpec), fit, save and evaluate on the test split.
 
     Writes the model files, metrics.json and the PNGs into `out_dir`; returns the metrics (with

@@ -36,10 +36,14 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekd.checkpoint import Checkpoint, read_card, update_card
 from edgekd.errors import ModelError
+
+if TYPE_CHECKING:
+    from edgekd.train.students import StudentSpec
+
 
 CARD_KEY = "diff_attention"  # the entry in the checkpoint's card that records the conversion
 DEFAULT_PLACE = "upper"
@@ -225,7 +229,7 @@ def _state_dict(model_dir: Path) -> dict[str, Any]:
     return state
 
 
-def convert_student(spec: Any, student: Any, teacher: Checkpoint | Path, copied: list[int] | None) -> Any:
+def convert_student(spec: StudentSpec, student: Any, teacher: Checkpoint | Path, copied: list[int] | None) -> Any:
     """A student's conversion (`students.build_student` calls it for every spec): the layers its own
     `diff=` option selects, plus every layer copied from a converted teacher layer (with that layer's
     trained negative branch, lambda and ramp). A student with neither comes back unchanged."""

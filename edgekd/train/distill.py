@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,10 @@ from edgekd.train.common import (
     write_json,
 )
 from edgekd.train.teacher import ClassWeightedTrainer
+
+if TYPE_CHECKING:
+    from edgekd.data import DataSpec, Splits
+    from edgekd.train.students import StudentSpec
 
 
 def kd_loss(student_logits: Any, teacher_logits: Any, labels: Any, temperature: float, alpha: float,
@@ -156,8 +160,8 @@ class DistillationTrainer(ClassWeightedTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def distill_student(spec: Any, teacher: Checkpoint | Path, splits: Any, out: Path, config: DistillConfig,
-                    soft: dict[str, Any], data_spec: Any = None) -> dict[str, Any]:
+def distill_student(spec: StudentSpec, teacher: Checkpoint | Path, splits: Splits, out: Path, config: DistillConfig,
+                    soft: dict[str, Any], data_spec: DataSpec | None = None) -> dict[str, Any]:
     """Build the student of `spec`, train it against the teacher's soft targets and write the
     checkpoint, `metrics.json`, `distillation.json` and its card into `out`.
 
@@ -249,9 +253,9 @@ def teacher_settings(teacher: Checkpoint | Path) -> dict[str, Any]:
     return {**teacher.card, "labels": teacher.labels, "num_hidden_layers": teacher.num_hidden_layers}
 
 
-def distill_many(teacher: Checkpoint | Path, splits: Any, specs: list[Any], out: Path, config: DistillConfig,
+def distill_many(teacher: Checkpoint | Path, splits: Splits, specs: list[StudentSpec], out: Path, config: DistillConfig,
                  cache_dir: Path | None = None, compare_no_teacher: bool = False,
-                 data_spec: Any = None) -> list[dict[str, Any]]:
+                 data_spec: DataSpec | None = None) -> list[dict[str, Any]]:
     """Distill every student spec, then write the comparison (teacher row first) into `out`. The
     teacher is opened once (a path becomes one `Checkpoint`) and its model loaded once for all students.
 

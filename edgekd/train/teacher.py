@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekd.checkpoint import write_card
 from edgekd.errors import ModelError
@@ -32,6 +32,10 @@ from edgekd.train.common import (
     training_arguments,
 )
 from edgekd.train.imbalance import best_epoch, validation_history
+
+if TYPE_CHECKING:
+    from edgekd.data import DataSpec, Splits
+
 
 try:  # torch is the train extra; this module is only imported where it is installed
     from transformers import Trainer as _Trainer
@@ -77,7 +81,7 @@ def load_base_model(model_ref: str, labels: list[str]) -> tuple[Any, Any, str]:
     return model, tokenizer, path
 
 
-def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
+def train_teacher(splits: Splits, data_spec: DataSpec | None, model_ref: str, out: Path,
                   config: TrainConfig | None = None, diff_attention: str | None = None) -> dict[str, Any]:
     """Fine-tune `model_ref` on `splits` (a `data.Splits`) and write the teacher checkpoint to `out`;
     `diff_attention` (a `train.diff_attention` VALUE) converts those layers first.
@@ -130,7 +134,7 @@ def train_teacher(splits: Any, data_spec: Any, model_ref: str, out: Path,
     return metrics
 
 
-def build_trainer(model: Any, tokenizer: Any, splits: Any, out: Path, config: TrainConfig,
+def build_trainer(model: Any, tokenizer: Any, splits: Splits, out: Path, config: TrainConfig,
                   trainer_cls: Any = None, **extra: Any) -> Any:
     """A `ClassWeightedTrainer` (or `trainer_cls`, a subclass) over the train / validation splits with
     dynamic padding, selecting and stopping early on `config.select_metric` (`auto` settings left in
@@ -154,7 +158,7 @@ def build_trainer(model: Any, tokenizer: Any, splits: Any, out: Path, config: Tr
     )
 
 
-def finish_checkpoint(model: Any, tokenizer: Any, splits: Any, out: Path,
+def finish_checkpoint(model: Any, tokenizer: Any, splits: Splits, out: Path,
                       max_length: int) -> tuple[dict[str, Any], Any]:
     """Evaluate `model` on the test split; write `metrics.json`, the confusion matrix and class
     distribution PNGs into `out`. Returns (metrics, test logits [n_test, num_labels])."""

@@ -20,13 +20,17 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekd.checkpoint import DEFAULT_MAX_LENGTH, Checkpoint, write_card
 from edgekd.errors import ModelError
 from edgekd.verify.parity import accuracy
+
+if TYPE_CHECKING:
+    from edgekd.data import Splits
+
 
 SUPPORTED = "BERT-family checkpoints with a WordPiece tokenizer.json (BERT, MiniLM, DistilBERT, ELECTRA)"
 # Config keys holding token ids; each present one is remapped to the pruned vocabulary.
@@ -189,7 +193,7 @@ def write_tokenizer_files(model_dir: Path, out: Path, tok: Any, tokens: list[str
         shutil.copyfile(model_dir / "special_tokens_map.json", out / "special_tokens_map.json")
 
 
-def prune_vocab(model_dir: Path, splits: Any, out: Path, min_count: int,
+def prune_vocab(model_dir: Path, splits: Splits, out: Path, min_count: int,
                 log: Callable[[str], None] = print) -> dict[str, Any]:
     """Prune `model_dir`'s vocabulary to what `splits.train` + `splits.validation` use and write the
     pruned checkpoint to `out` (which must not exist). Returns the card's `vocab_pruning` record.

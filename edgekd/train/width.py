@@ -21,12 +21,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekd.checkpoint import Checkpoint
 from edgekd.errors import ModelError, RecipeError
+
+if TYPE_CHECKING:
+    from edgekd.data import Split
+    from edgekd.train.students import StudentSpec
+
 
 # The spec keys this module applies (edgekd/train/students.py parses them).
 WIDTH_OPTIONS = ("ffn", "heads")
@@ -46,7 +51,7 @@ class Units:
     ffn_out: Any  # Linear FFN -> hidden (its input is the activation: [batch, seq, ffn])
 
 
-def wants_width(spec: Any) -> bool:
+def wants_width(spec: StudentSpec) -> bool:
     """Whether a student spec asks for width pruning."""
     return any(spec.option(k) is not None for k in WIDTH_OPTIONS)
 
@@ -69,7 +74,7 @@ def layer_units(model: Any) -> list[Units]:
     return units
 
 
-def check_width(spec: Any, config: Any, attention_weight: float = 0.0) -> None:
+def check_width(spec: StudentSpec, config: Any, attention_weight: float = 0.0) -> None:
     """Refuse, before any data loads, `ffn=`/`heads=` values the teacher cannot give."""
     heads, ffn = spec.option("heads"), spec.option("ffn")
     have_heads = config.num_attention_heads - max((len(v) for v in (config.pruned_heads or {}).values()), default=0)
@@ -84,7 +89,7 @@ def check_width(spec: Any, config: Any, attention_weight: float = 0.0) -> None:
                           "the teacher's: set --attention-weight 0 for it")
 
 
-def check_teacher_width(spec: Any, teacher: Checkpoint | Path, attention_weight: float = 0.0) -> None:
+def check_teacher_width(spec: StudentSpec, teacher: Checkpoint | Path, attention_weight: float = 0.0) -> None:
     """`check_width` against a teacher checkpoint's config (read only when the spec asks for pruning)."""
     if wants_width(spec):
         check_width(spec, Checkpoint.open(teacher).config, attention_weight)
@@ -185,7 +190,7 @@ def prune(model: Any, keep_heads: list[list[int]], keep_ffn: list[list[int]]) ->
     return model.to(dtype)
 
 
-def prune_width(spec: Any, model: Any, tokenizer: Any, train: Any, max_length: int, seed: int = 0,
+def prune_width(spec: StudentSpec, model: Any, tokenizer: Any, train: Split, max_length: int, seed: int = 0,
                 attention_weight: float = 0.0) -> dict | None:
     """Score the units of `model` on a seeded sample of the training split (`train.texts`,
     `train.labels` as the model's label ids), keep the top `heads=`/`ffn=` per layer and prune the
