@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.checkpoint import Checkpoint
+
 _WEIGHT_FILES = ("config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json")
 _CHUNK = 1 << 20
 
@@ -51,13 +53,14 @@ def cache_key(teacher_sha: str, data_fingerprint: str, split: str, settings: dic
 
 
 class LogitCache:
-    """Teacher logits on disk for one teacher checkpoint."""
+    """Teacher logits on disk for one teacher checkpoint. On a miss the teacher runs from its `Checkpoint`
+    (the model loaded once per checkpoint: distill passes the one it trains against)."""
 
-    def __init__(self, teacher_dir: Path, cache_dir: Path | None = None) -> None:
-        self.teacher_dir = Path(teacher_dir)
+    def __init__(self, teacher: Checkpoint | Path, cache_dir: Path | None = None) -> None:
+        self.checkpoint: Checkpoint | None = Checkpoint.open(teacher)
+        self.teacher_dir = self.checkpoint.path
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.teacher_sha = teacher_hash(self.teacher_dir)
-        self._model: Any = None
 
     def path(self, data_fingerprint: str, split: str, settings: dict[str, Any]) -> Path:
         """Where the `.npy` of this split lives (whether or not it exists yet)."""
@@ -84,15 +87,16 @@ class LogitCache:
     def _compute(self, texts: list[str], max_length: int, batch_size: int) -> np.ndarray:
         import torch
 
-        from edgekd.train.infer import load_checkpoint, torch_logits
+        from edgekd.train.infer import torch_logits
 
-        if self._model is None:
-            self._model = load_checkpoint(self.teacher_dir)
-            if torch.cuda.is_available():
-                self._model[0].to("cuda")
-        model, tokenizer = self._model
-        return torch_logits(model, tokenizer, texts, max_length, batch_size)
+        if self.checkpoint is None:
+            self.checkpoint = Checkpoint.open(self.teacher_dir)
+        model = self.checkpoint.model()
+        if torch.cuda.is_available():
+            model.to("cuda")
+        return torch_logits(model, self.checkpoint.tokenizer(), texts, max_length, batch_size)
 
     def release(self) -> None:
-        """Drop the teacher model from memory (the logits stay on disk)."""
-        self._model = None
+        """Drop this cache's hold on the teacher (the logits stay on disk; the model is freed unless
+        its Checkpoint is still used elsewhere, as in distill)."""
+        self.checkpoint = None

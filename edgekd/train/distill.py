@@ -270,7 +270,7 @@ def distill_many(teacher: Checkpoint | Path, splits: Splits, specs: list[Student
 
     teacher = Checkpoint.open(teacher)
     max_length = config.train.max_length
-    cache = LogitCache(teacher.path, cache_dir)
+    cache = LogitCache(teacher, cache_dir)  # a miss runs the one loaded teacher model
     soft: dict[str, Any] = {}
     hits = []
     started = time.perf_counter()
