@@ -287,18 +287,21 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
     """The imbalance section of RESULTS.md."""
     lines = ["## Small, imbalanced data: class weights (issue 19)", "",
              f"`python -m benchmarks imbalance` on `{device_id}` ({result['setting']}): the default (`--class-weight "
-             "auto`, balanced here; selection on validation macro F1; epochs and warm-up from the training rows) vs "
-             f"`--class-weight none`, seeds {', '.join(map(str, result['seeds']))}, test split.", "",
+             "auto`, balanced here; selection on validation macro F1"
+             + ("; epochs and warm-up from the training rows" if SETTINGS[result["setting"]].epochs is None else
+                f"; warm-up from the training rows, `--epochs {SETTINGS[result['setting']].epochs}`")
+             + f") vs `--class-weight none`, seeds {', '.join(map(str, result['seeds']))}, test split.", "",
              *SETTING_NOTES.get(result["setting"], []),
              *([f"**Partial run**: not yet measured: {', '.join(result['missing'])}.", ""] if result.get("partial") else []),
-             "| dataset | model | class weight | seed | accuracy | macro F1 | worst class (F1) | F1 = 0 | epochs run / planned |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| dataset | model | class weight | seed | accuracy | macro F1 | worst class (F1) | F1 = 0 | epochs run / planned "
+             "| wall (min) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for m in result["models"]:
         epochs = f"{m.get('epochs_run') or 0:g} / {m['epochs_planned']:g}" if m.get("epochs_planned") else "-"
         weight = m["class_weight"] + (f" ({m['class_weight_used']})" if m["class_weight"] == "default" else "")
         lines.append(f"| {m['dataset']} | {m['model']} | {weight} | {m['seed']} | {m['accuracy']:.4f} | "
                      f"{m['f1_macro']:.4f} | {m['worst_class']} ({m['worst_f1']:.3f}) | "
-                     f"{', '.join(m['zero_f1_classes']) or '-'} | {epochs} |")
+                     f"{', '.join(m['zero_f1_classes']) or '-'} | {epochs} | {m['wall_time_s'] / 60:.1f} |")
     lines += ["", "Mean over seeds, default minus none (positive: the default is better):", ""]
     for key, v in result["verdict"].items():
         d = v.get("default_minus_none")
@@ -318,6 +321,8 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
         state = ("**not measured**" if t["met"] is None else "**met**" if t["met"] else "**not met**") + (
             "" if t["complete"] else " (so far)")
         lines.append(f"- {dataset}: {state} ({per_seed})")
+    lines += ["", "Commands (`$CACHE` = ~/.cache/edgekd/benchmarks; wall times above, on 2 cores shared with other "
+              "work for part of the run):", "", "```", *result["commands"].values(), "```"]
     lines += ["", "The `auto` threshold's proxy (TF-IDF + LR, class_weight balanced minus None, macro F1 in points; "
               "whole balanced test set / test sample with the training class shares):", "",
               "| largest/smallest | seed | balanced test | same-shares test |", "|---|---|---|---|"]
