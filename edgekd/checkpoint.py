@@ -183,8 +183,9 @@ class Checkpoint:
     # --- the PyTorch model ----------------------------------------------------------------------
 
     def model(self) -> Any:
-        """The sequence classifier in eval mode on CPU, loaded once (`train.infer.load_model`:
-        differential-attention layers the card records are rebuilt). Callers share this object."""
+        """The sequence classifier in eval mode, loaded once onto the CPU (`train.infer.load_model`:
+        differential-attention layers the card records are rebuilt). Callers share this object and may
+        move it (the logit cache runs it on CUDA when there is one; the latency probe moves it back)."""
         if self._model is None:
             from edgekd.train.infer import load_model
 
