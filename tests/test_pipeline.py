@@ -270,3 +270,16 @@ def test_a_stage_error_keeps_its_type_and_the_stamp_records_the_command(tmp_path
     stamp = json.loads((tmp_path / pipeline.STAMP_DIR / "teacher.json").read_text())
     assert stamp["key"]["stage"] == "train" and stamp["key"]["train"]["lr"] == 0.0
     assert stamp["command"].startswith("edgekd train --data ") and "--lr 0.0" in stamp["command"]
+
+
+def test_dry_run_lists_each_step_with_the_command_it_would_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgekd.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", str(RECIPES / "demo.yaml"), "--dry-run", "--set", f"out={out}"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == [
+        "data", "baseline", "teacher", "distill", "export", "verify", "report"]
+    teacher = lines[[x.split()[0] for x in lines].index("teacher") + 1]  # the line under the step: its command
+    assert teacher.strip().startswith(f"edgekd train --data {out / 'data'}") and "--max-length 64" in teacher
+    assert not out.exists()  # a dry run writes nothing

@@ -60,6 +60,7 @@ def _step_context(step: pipeline.Step) -> contextlib.AbstractContextManager[None
 
 
 def run(args: argparse.Namespace) -> int:
+    import shlex
     from pathlib import Path
 
     from edgekd import pipeline
@@ -74,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         for step in steps:
             digests[step.name] = pipeline._hash(step, digests)
             fresh = pipeline.is_up_to_date(Path(recipe.out), step, digests[step.name])
-            console.print(f"{step.name:<24} {'up to date' if fresh else 'to run'}")
+            console.print(f"{step.name:<24} {'up to date' if fresh else 'to run'}", highlight=False)
+            if step.command and not fresh:  # what the step will run, as a hand-typed command
+                console.print(f"    [dim]edgekd {shlex.join(step.command)}[/]", highlight=False, soft_wrap=True)
         return 0
     results: list[pipeline.StepResult] = []
     try:
