@@ -42,6 +42,13 @@ def read_card(model_dir: str | Path) -> dict[str, Any]:
     return card
 
 
+def card_max_length(card: dict[str, Any], default: int | None = DEFAULT_MAX_LENGTH) -> int | None:
+    """The max_length a card records (a positive int), else `default`: how long the texts the model
+    was trained on were truncated, which export, evaluate, distill and verify keep."""
+    value = card.get("max_length")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
 def write_card(out: str | Path, record: dict[str, Any]) -> Path:
     """Write `record` as the card of `out` (replacing any), atomically; NumPy values and paths become
     JSON numbers, lists and strings. Returns the card's path."""
@@ -111,8 +118,7 @@ class Checkpoint:
     @property
     def max_length(self) -> int | None:
         """The max_length the checkpoint was trained with (None when the card records none)."""
-        value = self.card.get("max_length")
-        return None if value is None else int(value)
+        return card_max_length(self.card, None)
 
     @property
     def base_model(self) -> str | None:

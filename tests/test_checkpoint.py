@@ -121,3 +121,13 @@ def test_opening_a_checkpoint_imports_no_torch(tiny_bert: Path) -> None:
             "c.card; c.labels; c.max_length; "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code, str(tiny_bert)], check=True)
+
+
+def test_card_max_length_is_a_positive_int_or_the_default() -> None:
+    from edgekd.checkpoint import DEFAULT_MAX_LENGTH, card_max_length
+
+    assert card_max_length({"max_length": 64}) == 64
+    for bad in ({}, {"max_length": None}, {"max_length": 0}, {"max_length": -5}, {"max_length": "64"},
+                {"max_length": True}):
+        assert card_max_length(bad) == DEFAULT_MAX_LENGTH and card_max_length(bad, None) is None
+    assert card_max_length({}, 256) == 256

@@ -108,25 +108,24 @@ def run_stage(stage: DistillStage) -> list[dict[str, Any]]:
     if not teacher_dir.is_dir():
         raise ModelError(f"--teacher '{stage.teacher}' is not a local checkpoint directory; run 'edgekd train' first")
 
-    from edgekd.checkpoint import Checkpoint
+    from edgekd.checkpoint import Checkpoint, card_max_length
     from edgekd.console import make_console
     from edgekd.data import load_splits, print_data_report
-    from edgekd.train.distill import distill_many, teacher_settings
+    from edgekd.train.distill import distill_many
     from edgekd.train.width import check_teacher_width
 
-    teacher = Checkpoint.open(teacher_dir)  # opened once: its config and (later) model serve every step
-    meta = teacher_settings(teacher)
+    teacher = Checkpoint.open(teacher_dir)  # opened once: its card, config and (later) model serve every step
     for spec in specs:
         # Fail on a bad spec before any data or model loads.
         if spec.reference is None:
-            resolve_layers(spec, meta["num_hidden_layers"])
+            resolve_layers(spec, teacher.num_hidden_layers)
             check_teacher_width(spec, teacher, stage.config.attention_weight)
         else:
             resolve_model(spec.reference)
-    max_length = int(meta.get("max_length") or 128) if stage.max_length is None else stage.max_length
+    max_length = card_max_length(teacher.card) if stage.max_length is None else stage.max_length
     config = replace(stage.config, train=replace(stage.config.train, max_length=max_length))
     check_train_config(config.train)
-    splits = load_splits(stage.data, labels=meta["labels"])
+    splits = load_splits(stage.data, labels=teacher.labels)
     print_data_report(splits, make_console(stderr=True))
     rows = distill_many(teacher, splits, specs, stage.out, config, cache_dir=stage.cache_dir,
                         compare_no_teacher=stage.compare_no_teacher, data_spec=stage.data)

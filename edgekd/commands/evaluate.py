@@ -11,7 +11,6 @@ from edgekd.commands._common import add_data_arguments, data_spec_from_args
 from edgekd.errors import ModelError
 
 HELP = "evaluate a baseline dir or a checkpoint on the test split: metrics.json, table, PNG plots"
-DEFAULT_MAX_LENGTH = 128
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -87,13 +86,6 @@ def _baseline_logits(model_dir: Path, texts: list[str]) -> Any:
     return load_baseline(model_dir).logits(texts)
 
 
-def _max_length(model_dir: Path) -> int:
-    from edgekd.checkpoint import read_card
-
-    value = read_card(model_dir).get("max_length")
-    return value if isinstance(value, int) and value > 0 else DEFAULT_MAX_LENGTH
-
-
 def _checkpoint_logits(model_dir: Path, texts: list[str], batch_size: int, console: Any) -> Any:
     """logits: [len(texts), num_labels] in dataset order, with a progress bar over chunks."""
     import numpy as np
@@ -102,7 +94,9 @@ def _checkpoint_logits(model_dir: Path, texts: list[str], batch_size: int, conso
     from edgekd.train.infer import load_checkpoint, torch_logits
 
     model, tokenizer = load_checkpoint(model_dir)
-    max_length = _max_length(model_dir)
+    from edgekd.checkpoint import card_max_length, read_card
+
+    max_length = card_max_length(read_card(model_dir))
     chunk = batch_size * 8
     parts = []
     with Progress(console=console, transient=True) as progress:

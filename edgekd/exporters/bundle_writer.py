@@ -18,7 +18,7 @@ import numpy as np
 from edgekd import bundle as bundle_mod
 from edgekd.bundle import Artifact, Manifest, TokenizerSettings
 from edgekd.calibration import DEFAULT_SEED, DEFAULT_SIZE, sample_calibration
-from edgekd.checkpoint import Checkpoint
+from edgekd.checkpoint import Checkpoint, card_max_length
 from edgekd.errors import BundleError, DataError, ExportError, ModelError, RecipeError
 from edgekd.exporters import get_exporter, parse_targets
 from edgekd.exporters.base import ExportJob
@@ -28,7 +28,6 @@ from edgekd.runtimes.classifier import open_session
 from edgekd.runtimes.tokenizer import BundleTokenizer
 from edgekd.verify.parity import GateSet
 
-DEFAULT_MAX_LENGTH = 128
 # Accuracy control decides int8 on the whole validation split (accuracy and agreement), plus
 # AGREEMENT_EXTRA train texts outside the calibration set in the check's three length classes
 # (agreement only; exercises truncated-long inputs), topped up so that the decision sees at least
@@ -193,7 +192,7 @@ def _require_int8(options: ExportOptions, targets: list[str], manifest: Manifest
 
 def _tokenizer_settings(tokenizer: Any, model_card: dict[str, Any]) -> TokenizerSettings:
     return TokenizerSettings(
-        max_length=int(model_card.get("max_length", DEFAULT_MAX_LENGTH)),
+        max_length=card_max_length(model_card),
         inputs=[n for n in INPUT_ORDER if n in tokenizer.model_input_names],
         pad_id=int(tokenizer.pad_token_id or 0), truncation_side=tokenizer.truncation_side)
 

@@ -247,12 +247,6 @@ def _intermediate_teacher(config: DistillConfig, teacher: Checkpoint, student: A
     return model, layers
 
 
-def teacher_settings(teacher: Checkpoint | Path) -> dict[str, Any]:
-    """A checkpoint's card ({} when absent) plus its `labels` and `num_hidden_layers` from the config."""
-    teacher = Checkpoint.open(teacher)
-    return {**teacher.card, "labels": teacher.labels, "num_hidden_layers": teacher.num_hidden_layers}
-
-
 def distill_many(teacher: Checkpoint | Path, splits: Splits, specs: list[StudentSpec], out: Path, config: DistillConfig,
                  cache_dir: Path | None = None, compare_no_teacher: bool = False,
                  data_spec: DataSpec | None = None) -> list[dict[str, Any]]:

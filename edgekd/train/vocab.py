@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekd.checkpoint import DEFAULT_MAX_LENGTH, Checkpoint, write_card
+from edgekd.checkpoint import Checkpoint, card_max_length, write_card
 from edgekd.errors import ModelError
 from edgekd.verify.parity import accuracy
 
@@ -217,7 +217,7 @@ def prune_vocab(model_dir: Path, splits: Splits, out: Path, min_count: int,
     log(f"vocabulary {len(spec['model']['vocab']):,} -> {len(keep):,} tokens (min_count {min_count})")
 
     checkpoint = Checkpoint(model_dir)
-    max_length = checkpoint.max_length or DEFAULT_MAX_LENGTH
+    max_length = card_max_length(checkpoint.card)
     model, tokenizer = checkpoint.model(), checkpoint.tokenizer()
     test = splits.test
     reference = _logits(model, tokenizer, test.texts, max_length)

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.checkpoint import read_card
+from edgekd.checkpoint import card_max_length, read_card
 from edgekd.errors import DataError, EdgekdError
 from edgekd.models import checkpoint_labels
 from edgekd.verify import parity
@@ -345,16 +345,6 @@ def preflight(config: VerifyConfig, manifest: Any) -> Preflight:
     return Preflight(student, teacher, student_cols, teacher_cols, runs, notes, skipped)
 
 
-def _card(ckpt: Path) -> dict[str, Any]:
-    """A checkpoint's card ({} when absent)."""
-    return read_card(ckpt)
-
-
-def _max_length(ckpt: Path, default: int) -> int:
-    """The max_length a checkpoint was trained with (its card), else `default`."""
-    return int(read_card(ckpt).get("max_length", default))
-
-
 def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Run the verification and return the report (not yet written; see `write`). Fails before any
     model loads when a reference does not fit the bundle or an artifact would go unverified
@@ -371,7 +361,7 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
     manifest = read_manifest(config.bundle)
     pre = preflight(config, manifest)
     runs, notes = pre.runs, pre.notes
-    config.gates.select_on(_card(pre.student).get("select_metric"))  # selected on macro F1: gate its drop
+    config.gates.select_on(read_card(pre.student).get("select_metric"))  # selected on macro F1: gate its drop
     tests = load_test_set(config.data, manifest.labels, config.text_columns, config.label_column, config.max_samples,
                           label_map=config.label_map)
     max_length = manifest.tokenizer.max_length
@@ -381,7 +371,7 @@ def verify(config: VerifyConfig, progress: Callable[[str], None] = lambda _: Non
         models.append(_baseline_model(config.baseline, manifest.labels, tests, config))
     if pre.teacher is not None:
         progress(f"teacher {pre.teacher}")
-        forward = _teacher_forward(pre.teacher, _max_length(pre.teacher, max_length))
+        forward = _teacher_forward(pre.teacher, card_max_length(read_card(pre.teacher), max_length))
         teacher, teacher_logits = _torch_model("teacher", "teacher", pre.teacher, forward, pre.teacher_cols, tests,
                                                config)
         models.append(teacher)
