@@ -11,7 +11,8 @@ import importlib
 import logging
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from edgekd.errors import EdgekdError
 
@@ -146,16 +147,30 @@ def _tqdm_off() -> Iterator[None]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    return _guarded(args.command, lambda: args._run(args), args.debug)
+
+
+def _guarded(verb: str, call: Callable[[], Any], debug: bool = False) -> int:
+    """`call()`'s exit status as `edgekd VERB` reports it: an EdgekdError as one line on stderr and its
+    exit code (raised with `debug`), Ctrl-C as 130."""
     try:
-        return int(args._run(args) or 0)
+        result = call()
+        return result if isinstance(result, int) and not isinstance(result, bool) else 0
     except EdgekdError as exc:
-        if args.debug:
+        if debug:
             raise
-        print(f"edgekd {args.command}: error: {exc}", file=sys.stderr)
+        print(f"edgekd {verb}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"edgekd {args.command}: interrupted", file=sys.stderr)
+        print(f"edgekd {verb}: interrupted", file=sys.stderr)
         return 130
+
+
+def run_verb(verb: str, call: Callable[[], Any]) -> int:
+    """Run a verb's stage function as `edgekd VERB` runs it, in a process of its own (an isolated step of
+    `edgekd.steps.Runner`): the libraries quieted as for that verb, errors as one line and an exit code."""
+    with verb_context(verb):
+        return _guarded(verb, call)
 
 
 if __name__ == "__main__":

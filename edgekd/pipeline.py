@@ -1,68 +1,39 @@
 """`edgekd run RECIPE`: baseline -> teacher -> students -> export -> verify -> report, resumable.
 
 Each step calls a verb's stage function (`run_stage` in `edgekd/commands/<verb>.py`) with the typed
-config the recipe gives it (`TrainStage`, `DistillStage`, `ExportStage`, ...), the same config the verb's
-flags build, so a pipeline step and a hand-typed command are the same thing; the equivalent command line
-is recorded for people (`Step.command`), never parsed. A finished step leaves a stamp
-(`OUT/.steps/<step>.json`) holding a hash of its config (`Step.key`) and of its upstream stamps; a step
-whose stamp matches and whose outputs exist is skipped, so re-running after a crash resumes where it
-stopped, and changing one setting re-runs that step and everything downstream of it only.
+config the recipe gives it (`TrainStage`, `DistillStage`, `ExportStage`, `VerifyStage`, ...), the same
+config the verb's flags build, so a pipeline step and a hand-typed command are the same thing; the
+equivalent command line is recorded for people (`Step.command`), never parsed. The steps run through
+`edgekd.steps.Runner` (the benchmarks' runner too), stamped in `OUT/.steps/<step>.json`: a step whose
+stamp matches and whose outputs exist is skipped, so re-running after a crash resumes where it stopped,
+and changing one setting re-runs that step and everything downstream of it only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import shutil
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekd.checkpoint import CARD
-from edgekd.commands import adapt_vocab, baseline, distill, export, prune_vocab, train
-from edgekd.commands._common import Stage, gates_from_table
+from edgekd.commands import adapt_vocab, baseline, distill, export, prune_vocab, train, verify
+from edgekd.commands._common import gates_from_table
 from edgekd.data import DataSpec, Splits
 from edgekd.errors import EdgekdError, GateError
 from edgekd.recipe import Recipe, StudentsConfig, TeacherConfig
+from edgekd.steps import STAMP_DIR, Runner, Step, StepResult, slug
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from edgekd.train.common import TrainConfig
 
-STAMP_DIR = ".steps"
 Report = dict[str, Any]  # a verification report (edgekd/verify/report.py's schema)
-
-
-@dataclass
-class Step:
-    """One pipeline step: what it runs, what it writes, what it depends on."""
-
-    name: str  # e.g. "teacher", "distill layers-2"
-    run: Callable[[], Any]
-    outputs: list[Path]
-    key: dict[str, Any]  # everything that determines the outputs: a stage's config as JSON, or settings
-    after: list[str] = field(default_factory=list)  # upstream step names
-    rmtree_before: list[Path] = field(default_factory=list)  # stale outputs to clear before a re-run
-    command: list[str] = field(default_factory=list)  # the equivalent `edgekd` command, for people only
-    verb: str | None = None  # the verb whose stage function runs (None: a pipeline-only step)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
-def _stage_step(name: str, stage: Stage, run_stage: Callable[[Any], Any], outputs: list[Path],
-                after: list[str], rmtree_before: list[Path] | None = None) -> Step:
-    """A step that calls `run_stage(stage)`: errors propagate with their type (GateError stays 1)."""
-    return Step(name, lambda: run_stage(stage), outputs, stage.key(), after, rmtree_before or [],
-                command=stage.command(), verb=stage.VERB)
+__all__ = ["Step", "StepResult", "execute", "plan", "raise_on_gates"]
 
 
 def data_spec(recipe: Recipe, prepared: Path) -> DataSpec:
@@ -129,19 +100,19 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
     steps: list[Step] = [Step("data", lambda: prepare_data(recipe, paths["data"]), [paths["data"] / "test.csv.gz"],
                               {"data": recipe.to_dict()["data"]}, rmtree_before=[paths["data"]])]
     if recipe.baseline.enabled:
-        steps.append(_stage_step("baseline", baseline.BaselineStage(data, paths["baseline"]), baseline.run_stage,
+        steps.append(Step.of("baseline", baseline.BaselineStage(data, paths["baseline"]),
                                  [paths["baseline"] / "metrics.json"], ["data"], [paths["baseline"]]))
     base, teacher_deps = t.model, ["data"]
     if t.vocab_size is not None and not t.path:  # a native vocabulary first: the teacher fine-tunes it
         paths["base"], teacher_deps = out / f"base-vocab{t.vocab_size}", ["adapt-vocab"]
         base = str(paths["base"])
         stage = adapt_vocab.AdaptVocabStage(t.model, data, t.vocab_size, paths["base"], force=True)
-        steps.append(_stage_step("adapt-vocab", stage, adapt_vocab.run_stage, [paths["base"] / CARD],
+        steps.append(Step.of("adapt-vocab", stage, [paths["base"] / CARD],
                                  ["data"], [paths["base"]]))
     if not t.path:
         stage = train.TrainStage(data, paths["teacher"], base, train_config(t, recipe),
                                  None if t.diff_attention is None else str(t.diff_attention))
-        steps.append(_stage_step("teacher", stage, train.run_stage, [paths["teacher"] / CARD],
+        steps.append(Step.of("teacher", stage, [paths["teacher"] / CARD],
                                  teacher_deps, [paths["teacher"]]))
     teacher_after = ["data"] if t.path else ["teacher"]
     gates = gates_from_table(recipe.verify.gates)
@@ -151,46 +122,42 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         paths[f"student:{name}"], paths[f"bundle:{name}"] = student, bundle
         config = DistillConfig(train=train_config(s, recipe), temperature=s.temperature, alpha=s.alpha)
         stage = distill.DistillStage(str(paths["teacher"]), data, [spec], student, config)
-        steps.append(_stage_step(f"distill {name}", stage, distill.run_stage, [student / CARD],
+        steps.append(Step.of(f"distill {name}", stage, [student / CARD],
                                  teacher_after, [student]))
         exported, export_after = student, f"distill {name}"
         if e.prune_vocab_min_count is not None:  # export (and verify) the pruned checkpoint instead
             exported = out / "students" / f"{name}-vocab{e.prune_vocab_min_count}"
             export_after = f"prune-vocab {name}"
             stage = prune_vocab.PruneVocabStage(student, data, exported, e.prune_vocab_min_count, force=True)
-            steps.append(_stage_step(export_after, stage, prune_vocab.run_stage, [exported / CARD],
+            steps.append(Step.of(export_after, stage, [exported / CARD],
                                      [f"distill {name}"], [exported]))
         paths[f"exported:{name}"] = exported
         # targets as `--target` gives them (a comma list), so the config equals the command's
         options = ExportOptions(targets=",".join(e.targets), int8=e.int8, require_int8=e.require_int8,
                                 calibration_size=e.calibration_size, gates=gates.copy(),
                                 max_accuracy_drop=e.max_accuracy_drop, coreml_precision=e.coreml_precision, force=True)
-        steps.append(_stage_step(f"export {name}", export.ExportStage(exported, bundle, options, data), export.run_stage,
+        steps.append(Step.of(f"export {name}", export.ExportStage(exported, bundle, options, data),
                                  [bundle / "edgekd.json"], [export_after]))
-        steps.append(Step(f"verify {name}", _verify_step(recipe, bundle, exported, paths), [bundle / "reports"],
-                          {"verify": recipe.to_dict()["verify"], "baseline": recipe.baseline.enabled},
-                          after=[f"export {name}", *teacher_after, *(["baseline"] if recipe.baseline.enabled else [])]))
+        steps.append(Step.of(f"verify {name}", verify_stage(recipe, bundle, exported, paths), [bundle / "reports"],
+                             [f"export {name}", *teacher_after, *(["baseline"] if recipe.baseline.enabled else [])]))
     names = [_student_name(x) for x in s.specs]
     steps.append(Step("report", lambda: _report_step(recipe, paths, names), [paths["report"]],
                       {"students": names}, after=[f"verify {n}" for n in names]))
     return steps, paths
 
 
-def _verify_step(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, Path]) -> Callable[[], Report]:
-    def go() -> Report:
-        from edgekd.verify import runner
-        from edgekd.verify.latency import LatencySettings
+def verify_stage(recipe: Recipe, bundle: Path, student: Path, paths: dict[str, Path]) -> verify.VerifyStage:
+    """The verify step's config: the bundle against the run's teacher, student and baseline on the
+    prepared test split, with the recipe's verify settings."""
+    from edgekd.verify import runner
+    from edgekd.verify.latency import LatencySettings
 
-        v = recipe.verify
-        config = runner.VerifyConfig(
-            bundle=bundle, data=str(paths["data"]), teacher=paths["teacher"], student=student,
-            baseline=paths["baseline"] if recipe.baseline.enabled else None, backends=v.backends,
-            max_samples=v.max_samples, gates=gates_from_table(v.gates), allow_partial=v.allow_partial,
-            latency=LatencySettings(runs=v.runs, cold_start=v.cold_start))
-        report = runner.verify(config, progress=lambda msg: print(f"verify: {msg}", flush=True))
-        runner.write(report, config)
-        return report
-    return go
+    v = recipe.verify
+    return verify.VerifyStage(runner.VerifyConfig(
+        bundle=bundle, data=str(paths["data"]), teacher=paths["teacher"], student=student,
+        baseline=paths["baseline"] if recipe.baseline.enabled else None, backends=v.backends,
+        max_samples=v.max_samples, gates=gates_from_table(v.gates), allow_partial=v.allow_partial,
+        latency=LatencySettings(runs=v.runs, cold_start=v.cold_start)))
 
 
 def _report_step(recipe: Recipe, paths: dict[str, Path], names: list[str]) -> Report:
@@ -204,7 +171,7 @@ def _report_step(recipe: Recipe, paths: dict[str, Path], names: list[str]) -> Re
     for name in names:
         path = report_path(paths[f"bundle:{name}"] / "reports", device)
         if not path.is_file():
-            stamp = Path(recipe.out) / STAMP_DIR / f"{_slug(f'verify {name}')}.json"
+            stamp = Path(recipe.out) / STAMP_DIR / f"{slug(f'verify {name}')}.json"
             raise EdgekdError(f"no verification report of this device ({device}) for student {name} at {path}; "
                               f"re-run its verify step: rm {stamp} && edgekd run {recipe.source}")
         reports.append((name, read_report(path)))
@@ -239,48 +206,6 @@ def combine_reports(reports: list[tuple[str, Report]]) -> Report:
     return combined
 
 
-# --- stamps --------------------------------------------------------------------------------------
-
-
-def _hash(step: Step, upstream: dict[str, str]) -> str:
-    payload = {"key": step.key, "after": {n: upstream.get(n, "") for n in step.after}}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _stamp_path(out: Path, step: Step) -> Path:
-    return out / STAMP_DIR / f"{_slug(step.name)}.json"
-
-
-def is_up_to_date(out: Path, step: Step, digest: str) -> bool:
-    """True when the step's stamp holds `digest` and all its outputs exist."""
-    path = _stamp_path(out, step)
-    if not path.is_file() or not all(p.exists() for p in step.outputs):
-        return False
-    try:
-        return json.loads(path.read_text()).get("hash") == digest
-    except json.JSONDecodeError:
-        return False
-
-
-def _write_stamp(out: Path, step: Step, digest: str, seconds: float) -> None:
-    path = _stamp_path(out, step)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"step": step.name, "hash": digest, "seconds": round(seconds, 2),
-                               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                               "key": step.key, **({"command": " ".join(["edgekd", *step.command])}
-                                                    if step.command else {})}, indent=2, default=str))
-    tmp.replace(path)
-
-
-@dataclass
-class StepResult:
-    name: str
-    status: str  # "ran" | "skipped" | "failed"
-    seconds: float
-    detail: str = ""
-
-
 def execute(recipe: Recipe, console: Console | None = None, force: bool = False,
             results: list[StepResult] | None = None,
             around: Callable[[Step], AbstractContextManager[Any]] | None = None) -> tuple[list[StepResult], Report | None]:
@@ -289,36 +214,31 @@ def execute(recipe: Recipe, console: Console | None = None, force: bool = False,
     the run at once, leaving the finished steps stamped. `results` (when given) is filled as the
     steps finish, so a caller can show them after an error. `around(step)` (when given) is a context
     each step that runs runs inside (the CLI's per-verb quieting of the libraries)."""
+    import time
+
     from edgekd.console import make_console, rule
 
     console = console or make_console()
-    out = Path(recipe.out)
+    runner = Runner(Path(recipe.out), around=around)
     steps, _ = plan(recipe)
-    digests: dict[str, str] = {}
     results = [] if results is None else results
     final: Report | None = None
     for i, step in enumerate(steps, 1):
-        digest = digests[step.name] = _hash(step, digests)
         header = f"[{i}/{len(steps)}] {step.name}"
-        if not force and is_up_to_date(out, step, digest):
+        if not force and runner.stale(step) is None:
             console.print(f"[dim]{header}: up to date, skipped[/]")
             results.append(StepResult(step.name, "skipped", 0.0))
             value = _load_report(step)
         else:
             rule(console, header)
-            for stale in step.rmtree_before:
-                if stale.exists() and stale.resolve().is_relative_to(out.resolve()):
-                    shutil.rmtree(stale)
             t0 = time.perf_counter()
             try:
-                with around(step) if around else contextlib.nullcontext():
-                    value = step.run()
+                done = runner.run(step, force=True)
             except BaseException:
                 results.append(StepResult(step.name, "failed", time.perf_counter() - t0))
                 raise
-            seconds = time.perf_counter() - t0
-            _write_stamp(out, step, digest, seconds)
-            results.append(StepResult(step.name, "ran", seconds))
+            results.append(done)
+            value = done.value
         if step.name == "report":
             final = value
     return results, final

@@ -174,7 +174,7 @@ def test_verify_step_passes_allow_partial(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(runner, "verify", fake_verify)
     paths = {"data": tmp_path / "data", "teacher": tmp_path / "teacher", "baseline": tmp_path / "baseline"}
     with pytest.raises(EdgekdError, match="stop"):
-        pipeline._verify_step(recipe, tmp_path / "bundle", tmp_path / "student", paths)()
+        pipeline.verify_stage(recipe, tmp_path / "bundle", tmp_path / "student", paths).run()
     assert seen["config"].allow_partial is True and seen["config"].backends == ["onnx"]
 
 
@@ -249,7 +249,7 @@ def test_every_stage_step_is_the_command_it_records() -> None:
                                                  "verify.gates.int8.agreement=0.97"])
     steps, _ = pipeline.plan(recipe)
     staged = [s for s in steps if s.verb]
-    assert [s.verb for s in staged] == ["baseline", "adapt-vocab", "train", "distill", "prune-vocab", "export"]
+    assert [s.verb for s in staged] == ["baseline", "adapt-vocab", "train", "distill", "prune-vocab", "export", "verify"]
     for step in staged:
         module = importlib.import_module(COMMANDS[step.verb])
         assert module.stage_from_args(parse(step.command)).key() == step.key, step.name
@@ -266,7 +266,11 @@ def test_a_stage_error_keeps_its_type_and_the_stamp_records_the_command(tmp_path
     teacher = next(s for s in steps if s.name == "teacher")
     with pytest.raises(RecipeError, match=r"^--lr must be > 0, got 0.0$"):  # checked before any data loads
         teacher.run()
-    pipeline._write_stamp(tmp_path, teacher, "abc", 1.0)
+    import dataclasses
+
+    from edgekd.steps import Runner
+
+    Runner(tmp_path).run(dataclasses.replace(teacher, run=lambda: None, stage=None))  # the stamp of a finished run
     stamp = json.loads((tmp_path / pipeline.STAMP_DIR / "teacher.json").read_text())
     assert stamp["key"]["stage"] == "train" and stamp["key"]["train"]["lr"] == 0.0
     assert stamp["command"].startswith("edgekd train --data ") and "--lr 0.0" in stamp["command"]

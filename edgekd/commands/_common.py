@@ -55,6 +55,12 @@ class Stage:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def run(self) -> Any:
+        """`run_stage(self)` of the verb's module (the module that defines the config's class)."""
+        import importlib
+
+        return importlib.import_module(type(self).__module__).run_stage(self)
+
 
 def add_data_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
     """Add --data, --text-column, --label-column, --label-map, --max-train-samples and --seed."""

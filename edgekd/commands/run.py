@@ -70,11 +70,12 @@ def run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, overrides_from_args(args))
     console = make_console()
     if args.dry_run:
+        from edgekd.steps import Runner
+
         steps, _ = pipeline.plan(recipe)
-        digests: dict[str, str] = {}
+        statuses = Runner(Path(recipe.out)).statuses(steps)
         for step in steps:
-            digests[step.name] = pipeline._hash(step, digests)
-            fresh = pipeline.is_up_to_date(Path(recipe.out), step, digests[step.name])
+            fresh = statuses[step.name] is None
             console.print(f"{step.name:<24} {'up to date' if fresh else 'to run'}", highlight=False)
             if step.command and not fresh:  # what the step will run, as a hand-typed command
                 console.print(f"    [dim]edgekd {shlex.join(step.command)}[/]", highlight=False, soft_wrap=True)

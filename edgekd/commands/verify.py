@@ -6,10 +6,15 @@ fails the command before any model loads, unless --allow-partial."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgekd.commands._common import add_gate_arguments, gates_from_args
+from edgekd.commands._common import Stage, add_gate_arguments, gate_flags, gates_from_args
+
+if TYPE_CHECKING:
+    from edgekd.verify.runner import VerifyConfig
 
 HELP = "check parity, accuracy and latency of a bundle on this device; exit 1 if a gate fails"
 
@@ -61,13 +66,48 @@ def print_gate_table(report: dict[str, Any], console: Any = None) -> None:
     print_warnings(report_warnings(report), console)
 
 
-def run(args: argparse.Namespace) -> int:
-    from edgekd.console import make_console
-    from edgekd.verify import parity, runner
+@dataclass
+class VerifyStage(Stage):
+    """Verify the bundle `config.bundle` on this device and write its report (`run_stage`)."""
+
+    VERB: ClassVar[str] = "verify"
+    config: VerifyConfig
+
+    def command(self) -> list[str]:
+        from edgekd.verify.latency import LatencySettings
+
+        c, lat = self.config, self.config.latency
+        def opt(flag: str, value: Any) -> list[str]:
+            return [] if value is None else [flag, str(value)]
+        return ["verify", str(c.bundle), "--data", str(c.data), *opt("--reference", c.teacher),
+                *opt("--student", c.student), *opt("--baseline", c.baseline),
+                *opt("--backends", None if c.backends is None else ",".join(c.backends)),
+                "--max-samples", str(c.max_samples or 0),
+                *([] if c.text_columns == ["text"] else ["--text-column", ",".join(c.text_columns)]),
+                *([] if c.label_column == "label" else ["--label-column", c.label_column]),
+                "--runs", str(lat.runs), "--batch-size", str(lat.batch_size),
+                *([] if lat.cold_start else ["--no-cold-start"]),
+                *([] if (lat.warmup, lat.min_seconds, lat.max_runs, lat.throughput_batches)
+                  == (LatencySettings.warmup, LatencySettings.min_seconds, LatencySettings.max_runs,
+                      LatencySettings.throughput_batches) else ["<latency settings of a recipe>"]),
+                *opt("--out", c.out_dir), *(["--allow-partial"] if c.allow_partial else []), *gate_flags(c.gates)]
+
+
+def run_stage(stage: VerifyStage, progress: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """Verify and write the report (json, md, html); returns it. Failed gates are in the report, not
+    raised: `edgekd verify` raises them after printing, `edgekd run` after the whole run."""
+    from edgekd.verify import runner
+
+    report = runner.verify(stage.config, progress=progress or (lambda msg: print(f"verify: {msg}", flush=True)))
+    runner.write(report, stage.config)
+    return report
+
+
+def stage_from_args(args: argparse.Namespace) -> VerifyStage:
+    from edgekd.verify import runner
     from edgekd.verify.latency import LatencySettings
 
-    console = make_console(stderr=True)
-    config = runner.VerifyConfig(
+    return VerifyStage(runner.VerifyConfig(
         bundle=Path(args.bundle), data=args.data, teacher=args.reference, student=args.student,
         baseline=args.baseline,
         backends=[b.strip() for b in args.backends.split(",") if b.strip()] if args.backends else None,
@@ -75,12 +115,21 @@ def run(args: argparse.Namespace) -> int:
         gates=gates_from_args(args),
         latency=LatencySettings(runs=args.runs, batch_size=args.batch_size, cold_start=not args.no_cold_start),
         out_dir=args.out, allow_partial=args.allow_partial,
-    )
+    ))
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgekd.console import make_console
+    from edgekd.verify import parity
+    from edgekd.verify.report import report_path
+
+    console = make_console(stderr=True)
+    stage = stage_from_args(args)
     with console.status("verifying") as status:
-        report = runner.verify(config, progress=lambda msg: status.update(f"verifying: {msg}"))
-    paths = runner.write(report, config)
+        report = run_stage(stage, progress=lambda msg: status.update(f"verifying: {msg}"))
+    written = report_path(stage.config.out_dir or Path(stage.config.bundle) / "reports", report["device"]["device_id"])
     out = make_console()
     print_gate_table(report, out)
-    out.print(f"report: {paths['json']}  ({paths['md'].name}, {paths['html'].name})")
+    out.print(f"report: {written}  ({written.with_suffix('.md').name}, {written.with_suffix('.html').name})")
     parity.raise_on_failures(report["gates"])
     return 0
