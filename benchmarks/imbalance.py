@@ -13,7 +13,9 @@ whole AG News sample, the first 2,400 arabic_news_ant training rows, 3 epochs fo
 `EDGEKD_BENCH_IMBALANCE=smoke` the same steps on tiny slices, each into its own cache folder. Writes
 results/imbalance-<device-id>.json and the `imbalance` section of RESULTS.md (smoke: only the cache folder).
 `python -m benchmarks.imbalance` publishes what the setting's cache holds so far without running anything
-(a run stopped part way, or one still going in another checkout), marked partial.
+(a run stopped part way, or one still going in another checkout), marked partial. Each step is a typed
+stage config (`benchmarks.steps`: `train`, `distill`, `baseline`) run and cached by edgekd's one step runner;
+a step counts as measured when its stamp and its metrics.json exist.
 """
 
 from __future__ import annotations
@@ -27,13 +29,29 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.steps import CACHE, DATA, STAMP, Step, read_json, run_step
+from benchmarks.steps import (
+    CACHE,
+    DATA,
+    Step,
+    baseline,
+    command,
+    data,
+    distill,
+    out_dir,
+    read_json,
+    run_step,
+    stamp,
+    step,
+    train,
+)
 
 SECTION = "imbalance"
-BASE = "sentence-transformers/all-MiniLM-L6-v2"
 # The AG News sample's training rows per class (the issue's), largest to smallest.
 AG_SAMPLE = {"World": 2000, "Sports": 600, "Business": 200, "Sci/Tech": 60}
 WEIGHTS = ("none", "default")  # --class-weight none vs no flag (auto)
+# What the step runner before the merge into edgekd.steps left in each output folder (its wall time:
+# "wall_time_s"); read only to publish rows measured before the merge.
+OLD_STAMP = "benchmark-step.json"
 
 
 @dataclass(frozen=True)
@@ -86,8 +104,9 @@ def _write(root: Path, split: str, rows: list[tuple[str, str]]) -> None:
 
 
 def datasets(s: Setting) -> dict[str, dict[str, Any]]:
-    """name -> {data flags, max_length}. The AG News sample is written once into the cache folder (the
-    first rows of each class in file order, the test split as is or its first rows in smoke)."""
+    """name -> {"data": (path, text columns), "max_length"}. The AG News sample is written once into the
+    cache folder (the first rows of each class in file order, the test split as is or its first rows in
+    smoke)."""
     ag = folder(s) / "data" / "ag_news_imbalanced"
     if not (ag / "test.csv").is_file():
         quota = {k: max(2, round(v * s.scale)) for k, v in AG_SAMPLE.items()}
@@ -99,36 +118,36 @@ def datasets(s: Setting) -> dict[str, dict[str, Any]]:
         test = _rows(DATA / "ag_news" / "test.csv.gz", ["text"])
         _write(ag, "train", train)
         _write(ag, "test", test[: s.test_rows] if s.test_rows else test)
-    arabic = ["--data", str(DATA / "arabic_news_ant"), "--text-column", "title,text"]
+    arabic: tuple[Path, tuple[str, ...]] = (DATA / "arabic_news_ant", ("title", "text"))
     if s.arabic_train_rows:  # smoke: the first rows of each split, title and text joined
         sliced = folder(s) / "data" / "arabic_news_ant"
         if not (sliced / "test.csv").is_file():
             for split, n in (("train", s.arabic_train_rows), ("test", s.test_rows)):
                 _write(sliced, split, _rows(DATA / "arabic_news_ant" / f"{split}.csv.gz", ["title", "text"])[:n])
-        arabic = ["--data", str(sliced)]
-    return {"ag_news_imbalanced": {"data": ["--data", str(ag)], "max_length": 64},
+        arabic = (sliced, ("text",))
+    return {"ag_news_imbalanced": {"data": (ag, ("text",)), "max_length": 64},
             "arabic_news_ant": {"data": arabic, "max_length": 128}}
 
 
 def steps(s: Setting) -> dict[str, Step]:
     """Every step, keyed "<dataset> baseline <seed>" / "<dataset> teacher|student <weight> <seed>"."""
     out: dict[str, Step] = {}
-    epochs = ["--epochs", s.epochs] if s.epochs else []
+    epochs = {"epochs": s.epochs} if s.epochs else {}  # None: the schedule from the training rows
     for name, d in datasets(s).items():
+        path, columns = d["data"]
         for seed in s.seeds:
             c = folder(s) / name / f"seed{seed}"
-            data = [*d["data"], "--seed", str(seed)]
-            out[f"{name} baseline {seed}"] = Step(f"{name} baseline {seed}", c / "baseline",
-                                                  ["baseline", *data, "--out", str(c / "baseline")])
+            spec = data(path, columns, seed=seed)
+            out[f"{name} baseline {seed}"] = step(baseline(spec, c / "baseline"), c / "baseline")
             for weight in WEIGHTS:
-                flag = [] if weight == "default" else ["--class-weight", weight]
-                teacher, student = c / f"teacher-{weight}", c / f"student-{weight}"
-                out[f"{name} teacher {weight} {seed}"] = Step(f"{name} teacher {weight} {seed}", teacher, [
-                    "train", *data, "--model", BASE, "--out", str(teacher), "--max-length", str(d["max_length"]),
-                    *flag, *epochs, "--no-progress"])
-                out[f"{name} student {weight} {seed}"] = Step(f"{name} student {weight} {seed}", student, [
-                    "distill", "--teacher", str(teacher), *data, "--student", "layers=3", "--out", str(student),
-                    *flag, *epochs, "--no-progress"])
+                flag = {} if weight == "default" else {"class_weight": weight}  # default: TrainConfig's auto
+                teacher_dir, student_dir = c / f"teacher-{weight}", c / f"student-{weight}"
+                teacher = out[f"{name} teacher {weight} {seed}"] = step(
+                    train(spec, teacher_dir, max_length=d["max_length"], **flag, **epochs), teacher_dir)
+                # The student distils the teacher of the same setting, at the teacher's max_length.
+                out[f"{name} student {weight} {seed}"] = step(
+                    distill(teacher_dir, spec, ["layers=3"], student_dir, **flag, **epochs), student_dir,
+                    after=[teacher])
     return out
 
 
@@ -202,18 +221,15 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
     log(f"imbalance ({s.name}): TF-IDF + LR threshold sweep")
     result: dict[str, Any] = {"setting": s.name, "seeds": list(s.seeds), "sweep": threshold_sweep(s), "models": []}
     commands, missing = {}, []
-    for name, step in steps(s).items():
-        if run:
-            stamp = run_step(step, log)
-        elif (step.out / STAMP).is_file() and (step.out / "metrics.json").is_file():
-            stamp = read_json(step.out / STAMP)
-        else:
+    for name, st in steps(s).items():
+        wall = run_step(st, log)["wall_time_s"] if run else finished_wall_time(st)
+        if wall is None:
             missing.append(name)
             continue
-        commands[name] = step.command
+        commands[name] = command(st)
         dataset, kind, *rest = name.split()
         result["models"].append({"dataset": dataset, "model": kind, "class_weight": rest[0] if len(rest) == 2 else "-",
-                                 "seed": int(rest[-1]), **scores(step.out), "wall_time_s": stamp["wall_time_s"]})
+                                 "seed": int(rest[-1]), **scores(out_dir(st)), "wall_time_s": wall})
     result["commands"] = commands
     result["verdict"] = verdict(result["models"])
     result["target"] = target(result["models"])
@@ -221,6 +237,20 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
         result["partial"] = True
         result["missing"] = missing
     return result
+
+
+def finished_wall_time(st: Step) -> float | None:
+    """The wall time (s) of the step's last finished run, None when it has not finished (no stamp, or no
+    metrics.json in its output folder)."""
+    out = out_dir(st)
+    if not (out / "metrics.json").is_file():
+        return None
+    done = stamp(st)
+    if done is not None:
+        return done["seconds"]
+    # A stamp written before the runner merge (the old benchmark runner's, in the output folder): rows
+    # measured then still publish.
+    return read_json(out / OLD_STAMP)["wall_time_s"] if (out / OLD_STAMP).is_file() else None
 
 
 def verdict(models: list[dict[str, Any]]) -> dict[str, Any]:
