@@ -6,7 +6,8 @@ artifact), and the batch-1 p50 of the ONNX int8 student (English and adapted int
 The TF-IDF + logistic regression baseline is the reference (0.874 in issue 16).
 
 `python -m benchmarks adapt` (CPU: hours); `EDGEKD_BENCH_ADAPT=smoke python -m benchmarks adapt` runs the
-same steps on a slice (SMOKE) into its own cache folder, to check that the part runs. Writes
+same steps on a slice (SMOKE) into its own cache folder, to check that the part runs. Every step is a
+typed stage config (benchmarks/steps.py) run and cached by edgekd's step runner. Writes
 results/adapt-<device-id>.json and the `adapt` section of RESULTS.md (smoke: only the cache folder).
 """
 
@@ -19,10 +20,26 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.steps import CACHE, DATA, Step, head_slice, read_json, run_step
+from benchmarks.steps import (
+    BASE,
+    CACHE,
+    DATA,
+    Step,
+    adapt_vocab,
+    baseline,
+    data,
+    distill,
+    export,
+    head_slice,
+    out_dir,
+    read_json,
+    run_step,
+    step,
+    train,
+)
+from edgekd.data import DataSpec
 
 SECTION = "adapt"
-BASE = "sentence-transformers/all-MiniLM-L6-v2"
 TFIDF_ISSUE = 0.874  # the baseline's accuracy the issue quotes; the run measures its own too
 
 
@@ -51,34 +68,29 @@ def folder(s: Setting) -> Path:
     return CACHE / ("arabic_news_ant-adapt" + ("" if s.name == "full" else f"-{s.name}"))
 
 
-def _data(s: Setting) -> list[str]:
-    """The data flags: the dataset with title + text, or (smoke) its first rows per split as CSV."""
+def _data(s: Setting) -> DataSpec:
+    """The dataset with title + text, or (smoke) its first rows per split as CSV."""
     if s.train_rows is None:
-        return ["--data", str(DATA / "arabic_news_ant"), "--text-column", "title,text"]
+        return data(DATA / "arabic_news_ant", text_columns=("title", "text"))
     out = head_slice("arabic_news_ant", folder(s) / "data", {"train": s.train_rows, "test": s.test_rows})
-    return ["--data", str(out), "--text-column", "title,text"]
+    return data(out, text_columns=("title", "text"))
 
 
 def steps(s: Setting) -> dict[str, Step]:
     """baseline, adapt, then per vocabulary (english, adapted) and max_length: teacher, student, bundle."""
-    c, data = folder(s), _data(s)
-    base = c / f"base-vocab{s.vocab_size}"
-    out = {"baseline": Step("baseline", c / "baseline", ["baseline", *data, "--out", str(c / "baseline")]),
-           "adapt": Step("adapt", base, ["adapt-vocab", BASE, *data, "--size", str(s.vocab_size), "--out", str(base),
-                                         "--force"])}
-    for vocab, model in (("english", BASE), ("adapted", str(base))):
+    c, spec = folder(s), _data(s)
+    base_dir = c / f"base-vocab{s.vocab_size}"
+    adapt = step(adapt_vocab(BASE, spec, s.vocab_size, base_dir), base_dir)
+    out = {"baseline": step(baseline(spec, c / "baseline"), c / "baseline"), "adapt": adapt}
+    for vocab, model, upstream in (("english", BASE, []), ("adapted", str(base_dir), [adapt])):
         for n in s.max_lengths:
             v = f"{vocab}-{n}"
-            teacher, student, bundle = c / "teachers" / v, c / "students" / v, c / "bundles" / v
-            out[f"teacher {v}"] = Step(f"teacher {v}", teacher, [
-                "train", *data, "--model", model, "--epochs", s.epochs, "--max-length", str(n), "--out", str(teacher),
-                "--no-progress"])
-            out[f"student {v}"] = Step(f"student {v}", student, [
-                "distill", "--teacher", str(teacher), *data, "--student", "layers=3", "--epochs", s.epochs,
-                "--out", str(student), "--no-progress"])
-            out[f"bundle {v}"] = Step(f"bundle {v}", bundle, [
-                "export", str(student), "--target", "onnx", "--int8", "--calibration-data", data[1],
-                *data[2:], "--out", str(bundle), "--force"])
+            teacher_dir, student_dir, bundle_dir = c / "teachers" / v, c / "students" / v, c / "bundles" / v
+            teacher = out[f"teacher {v}"] = step(
+                train(spec, teacher_dir, model=model, epochs=s.epochs, max_length=n), teacher_dir, after=upstream)
+            student = out[f"student {v}"] = step(
+                distill(teacher_dir, spec, ["layers=3"], student_dir, epochs=s.epochs), student_dir, after=[teacher])
+            out[f"bundle {v}"] = step(export(student_dir, bundle_dir, "onnx", spec), bundle_dir, after=[student])
     return out
 
 
@@ -95,17 +107,16 @@ def tokenization(ckpt: Path, texts: list[str], max_length: int) -> dict[str, flo
             "truncated_share": round(float(np.mean([n + 2 > max_length for n in lengths])), 4)}
 
 
-def int8_scores(bundle: Path, data: list[str]) -> dict[str, Any]:
+def int8_scores(bundle: Path, spec: DataSpec) -> dict[str, Any]:
     """Accuracy and F1 macro of the bundle's ONNX int8 artifact (fp32 when accuracy control kept no int8)
     on the whole test split, through `edgekd.load`."""
     import edgekd
-    from edgekd.data import DataSpec, load_splits
+    from edgekd.data import load_splits
     from edgekd.metrics import classification_metrics
 
     manifest = read_json(bundle / "edgekd.json")
     precision = "int8" if any(a["precision"] == "int8" for a in manifest["artifacts"]) else "fp32"
-    columns = data[data.index("--text-column") + 1].split(",") if "--text-column" in data else ["text"]
-    test = load_splits(DataSpec(data[1], text_columns=columns), labels=manifest["labels"]).test
+    test = load_splits(spec, labels=manifest["labels"]).test
     pred = edgekd.load(str(bundle), backend="onnx", precision=precision).logits(test.texts, batch_size=32).argmax(1)
     m = classification_metrics(np.asarray(test.labels), pred, manifest["labels"])
     return {"precision": precision, "accuracy": round(m["accuracy"], 4), "f1_macro": round(m["f1_macro"], 4),
@@ -133,32 +144,33 @@ def _headline(ckpt: Path) -> dict[str, Any]:
 def study(log: Any) -> dict[str, Any]:
     """Every step, then the measurements; the table rows, the verdict and the commands with wall times."""
     s = setting()
-    all_steps, data = steps(s), _data(s)
+    all_steps, spec = steps(s), _data(s)
     commands = []
-    for name, step in all_steps.items():
-        stamp = run_step(step, log)
-        commands.append({"step": name, "command": step.command, "wall_time_s": stamp["wall_time_s"]})
-    from edgekd.data import DataSpec, load_splits
+    for name, st in all_steps.items():
+        done = run_step(st, log)
+        commands.append({"step": name, "command": done["command"], "wall_time_s": done["wall_time_s"]})
+    from edgekd.data import load_splits
 
-    test = list(load_splits(DataSpec(data[1], text_columns=["title", "text"])).test.texts)
+    test = list(load_splits(spec).test.texts)
     texts = test[: s.latency_texts]
     rows = []
     for n in s.max_lengths:
-        bundles = {v: all_steps[f"bundle {v}-{n}"].out for v in ("english", "adapted")}
+        bundles = {v: out_dir(all_steps[f"bundle {v}-{n}"]) for v in ("english", "adapted")}
         log(f"batch-1 latency, ONNX int8 students at max_length {n}")
         timings = latency(bundles, texts, s.runs)
         for vocab in ("english", "adapted"):
             v = f"{vocab}-{n}"
             rows.append({"vocab": vocab, "max_length": n,
-                         "tokenization": tokenization(all_steps[f"teacher {v}"].out, test, n),
-                         "teacher": _headline(all_steps[f"teacher {v}"].out),
-                         "student": _headline(all_steps[f"student {v}"].out),
-                         "student_onnx_int8": int8_scores(all_steps[f"bundle {v}"].out, data),
+                         "tokenization": tokenization(out_dir(all_steps[f"teacher {v}"]), test, n),
+                         "teacher": _headline(out_dir(all_steps[f"teacher {v}"])),
+                         "student": _headline(out_dir(all_steps[f"student {v}"])),
+                         "student_onnx_int8": int8_scores(out_dir(all_steps[f"bundle {v}"]), spec),
                          "student_p50_ms": timings[vocab]["p50_ms"]})
-    baseline = _headline(all_steps["baseline"].out)
+    tfidf = _headline(out_dir(all_steps["baseline"]))
+    adaptation = read_json(out_dir(all_steps["adapt"]) / "edgekd-model.json")["vocab_adaptation"]
     return {"setting": s.name, "train_rows": s.train_rows, "test_rows": s.test_rows, "vocab_size": s.vocab_size,
-            "epochs": s.epochs, "adaptation": read_json(all_steps["adapt"].out / "edgekd-model.json")["vocab_adaptation"],
-            "baseline": baseline, "rows": rows, "verdict": verdict(rows, baseline), "commands": commands}
+            "epochs": s.epochs, "adaptation": adaptation,
+            "baseline": tfidf, "rows": rows, "verdict": verdict(rows, tfidf), "commands": commands}
 
 
 def verdict(rows: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, Any]:

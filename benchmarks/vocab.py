@@ -5,8 +5,8 @@ whole train + validation split) and exported, with the unpruned student, to onnx
 --int8; then every artifact of every bundle runs the whole test split through `edgekd.load`.
 
 `python -m benchmarks vocab`: results/vocab-<device-id>.json and the `vocab` section of RESULTS.md.
-Every step is cached (benchmarks/steps.py); the evaluation of a bundle is cached by its artifacts'
-sha256, so a rerun only redoes what changed.
+Every step is a typed stage config (benchmarks/steps.py) run and cached by edgekd's step runner; the
+evaluation of a bundle is cached by its artifacts' sha256, so a rerun only redoes what changed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,22 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.steps import CACHE, DATA, Step, read_json, run_step
+from benchmarks.steps import (
+    CACHE,
+    DATA,
+    Step,
+    command,
+    data,
+    distill,
+    export,
+    out_dir,
+    prune_vocab,
+    read_json,
+    run_step,
+    stamp,
+    step,
+    train,
+)
 
 SECTION = "vocab"
 MIN_COUNTS = (1, 2, 5, 20)
@@ -48,27 +63,22 @@ def _data() -> str:
 def steps() -> dict[str, Step]:
     """Every step, keyed by name, in dependency order."""
     c = CACHE / "ag_news-vocab"
-    data, teacher, students = _data(), c / "teacher", c / "students"
-    out = {
-        "teacher": Step("teacher", teacher, [
-            "train", "--data", data, "--max-train-samples", str(TEACHER_ROWS), "--model",
-            "sentence-transformers/all-MiniLM-L6-v2", "--epochs", EPOCHS, "--max-length", MAX_LENGTH,
-            "--out", str(teacher), "--no-progress"]),
-    }
+    sliced, whole = data(_data(), max_train_samples=TEACHER_ROWS), data(_data())
+    teacher_dir, students = c / "teacher", c / "students"
+    teacher = step(train(sliced, teacher_dir, epochs=EPOCHS, max_length=int(MAX_LENGTH)), teacher_dir)
+    out = {"teacher": teacher}
     for k in LAYERS:  # one distill step per student, so the 2-layer rows (the target's) come first
-        out[f"student_{k}"] = Step(f"student_{k}", students / f"layers-{k}", [
-            "distill", "--teacher", str(teacher), "--data", data, "--max-train-samples", str(TEACHER_ROWS),
-            "--student", f"layers={k}", "--epochs", EPOCHS, "--out", str(students / f"layers-{k}"), "--no-progress"])
+        student_dir = students / f"layers-{k}"
+        student = out[f"student_{k}"] = step(distill(teacher_dir, sliced, [f"layers={k}"], student_dir, epochs=EPOCHS),
+                                             student_dir, after=[teacher])
         for m in MIN_COUNTS:  # cheap, and each prints its PyTorch accuracy and agreement on the test split
-            out[f"prune_{k}_{m}"] = Step(f"prune_{k}_{m}", c / "pruned" / f"layers-{k}-min-{m}", [
-                "prune-vocab", str(students / f"layers-{k}"), "--data", data, "--min-count", str(m),
-                "--out", str(c / "pruned" / f"layers-{k}-min-{m}"), "--force"])
+            pruned = c / "pruned" / f"layers-{k}-min-{m}"
+            out[f"prune_{k}_{m}"] = step(prune_vocab(student_dir, whole, pruned, m), pruned, after=[student])
         for m in (None, *BUNDLE_ORDER):
-            ckpt = students / f"layers-{k}" if m is None else out[f"prune_{k}_{m}"].out
+            source = student if m is None else out[f"prune_{k}_{m}"]
             bundle = c / "bundles" / _variant(k, m)
-            out[f"bundle_{k}_{m or 'full'}"] = Step(f"bundle_{k}_{m or 'full'}", bundle, [
-                "export", str(ckpt), "--target", "onnx,openvino,coreml", "--int8", "--calibration-data", data,
-                "--out", str(bundle), "--force"])
+            out[f"bundle_{k}_{m or 'full'}"] = step(export(out_dir(source), bundle, "onnx,openvino,coreml", whole),
+                                                    bundle, after=[source])
     return out
 
 
@@ -123,23 +133,22 @@ def study(log: Any) -> dict[str, Any]:
     result = {"teacher_rows": TEACHER_ROWS, "epochs": EPOCHS, "max_length": MAX_LENGTH, "min_counts": list(MIN_COUNTS),
               "rows": rows, "commands": commands}
     evals: dict[tuple[int, int | None], dict[str, Any]] = {}
-    for name in all_steps:
-        step = all_steps[name]
-        stamp = run_step(step, log)
-        commands.append({"step": name, "command": step.command, "wall_time_s": stamp["wall_time_s"]})
+    for name, s in all_steps.items():
+        done = run_step(s, log)
+        commands.append({"step": name, "command": done["command"], "wall_time_s": done["wall_time_s"]})
         if name.startswith("bundle_"):
             k, m = int(name.split("_")[1]), name.split("_")[2]
             key = (k, None if m == "full" else int(m))
             started = time.perf_counter()
-            evals[key] = evaluate(step.out, log)
-            commands.append({"step": f"eval_{k}_{m}", "command": f"edgekd.load({step.out.name}, backend, precision)"
+            evals[key] = evaluate(out_dir(s), log)
+            commands.append({"step": f"eval_{k}_{m}", "command": f"edgekd.load({out_dir(s).name}, backend, precision)"
                              ".logits(test texts) for every artifact",
                              "wall_time_s": round(sum(e.get("seconds", 0) for e in evals[key].values()), 1),
                              "wall_time_this_run_s": round(time.perf_counter() - started, 1)})
             rows.append(_row(all_steps, k, key[1], evals[key], evals[(k, None)]))
-            result |= {"teacher_metrics": _metrics(all_steps["teacher"].out),
-                       "students": {j: _metrics(all_steps[f"student_{j}"].out) for j in LAYERS
-                                    if (all_steps[f"student_{j}"].out / "metrics.json").is_file()},
+            result |= {"teacher_metrics": _metrics(out_dir(all_steps["teacher"])),
+                       "students": {j: _metrics(out_dir(all_steps[f"student_{j}"])) for j in LAYERS
+                                    if (out_dir(all_steps[f"student_{j}"]) / "metrics.json").is_file()},
                        "target": TARGET | {"verdict": verdict(rows)}, "pruning": pruning_rows(all_steps)}
             (CACHE / "ag_news-vocab" / "partial.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
@@ -149,9 +158,9 @@ def pruning_rows(all_steps: dict[str, Step]) -> list[dict[str, Any]]:
     """Per finished prune step, its card's record: vocabulary, [UNK] rate and tokens per test text, and the
     PyTorch fp32 accuracy and agreement with the unpruned student on the whole test split."""
     rows = []
-    for name, step in all_steps.items():
-        if name.startswith("prune_") and (step.out / "edgekd-model.json").is_file():
-            r = read_json(step.out / "edgekd-model.json")["vocab_pruning"]
+    for name, s in all_steps.items():
+        if name.startswith("prune_") and (out_dir(s) / "edgekd-model.json").is_file():
+            r = read_json(out_dir(s) / "edgekd-model.json")["vocab_pruning"]
             rows.append({"layers": int(name.split("_")[1]), "min_count": r["min_count"], "vocab_size": r["vocab_size"],
                          "test_unk_rate": r["test_after"]["unk_rate"],
                          "tokens_per_text": [r["test_before"]["tokens_per_text"], r["test_after"]["tokens_per_text"]],
@@ -171,7 +180,7 @@ def _metrics(ckpt: Path) -> dict[str, Any] | None:
 def _row(all_steps: dict[str, Step], k: int, m: int | None, ev: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
     """One bundle: vocabulary size (from the prune card), and per artifact its size, test accuracy and
     agreement with (drop from) the unpruned student's same artifact."""
-    pruning = read_json(all_steps[f"prune_{k}_{m}"].out / "edgekd-model.json")["vocab_pruning"] if m else None
+    pruning = read_json(out_dir(all_steps[f"prune_{k}_{m}"]) / "edgekd-model.json")["vocab_pruning"] if m else None
     artifacts = {}
     for name, e in ev.items():
         r = ref.get(name)
@@ -274,20 +283,20 @@ def _unmet(result: dict[str, Any]) -> str:
 
 def from_cache() -> dict[str, Any]:
     """The result as far as the step cache has it (the rows of partial.json, every prune record, each
-    finished step's command and wall time), marked partial: for a run stopped or still going."""
-    from benchmarks.steps import STAMP
-
+    finished step's command and the wall time of its last finished run, from its stamp), marked partial:
+    for a run stopped or still going."""
     partial = CACHE / "ag_news-vocab" / "partial.json"
     result = read_json(partial) if partial.is_file() else {
         "teacher_rows": TEACHER_ROWS, "epochs": EPOCHS, "max_length": MAX_LENGTH, "min_counts": list(MIN_COUNTS),
         "rows": [], "commands": [], "target": TARGET | {"verdict": verdict([])}}
     all_steps = steps()
     done = {c["step"] for c in result["commands"]}
-    result["commands"] += [{"step": name, "command": step.command, "wall_time_s": read_json(step.out / STAMP)["wall_time_s"]}
-                           for name, step in all_steps.items() if name not in done and (step.out / STAMP).is_file()]
-    return result | {"pruning": pruning_rows(all_steps), "teacher_metrics": _metrics(all_steps["teacher"].out),
-                     "students": {k: _metrics(all_steps[f"student_{k}"].out) for k in LAYERS
-                                  if (all_steps[f"student_{k}"].out / "metrics.json").is_file()}, "partial": True}
+    stamps = {name: stamp(s) for name, s in all_steps.items() if name not in done}
+    result["commands"] += [{"step": name, "command": command(all_steps[name]), "wall_time_s": st["seconds"]}
+                           for name, st in stamps.items() if st is not None]
+    return result | {"pruning": pruning_rows(all_steps), "teacher_metrics": _metrics(out_dir(all_steps["teacher"])),
+                     "students": {k: _metrics(out_dir(all_steps[f"student_{k}"])) for k in LAYERS
+                                  if (out_dir(all_steps[f"student_{k}"]) / "metrics.json").is_file()}, "partial": True}
 
 
 if __name__ == "__main__":  # `python -m benchmarks.vocab`: publish what the cache holds, running nothing
