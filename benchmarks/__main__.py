@@ -4,10 +4,12 @@ when named).
 
 Runs the AG News benchmark from ../shared/data: TF-IDF baseline, MiniLM teacher, distilled students
 (and the same student without the teacher), the exported bundle (every target, fp32 + int8), `edgekd
-verify` on the full test set, and the side-by-side speed comparisons. Pipeline steps are cached in
-$EDGEKD_BENCH_CACHE (default ~/.cache/edgekd/benchmarks; a rerun only redoes what changed, code
-included: benchmarks/steps.py); results go to benchmarks/results/<device-id>.json and
-benchmarks/RESULTS.md. `report` alone rewrites RESULTS.md from the results files, measuring nothing.
+verify` on the full test set, and the side-by-side speed comparisons. The pipeline steps are typed
+stage configs (benchmarks/steps.py) run by edgekd's one step runner, each in a process of its own as
+`edgekd VERB` would, and cached in $EDGEKD_BENCH_CACHE (default ~/.cache/edgekd/benchmarks; stamps in
+its .steps folder): a rerun only redoes a step whose config, upstream runs or imported edgekd code
+changed. Results go to benchmarks/results/<device-id>.json and benchmarks/RESULTS.md. `report` alone
+rewrites RESULTS.md from the results files, measuring nothing.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # PyTorch's OpenMP threads busy-wait after each call (libgomp's default policy) and so slow the edgekd
 # call interleaved after them; passive waiting is read once, when torch loads, so it is set here before
-# anything imports torch. The pipeline steps (subprocesses) run without it (steps.step_env).
+# anything imports torch. The pipeline steps (each in its own process) run without it (steps.step_env).
 if "OMP_WAIT_POLICY" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     os.environ["EDGEKD_BENCH_SET_OMP_WAIT_POLICY"] = "1"
 
 from benchmarks import speed  # noqa: E402
-from benchmarks.steps import CACHE, ROOT, STAMP, Step, ag_news, pipeline, read_json, run_step, test_texts  # noqa: E402
+from benchmarks.steps import CACHE, ROOT, Step, ag_news, out_dir, pipeline, read_json, run_step, test_texts  # noqa: E402
+from benchmarks.steps import step as cached_step  # noqa: E402
+from benchmarks.steps import verify as verify_stage  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
@@ -46,22 +50,22 @@ def log(msg: str) -> None:
 
 def _step(results: dict[str, Any], name: str) -> Step:
     step = pipeline()[name]
-    stamp = run_step(step, log)
-    results.setdefault("steps", {})[name] = {"command": step.command, "wall_time_s": stamp["wall_time_s"]}
+    ran = run_step(step, log)
+    results.setdefault("steps", {})[name] = {"command": ran["command"], "wall_time_s": ran["wall_time_s"]}
     return step
 
 
 def baseline(results: dict[str, Any]) -> None:
     step = _step(results, "baseline")
-    results["steps"]["baseline"]["metrics"] = _headline(read_json(step.out / "metrics.json"))
+    results["steps"]["baseline"]["metrics"] = _headline(read_json(out_dir(step) / "metrics.json"))
 
 
 def teacher(results: dict[str, Any]) -> None:
     step = _step(results, "teacher")
-    results["steps"]["teacher"]["metrics"] = _headline(read_json(step.out / "metrics.json"))
-    results["steps"]["teacher"]["card"] = read_json(step.out / "edgekd-model.json")
+    results["steps"]["teacher"]["metrics"] = _headline(read_json(out_dir(step) / "metrics.json"))
+    results["steps"]["teacher"]["card"] = read_json(out_dir(step) / "edgekd-model.json")
     log("teacher on the test texts its max_length truncates")
-    results["steps"]["teacher"]["truncation"] = _truncation(step.out)
+    results["steps"]["teacher"]["truncation"] = _truncation(out_dir(step))
 
 
 def _truncation(teacher_dir: Path) -> dict[str, Any]:
@@ -90,30 +94,40 @@ def students(results: dict[str, Any]) -> None:
     for name in ("students", "no_teacher"):
         step = _step(results, name)
         entry = results["steps"][name]
-        entry["comparison"] = read_json(step.out / "comparison.json")
+        out = out_dir(step)
+        entry["comparison"] = read_json(out / "comparison.json")
         entry["distillation"] = {d.name: read_json(d / "distillation.json")
-                                 for d in [step.out, *sorted(step.out.iterdir())] if (d / "distillation.json").is_file()}
+                                 for d in [out, *sorted(out.iterdir())] if (d / "distillation.json").is_file()}
 
 
-def _verify(name: str, bundle: Step, out_dir: Path, *extra: str) -> tuple[Step, dict[str, Any]]:
-    """`edgekd verify` of `bundle` on every AG News test text against the teacher (a cached step);
-    returns the step and {command, wall_time_s, report}."""
-    verify = Step(name, out_dir, [
-        "verify", str(bundle.out), "--data", ag_news(),
-        "--reference", str(pipeline()["teacher"].out), *extra, "--max-samples", "0", "--out", str(out_dir)])
-    stamp = run_step(verify, log)
-    report = next((p for p in sorted(out_dir.glob("*.json")) if p.name != STAMP), None)
-    return verify, {"command": verify.command, "wall_time_s": stamp["wall_time_s"],
+def _verify_step(bundle: Step, out: Path, baseline: Step | None = None, backends: list[str] | None = None) -> Step:
+    """The cached step `edgekd verify` of `bundle` on every AG News test text against the teacher (and the
+    TF-IDF `baseline` step's model, when given), its report written into `out`."""
+    teacher = pipeline()["teacher"]
+    stage = verify_stage(out_dir(bundle), ag_news(), out, teacher=out_dir(teacher),
+                         baseline=out_dir(baseline) if baseline is not None else None, backends=backends,
+                         max_samples=0)
+    return cached_step(stage, out, after=[bundle, teacher, *([baseline] if baseline is not None else [])])
+
+
+def _verify(bundle: Step, out: Path, baseline: Step | None = None,
+            backends: list[str] | None = None) -> tuple[Step, dict[str, Any]]:
+    """Run (unless cached) `_verify_step`; returns the step and {command, wall_time_s, report}. A failed
+    gate does not stop the benchmark: it is in the report (its `passed` and gates), which the results keep."""
+    verify = _verify_step(bundle, out, baseline, backends)
+    ran = run_step(verify, log)
+    report = next(iter(sorted(out.glob("*.json"))), None)  # the report, <device-id>.json
+    return verify, {"command": ran["command"], "wall_time_s": ran["wall_time_s"],
                     "report": read_json(report) if report else None}
 
 
 def export(results: dict[str, Any]) -> None:
     steps = pipeline()
     bundle = steps["bundle"]
-    stamp = run_step(bundle, log)
-    _, verified = _verify("verify", bundle, CACHE / "ag_news" / "verify", "--baseline", str(steps["baseline"].out))
-    results["export"] = {"command": bundle.command, "wall_time_s": stamp["wall_time_s"],
-                         "manifest": read_json(bundle.out / "edgekd.json"), "verify": verified}
+    ran = run_step(bundle, log)
+    _, verified = _verify(bundle, CACHE / "ag_news" / "verify", baseline=steps["baseline"])
+    results["export"] = {"command": ran["command"], "wall_time_s": ran["wall_time_s"],
+                         "manifest": read_json(out_dir(bundle) / "edgekd.json"), "verify": verified}
 
 
 def small(results: dict[str, Any]) -> None:
@@ -121,23 +135,25 @@ def small(results: dict[str, Any]) -> None:
     and the same teacher-pipeline comparison as the 3-layer bundle."""
     steps = pipeline()
     bundle = steps["bundle_small"]
-    stamp = run_step(bundle, log)
-    _, verified = _verify("verify_small", bundle, CACHE / "ag_news" / "verify-layers-2", "--backends", "onnx")
-    if not any(a["precision"] == "int8" for a in read_json(bundle.out / "edgekd.json")["artifacts"]):
+    ran = run_step(bundle, log)
+    bundle_dir = out_dir(bundle)
+    _, verified = _verify(bundle, CACHE / "ag_news" / "verify-layers-2", backends=["onnx"])
+    if not any(a["precision"] == "int8" for a in read_json(bundle_dir / "edgekd.json")["artifacts"]):
         log("accuracy control kept no int8 artifact for the 2-layer student: nothing to compare")
-        results["small"] = {"command": bundle.command, "wall_time_s": stamp["wall_time_s"], "int8": None}
+        results["small"] = {"command": ran["command"], "wall_time_s": ran["wall_time_s"], "int8": None}
         return
     texts = test_texts(500)
     log("teacher transformers.pipeline vs edgekd int8 2-layer student")
     results["small"] = {
-        "command": bundle.command, "wall_time_s": stamp["wall_time_s"], "verify": verified,
-        "teacher_pipeline_vs_edgekd_int8": speed.pipeline_vs_edgekd(steps["teacher"].out, bundle.out, texts, "onnx"),
+        "command": ran["command"], "wall_time_s": ran["wall_time_s"], "verify": verified,
+        "teacher_pipeline_vs_edgekd_int8": speed.pipeline_vs_edgekd(out_dir(steps["teacher"]), bundle_dir, texts,
+                                                                    "onnx"),
     }
     # The ONNX int8 rows again on the smallest student (and the only ONNX int8 rows when accuracy control
     # keeps no onnx-int8 for the 3-layer one).
     log("bare engine vs edgekd and fp32 vs int8: onnx, 2-layer student")
-    results["small"]["bare_vs_edgekd_onnx_int8"] = speed.bare_vs_edgekd(bundle.out, texts, "onnx", "int8")
-    results["small"]["fp32_vs_int8_onnx"] = speed.fp32_vs_int8(bundle.out, texts, "onnx")
+    results["small"]["bare_vs_edgekd_onnx_int8"] = speed.bare_vs_edgekd(bundle_dir, texts, "onnx", "int8")
+    results["small"]["fp32_vs_int8_onnx"] = speed.fp32_vs_int8(bundle_dir, texts, "onnx")
 
 
 def fairness_part(results: dict[str, Any]) -> None:
@@ -146,13 +162,13 @@ def fairness_part(results: dict[str, Any]) -> None:
 
     steps = pipeline()
     run_step(steps["bundle_small"], log)
-    results["fairness"] = fairness.study(steps["teacher"].out, steps["bundle_small"].out, log)
+    results["fairness"] = fairness.study(out_dir(steps["teacher"]), out_dir(steps["bundle_small"]), log)
 
 
 def speed_part(results: dict[str, Any]) -> None:
     steps = pipeline()
-    bundle, teacher = steps["bundle"].out, steps["teacher"].out
-    student = steps["students"].out / "layers-3"
+    bundle, teacher = out_dir(steps["bundle"]), out_dir(steps["teacher"])
+    student = out_dir(steps["students"]) / "layers-3"
     texts = test_texts(500)
     have = {(a["backend"], a["precision"]) for a in read_json(bundle / "edgekd.json")["artifacts"]}
     # The int8 student the comparisons use: ONNX when accuracy control kept one, else OpenVINO.

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.steps import CACHE, DATA, STAMP, pipeline
+from benchmarks.steps import CACHE, DATA, out_dir, pipeline, stamp
 
 SECTION = "serve"  # its RESULTS.md section (benchmarks/sections.py)
 # Targets (issue 17): the service adds at most 1 ms p50 over a direct predict at batch 1, and keeps more
@@ -38,8 +38,10 @@ def bundle_path() -> Path:
     env = os.environ.get("EDGEKD_BENCH_SERVE_BUNDLE")
     if env:
         return Path(env)
-    small = pipeline()["bundle_small"].out
-    if not (small / STAMP).is_file():
+    step = pipeline()["bundle_small"]
+    small = out_dir(step)
+    # Built: the step finished once (its stamp in $CACHE/.steps) and its bundle manifest is there.
+    if stamp(step) is None or not (small / "edgekd.json").is_file():
         raise SystemExit(f"no bundle to serve: {small} is not built (run: python -m benchmarks small) and "
                          "EDGEKD_BENCH_SERVE_BUNDLE is not set")
     return small
