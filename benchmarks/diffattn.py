@@ -10,8 +10,10 @@ targets); a hybrid student converts its own layers (`layers=3,diff=0.25`).
 
 `python -m benchmarks diffattn`: results/diffattn-<device-id>.json and the `diffattn` section of
 RESULTS.md. `EDGEKD_BENCH_DIFFATTN=smoke python -m benchmarks diffattn`: a tiny slice (AG News, one
-seed, 1 epoch) to check the plumbing; writes results/diffattn-smoke-<device-id>.json only. Every step is cached
-(benchmarks/steps.py); evaluations are cached beside each bundle by artifact sha256.
+seed, 1 epoch) to check the plumbing; writes results/diffattn-smoke-<device-id>.json only. Every step is a
+typed stage config (`edgekd train --diff-attention`, `distill`, `export`) run and cached by edgekd's step
+runner (benchmarks/steps.py: `step`, `run_step`); the commands recorded are the configs' equivalent
+`edgekd` command lines. Evaluations are cached beside each bundle by artifact sha256.
 """
 
 from __future__ import annotations
@@ -25,10 +27,25 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.steps import CACHE, DATA, Step, head_slice, read_json, run_step
+from benchmarks.steps import (
+    BASE,
+    CACHE,
+    DATA,
+    Step,
+    command,
+    data,
+    distill,
+    head_slice,
+    out_dir,
+    read_json,
+    run_step,
+    step,
+    train,
+)
+from edgekd.data import DataSpec
 
 SECTION = "diffattn"
-MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+MODEL = BASE
 DATASETS: dict[str, dict[str, Any]] = {"ag_news": {"text_columns": "text", "max_length": 64},
                                        "arabic_news_ant": {"text_columns": "title,text", "max_length": 128}}
 VARIANTS: dict[str, str | None] = {"plain": None, "hybrid-25": "0.25", "hybrid-50": "0.5"}
@@ -71,33 +88,37 @@ def _dataset_dir(dataset: str, scale: Scale) -> Path:
                       dict(zip(("train", "test"), scale.slice_rows, strict=True)))
 
 
-def _data_flags(dataset: str, scale: Scale) -> list[str]:
-    return ["--data", str(_dataset_dir(dataset, scale)), "--text-column", DATASETS[dataset]["text_columns"],
-            "--max-train-samples", str(scale.train_rows)]
+def _data(dataset: str, seed: int, scale: Scale) -> DataSpec:
+    """The training data of one dataset and seed: its text columns, `scale.train_rows` rows sampled by `seed`."""
+    return data(_dataset_dir(dataset, scale), DATASETS[dataset]["text_columns"].split(","), scale.train_rows, seed)
 
 
 def steps(dataset: str, seed: int, scale: Scale) -> dict[str, Step]:
     """Teachers, students and ONNX bundles of one dataset and seed, keyed `<role>-<variant>` and
     `bundle-<role>-<variant>`, in dependency order."""
+    from edgekd.commands.export import ExportStage
+    from edgekd.exporters.bundle_writer import ExportOptions
+
     c = CACHE / f"diffattn-{scale.name}" / dataset / f"seed-{seed}"
-    data = [*_data_flags(dataset, scale), "--seed", str(seed)]
-    length = str(scale.max_length or DATASETS[dataset]["max_length"])
+    spec = _data(dataset, seed, scale)
+    length = scale.max_length or DATASETS[dataset]["max_length"]
     out: dict[str, Step] = {}
     for variant, value in VARIANTS.items():
-        diff = ["--diff-attention", value] if value else []
-        out[f"teacher-{variant}"] = Step(f"teacher-{variant}", c / f"teacher-{variant}", [
-            "train", *data, "--model", MODEL, "--epochs", scale.teacher_epochs, "--max-length", length, *diff,
-            "--out", str(c / f"teacher-{variant}"), "--no-progress"])
+        teacher = c / f"teacher-{variant}"
+        out[f"teacher-{variant}"] = step(train(spec, teacher, model=MODEL, diff_attention=value,
+                                               epochs=scale.teacher_epochs, max_length=length), teacher)
+    plain = out["teacher-plain"]
     for variant, value in VARIANTS.items():
-        spec = "layers=3" + (f",diff={value}" if value else "")
-        out[f"student-{variant}"] = Step(f"student-{variant}", c / f"student-{variant}", [
-            "distill", *data, "--teacher", str(c / "teacher-plain"), "--student", spec, "--epochs",
-            scale.student_epochs, "--out", str(c / f"student-{variant}"), "--no-progress"])
+        student = c / f"student-{variant}"
+        students = ["layers=3" + (f",diff={value}" if value else "")]
+        out[f"student-{variant}"] = step(distill(out_dir(plain), spec, students, student,
+                                                 epochs=scale.student_epochs), student, after=[plain])
     for role in ROLES:
         for variant in VARIANTS:
-            name = f"bundle-{role}-{variant}"
-            out[name] = Step(name, c / name, ["export", str(c / f"{role}-{variant}"), "--target", "onnx", "--int8",
-                                              "--out", str(c / name), "--force"])
+            model, bundle = out[f"{role}-{variant}"], c / f"bundle-{role}-{variant}"
+            # No --data: calibration and accuracy control read the dataset recorded in the checkpoint.
+            export = ExportStage(out_dir(model), bundle, ExportOptions(targets="onnx", int8=True, force=True))
+            out[f"bundle-{role}-{variant}"] = step(export, bundle, after=[model])
     return out
 
 
@@ -151,19 +172,19 @@ def run_seed(dataset: str, seed: int, scale: Scale, log: Any) -> list[dict[str, 
     from edgekd.train.infer import load_checkpoint
 
     all_steps = steps(dataset, seed, scale)
-    for step in all_steps.values():
-        run_step(step, log)
-    labels = read_json(all_steps["bundle-teacher-plain"].out / "edgekd.json")["labels"]
+    for each in all_steps.values():
+        run_step(each, log)
+    labels = read_json(out_dir(all_steps["bundle-teacher-plain"]) / "edgekd.json")["labels"]
     texts, y = _test_split(dataset, labels, scale)
-    evals = {(r, v): evaluate(all_steps[f"bundle-{r}-{v}"].out, texts, log) for r in ROLES for v in VARIANTS}
+    evals = {(r, v): evaluate(out_dir(all_steps[f"bundle-{r}-{v}"]), texts, log) for r in ROLES for v in VARIANTS}
     reference = np.asarray(evals[("teacher", "plain")]["fp32"]["predictions"])
     rows = []
     for role in ROLES:
-        bundles = {v: all_steps[f"bundle-{role}-{v}"].out for v in VARIANTS}
+        bundles = {v: out_dir(all_steps[f"bundle-{role}-{v}"]) for v in VARIANTS}
         log(f"latency {dataset} seed {seed} {role}")
         speed = {p: latency(bundles, texts, p, scale.latency_runs) for p in ("fp32", "int8")}
         for variant in VARIANTS:
-            ckpt = all_steps[f"{role}-{variant}"].out
+            ckpt = out_dir(all_steps[f"{role}-{variant}"])
             card = read_json(ckpt / "edgekd-model.json")
             model, tokenizer = load_checkpoint(ckpt)
             peaks = activation_peaks(model, tokenizer, texts[: scale.peak_texts], card["max_length"])
@@ -171,7 +192,7 @@ def run_seed(dataset: str, seed: int, scale: Scale, log: Any) -> list[dict[str, 
                                    "converted": (card.get("diff_attention") or {}).get("layers", []),
                                    "lambda": (card.get("diff_attention") or {}).get("lambda", []),
                                    "static_int8": static_int8_agreement(bundles[variant]),
-                                   "peaks": peaks, "peak_max": summary(peaks), "command": all_steps[f"{role}-{variant}"].command}
+                                   "peaks": peaks, "peak_max": summary(peaks), "command": command(all_steps[f"{role}-{variant}"])}
             for p, ev in evals[(role, variant)].items():
                 pred = np.asarray(ev["predictions"])
                 row[p] = {"accuracy": float((pred == y).mean()), "agreement": float((pred == reference).mean()),

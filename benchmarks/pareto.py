@@ -10,6 +10,10 @@ results/pareto-<device-id>.png and the `pareto` section of RESULTS.md.
 `EDGEKD_BENCH_PARETO=smoke python -m benchmarks pareto`: two students on a slice with a 1-epoch teacher,
 exported to every target, in minutes; a check that the part runs, written only into its cache folder.
 
+Every step is a typed stage config (`edgekd train`, `distill`, `export`, `baseline`) run and cached by
+edgekd's step runner (benchmarks/steps.py: `step`, `run_step`); the commands recorded are the configs'
+equivalent `edgekd` command lines.
+
 Latency: each student's fp32 and int8 ONNX artifacts are timed interleaved call by call with the teacher
 pipeline on the same texts (benchmarks/timing.py), so every speed-up is measured in one window.
 """
@@ -24,7 +28,22 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.steps import CACHE, DATA, Step, head_slice, pipeline, read_json, run_step
+from benchmarks.steps import (
+    CACHE,
+    DATA,
+    Step,
+    baseline,
+    data,
+    distill,
+    export,
+    head_slice,
+    out_dir,
+    pipeline,
+    read_json,
+    run_step,
+    step,
+    train,
+)
 
 SECTION = "pareto"
 TARGET = {"min_speedup": 8.0, "min_accuracy_share": 0.99}
@@ -76,29 +95,24 @@ def steps(g: Grid) -> dict[str, Step]:
     teacher, baseline and students where the spec is one of them)."""
     from edgekd.train.students import parse_student_spec
 
-    c, data = folder(g), _slice(g)
-    if g.name == "full":
-        main = pipeline()
+    c, spec_data = folder(g), data(_slice(g))
+    main = pipeline() if g.name == "full" else None
+    if main is not None:
         out = {"teacher": main["teacher"], "baseline": main["baseline"]}
     else:
-        teacher = c / "teacher"
-        out = {"teacher": Step("teacher", teacher, [
-                   "train", "--data", data, "--model", "sentence-transformers/all-MiniLM-L6-v2", "--epochs", "1",
-                   "--max-length", "32", "--out", str(teacher), "--no-progress"]),
-               "baseline": Step("baseline", c / "baseline", ["baseline", "--data", data, "--out", str(c / "baseline")])}
-    teacher = out["teacher"].out
+        out = {"teacher": step(train(spec_data, c / "teacher", epochs=1, max_length=32), c / "teacher"),
+               "baseline": step(baseline(spec_data, c / "baseline"), c / "baseline")}
+    teacher, shared = out["teacher"], main["students"] if main is not None else None
     for spec in g.specs:
         name = parse_student_spec(spec).name
-        reuse = g.name == "full" and spec in pipeline()["students"].argv and g.epochs == "2"
-        student = pipeline()["students"] if reuse else Step(f"distill {name}", c / "students" / name, [
-            "distill", "--teacher", str(teacher), "--data", data, "--student", spec, "--epochs", g.epochs,
-            "--out", str(c / "students" / name), "--no-progress"])
-        ckpt = student.out / name if reuse else student.out
+        if shared is not None and spec in shared.stage.students and g.epochs == "2":
+            student, ckpt = shared, out_dir(shared) / name
+        else:
+            ckpt = c / "students" / name
+            student = step(distill(out_dir(teacher), spec_data, [spec], ckpt, epochs=g.epochs), ckpt, after=[teacher])
         bundle = c / "bundles" / name
         out[f"distill {name}"] = student
-        out[f"bundle {name}"] = Step(f"bundle {name}", bundle, [
-            "export", str(ckpt), "--target", g.targets, "--int8", "--calibration-data", data, "--out", str(bundle),
-            "--force"])
+        out[f"bundle {name}"] = step(export(ckpt, bundle, g.targets, spec_data), bundle, after=[student])
     return out
 
 
@@ -143,23 +157,24 @@ def study(log: Any) -> dict[str, Any]:
 
     g, all_steps = grid(), steps(grid())
     commands = []
-    for step in {s.name: s for s in all_steps.values()}.values():  # the main students step once, when reused
-        stamp = run_step(step, log)
-        commands.append({"step": step.name, "command": step.command, "wall_time_s": stamp["wall_time_s"]})
-    data, teacher_dir = _slice(g), all_steps["teacher"].out
-    texts = _test_texts(data, g.latency_texts)
+    for each in {s.name: s for s in all_steps.values()}.values():  # the main students step once, when reused
+        done = run_step(each, log)
+        commands.append({"step": each.name, "command": done["command"], "wall_time_s": done["wall_time_s"]})
+    test_data, teacher_dir = _slice(g), out_dir(all_steps["teacher"])
+    baseline_dir = out_dir(all_steps["baseline"])
+    texts = _test_texts(test_data, g.latency_texts)
     pipe = speed.teacher_pipeline(teacher_dir)
-    baseline = load_baseline(all_steps["baseline"].out)
+    tfidf = load_baseline(baseline_dir)
     log("pareto: baseline vs teacher pipeline, batch 1")
-    groups = {"baseline": latency(pipe, {"baseline": lambda t: baseline.logits([t])}, texts, g.runs)}
+    groups = {"baseline": latency(pipe, {"baseline": lambda t: tfidf.logits([t])}, texts, g.runs)}
     rows = [_reference_row("teacher", teacher_dir, _bytes(teacher_dir, "*.safetensors")),
-            _reference_row("baseline", all_steps["baseline"].out,
-                           _bytes(all_steps["baseline"].out, "baseline.json", "vocabulary.json", "weights.npz"))]
+            _reference_row("baseline", baseline_dir,
+                           _bytes(baseline_dir, "baseline.json", "vocabulary.json", "weights.npz"))]
     dropped = {}
     for spec in g.specs:
         name = parse_student_spec(spec).name
-        bundle = all_steps[f"bundle {name}"].out
-        acc = accuracy(bundle, data, log)
+        bundle = out_dir(all_steps[f"bundle {name}"])
+        acc = accuracy(bundle, test_data, log)
         manifest = read_json(bundle / "edgekd.json")
         dropped[name] = [f"{d['artifact']} ({d['stage']}): {d['reason']}" for d in manifest.get("dropped", [])]
         log(f"pareto: {name} onnx {', '.join(acc)} vs teacher pipeline, batch 1")
@@ -178,8 +193,9 @@ def study(log: Any) -> dict[str, Any]:
 
 
 def _checkpoint(all_steps: dict[str, Step], name: str) -> Path:
-    step = all_steps[f"distill {name}"]
-    return step.out / name if (step.out / name / "config.json").is_file() else step.out
+    """The student's checkpoint: a folder of its distill step's output (the main students step), or the output."""
+    out = out_dir(all_steps[f"distill {name}"])
+    return out / name if (out / name / "config.json").is_file() else out
 
 
 def _test_texts(data: str, n: int) -> list[str]:
