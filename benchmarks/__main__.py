@@ -34,9 +34,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ["EDGEKD_BENCH_SET_OMP_WAIT_POLICY"] = "1"
 
 from benchmarks import speed  # noqa: E402
-from benchmarks.steps import CACHE, ROOT, Step, ag_news, out_dir, pipeline, read_json, run_step, test_texts  # noqa: E402
-from benchmarks.steps import step as cached_step  # noqa: E402
-from benchmarks.steps import verify as verify_stage  # noqa: E402
+from benchmarks.steps import ROOT, Step, ag_news, out_dir, pipeline, read_json, run_step, test_texts  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
@@ -100,32 +98,19 @@ def students(results: dict[str, Any]) -> None:
                                  for d in [out, *sorted(out.iterdir())] if (d / "distillation.json").is_file()}
 
 
-def _verify_step(bundle: Step, out: Path, baseline: Step | None = None, backends: list[str] | None = None) -> Step:
-    """The cached step `edgekd verify` of `bundle` on every AG News test text against the teacher (and the
-    TF-IDF `baseline` step's model, when given), its report written into `out`."""
-    teacher = pipeline()["teacher"]
-    stage = verify_stage(out_dir(bundle), ag_news(), out, teacher=out_dir(teacher),
-                         baseline=out_dir(baseline) if baseline is not None else None, backends=backends,
-                         max_samples=0)
-    return cached_step(stage, out, after=[bundle, teacher, *([baseline] if baseline is not None else [])])
-
-
-def _verify(bundle: Step, out: Path, baseline: Step | None = None,
-            backends: list[str] | None = None) -> tuple[Step, dict[str, Any]]:
-    """Run (unless cached) `_verify_step`; returns the step and {command, wall_time_s, report}. A failed
-    gate does not stop the benchmark: it is in the report (its `passed` and gates), which the results keep."""
-    verify = _verify_step(bundle, out, baseline, backends)
+def _verify(verify: Step) -> dict[str, Any]:
+    """Run (unless cached) a verify step of `pipeline()`; {command, wall_time_s, report}. A failed gate does
+    not stop the benchmark: it is in the report (its `passed` and gates), which the results keep."""
     ran = run_step(verify, log)
-    report = next(iter(sorted(out.glob("*.json"))), None)  # the report, <device-id>.json
-    return verify, {"command": ran["command"], "wall_time_s": ran["wall_time_s"],
-                    "report": read_json(report) if report else None}
+    report = next(iter(sorted(out_dir(verify).glob("*.json"))), None)  # the report, <device-id>.json
+    return {"command": ran["command"], "wall_time_s": ran["wall_time_s"], "report": read_json(report) if report else None}
 
 
 def export(results: dict[str, Any]) -> None:
     steps = pipeline()
     bundle = steps["bundle"]
     ran = run_step(bundle, log)
-    _, verified = _verify(bundle, CACHE / "ag_news" / "verify", baseline=steps["baseline"])
+    verified = _verify(steps["verify"])
     results["export"] = {"command": ran["command"], "wall_time_s": ran["wall_time_s"],
                          "manifest": read_json(out_dir(bundle) / "edgekd.json"), "verify": verified}
 
@@ -137,7 +122,7 @@ def small(results: dict[str, Any]) -> None:
     bundle = steps["bundle_small"]
     ran = run_step(bundle, log)
     bundle_dir = out_dir(bundle)
-    _, verified = _verify(bundle, CACHE / "ag_news" / "verify-layers-2", backends=["onnx"])
+    verified = _verify(steps["verify_small"])
     if not any(a["precision"] == "int8" for a in read_json(bundle_dir / "edgekd.json")["artifacts"]):
         log("accuracy control kept no int8 artifact for the 2-layer student: nothing to compare")
         results["small"] = {"command": ran["command"], "wall_time_s": ran["wall_time_s"], "int8": None}

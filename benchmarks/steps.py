@@ -168,8 +168,14 @@ def pipeline(dataset: str = "ag_news") -> dict[str, Step]:
     # The smallest student, ONNX only: the fastest edgekd model that still keeps >= 99% of the teacher.
     small = step(export(students_dir / "layers-2", c / "bundle-layers-2", "onnx", spec), c / "bundle-layers-2",
                  after=[students])
+    # Every artifact of each bundle on the whole test split against the teacher (the 3-layer one with the
+    # TF-IDF baseline beside it; the 2-layer one, ONNX only).
+    checked = step(verify(c / "bundle", spec.path, c / "verify", teacher=teacher_dir, baseline=c / "baseline",
+                          max_samples=0), c / "verify", after=[bundle, teacher, base])
+    checked_small = step(verify(c / "bundle-layers-2", spec.path, c / "verify-layers-2", teacher=teacher_dir,
+                                backends=["onnx"], max_samples=0), c / "verify-layers-2", after=[small, teacher])
     return {"baseline": base, "teacher": teacher, "students": students, "no_teacher": no_teacher,
-            "bundle": bundle, "bundle_small": small}
+            "bundle": bundle, "bundle_small": small, "verify": checked, "verify_small": checked_small}
 
 
 def step_env() -> dict[str, str]:

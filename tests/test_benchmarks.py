@@ -1,124 +1,14 @@
-"""The benchmark's step cache, its timing cross-check and its verdicts (no model runs: `edgekd` calls are
-faked, results are synthetic)."""
+"""The benchmark's steps (typed stage configs on edgekd's one runner, whose own tests are in
+test_steps.py), its timing cross-check and its verdicts (no model runs: results are synthetic)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from benchmarks import results, steps, timing
-
-
-@pytest.fixture
-def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, list[list[str]]]:
-    """A step cache in tmp_path/cache whose `edgekd` runs are faked; the edgekd package is a small copy in
-    tmp_path/src/edgekd, and every fake step imports train.py of it (not serve.py)."""
-    root = tmp_path / "cache"
-    monkeypatch.setattr(steps, "CACHE", root)
-    package = tmp_path / "src" / "edgekd"
-    package.mkdir(parents=True)
-    for name, text in (("train.py", "LR = 1e-4\n"), ("serve.py", "PORT = 8000\n"), ("schema.json", "{}\n")):
-        (package / name).write_text(text)
-    monkeypatch.setattr(steps, "PACKAGE", package)
-    calls: list[list[str]] = []
-
-    def fake_run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-        calls.append(cmd[3:])
-        out = Path(cmd[cmd.index("--out") + 1])
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "model.txt").write_text(str(len(calls)))
-        Path(env["EDGEKD_BENCH_IMPORTS"]).write_text(json.dumps([str(package / "train.py"), "/usr/lib/json.py"]))
-        return subprocess.CompletedProcess(cmd, 0)
-
-    monkeypatch.setattr(steps.subprocess, "run", fake_run)
-    return root, calls
-
-
-def _pair(root: Path) -> tuple[steps.Step, steps.Step]:
-    teacher = steps.Step("teacher", root / "teacher", ["train", "--lr", "1e-4", "--out", str(root / "teacher")])
-    student = steps.Step("students", root / "students", [
-        "distill", "--teacher", str(root / "teacher"), "--out", str(root / "students")])
-    return teacher, student
-
-
-def test_a_step_reruns_when_a_step_it_reads_was_redone(cache: tuple[Path, list[list[str]]]) -> None:
-    root, calls = cache
-    teacher, student = _pair(root)
-    steps.run_step(teacher, log=lambda m: None)
-    first = steps.run_step(student, log=lambda m: None)
-    assert first["inputs"] == {"teacher": json.loads((root / "teacher" / steps.STAMP).read_text())["finished"]}
-    assert steps.run_step(student, log=lambda m: None)["cached"] is True
-    assert steps.run_step(teacher, log=lambda m: None)["cached"] is True
-    assert len(calls) == 2
-    # The teacher is redone (here: a stamp from another time); the same distill command must rerun.
-    stamp = json.loads((root / "teacher" / steps.STAMP).read_text())
-    (root / "teacher" / steps.STAMP).write_text(json.dumps(stamp | {"finished": "2000-01-01T00:00:00"}))
-    again = steps.run_step(student, log=lambda m: None)
-    assert again["cached"] is False and again["inputs"] == {"teacher": "2000-01-01T00:00:00"}
-    assert len(calls) == 3 and calls[-1] == student.argv
-
-
-def test_a_step_reruns_when_the_edgekd_code_it_ran_changes(cache: tuple[Path, list[list[str]]]) -> None:
-    root, calls = cache
-    package = steps.PACKAGE
-    teacher, student = _pair(root)
-    first = steps.run_step(teacher, log=lambda m: None)
-    steps.run_step(student, log=lambda m: None)
-    source = first["source"]
-    assert source["files"] == ["edgekd/train.py"]  # what the step imported from the package, nothing else
-    assert source["sha256"] == steps.source_version(["edgekd/train.py"]) and "git_commit" in source
-    (package / "serve.py").write_text("PORT = 9000\n")  # code the step never imported
-    assert steps.run_step(teacher, log=lambda m: None)["cached"] is True
-    (package / "train.py").write_text("LR = 5e-5\n")  # code it ran
-    logged: list[str] = []
-    again = steps.run_step(teacher, log=logged.append)
-    assert again["cached"] is False and again["source"]["sha256"] != source["sha256"]
-    assert any("edgekd code it ran changed since" in m for m in logged)
-    # ... and the step that reads its output reruns through the upstream rule.
-    assert steps.run_step(student, log=lambda m: None)["cached"] is False
-    (package / "schema.json").write_text('{"v": 2}\n')  # a data file of the package counts for every step
-    assert steps.run_step(teacher, log=lambda m: None)["cached"] is False
-    assert len(calls) == 5
-
-
-def test_a_stamp_without_a_source_version_reruns(cache: tuple[Path, list[list[str]]]) -> None:
-    root, calls = cache
-    teacher, _ = _pair(root)
-    stamp = steps.run_step(teacher, log=lambda m: None)
-    stamp.pop("source")
-    stamp.pop("cached")
-    (root / "teacher" / steps.STAMP).write_text(json.dumps(stamp))  # written before stamps had one
-    assert steps.run_step(teacher, log=lambda m: None)["cached"] is False and len(calls) == 2
-
-
-def test_source_version_changes_with_a_file_it_covers(tmp_path: Path) -> None:
-    package = tmp_path / "edgekd"
-    package.mkdir()
-    (package / "a.py").write_text("x = 1\n")
-    (package / "b.py").write_text("y = 1\n")
-    before = steps.source_version(["edgekd/a.py"], package)
-    (package / "b.py").write_text("y = 2\n")
-    assert steps.source_version(["edgekd/a.py"], package) == before
-    (package / "a.py").write_text("x = 2\n")
-    assert steps.source_version(["edgekd/a.py"], package) != before
-    (package / "a.py").unlink()
-    assert steps.source_version(["edgekd/a.py"], package) not in (before, steps.source_version([], package))
-
-
-def test_the_runner_records_the_edgekd_files_a_command_imports(tmp_path: Path) -> None:
-    import os
-    import sys
-
-    record = tmp_path / "imports.json"
-    proc = subprocess.run([sys.executable, "-c", steps._RUNNER, "info", str(tmp_path / "missing")], cwd=steps.ROOT,
-                          env=dict(os.environ) | {"EDGEKD_BENCH_IMPORTS": str(record)}, capture_output=True, text=True)
-    assert proc.returncode == 2 and "bundle not found" in proc.stderr  # edgekd's own CLI ran, with its exit code
-    files = steps._imported(record, steps.PACKAGE)
-    assert "edgekd/cli.py" in files and "edgekd/commands/info.py" in files
-    assert "edgekd/train/teacher.py" not in files and "edgekd/exporters/onnx.py" not in files  # never imported
 
 
 def test_peak_estimate_uses_the_maximum_clock_and_physical_cores(tmp_path: Path) -> None:
@@ -188,15 +78,6 @@ def test_the_pytorch_speed_row_needs_the_controlled_comparison() -> None:
             **comp, "slow": "teacher_torch", "fast": "student_torch"}
     row = next(t for t in results.targets(old | {"speed": {"torch_student_vs_teacher": comp}}) if t[0].startswith(title))
     assert row[1].startswith("2.30x (20.00 ms vs 8.70 ms) (back to back 2.20x)") and row[2] == "**met**"
-
-
-def test_a_path_inside_a_step_output_counts_as_that_step(cache: tuple[Path, list[list[str]]]) -> None:
-    root, _ = cache
-    teacher, student = _pair(root)
-    steps.run_step(teacher, log=lambda m: None)
-    steps.run_step(student, log=lambda m: None)
-    argv = ["export", str(root / "students" / "layers-3"), "--out", str(root / "bundle"), "/elsewhere/data"]
-    assert set(steps.upstream(argv)) == {"students"}
 
 
 def test_steps_run_without_the_wait_policy_the_benchmark_set(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -306,3 +187,76 @@ def test_the_imbalance_target_needs_every_seed_to_beat_the_baseline_with_no_dead
     assert target(rows)["ag"]["seeds"][0]["met"] is False
     gain = verdict(rows)["ag teacher"]
     assert gain["by_seed"] == {"42": {"f1_macro": 0.2, "accuracy": 0.2, "worst_f1": -0.3}}
+
+
+def _every_step(monkeypatch: pytest.MonkeyPatch, cache: Path) -> dict[str, object]:
+    """Every step of every benchmark part in each of its settings, keyed by name, with $CACHE in `cache`
+    (the parts write their data slices there while planning)."""
+    import importlib
+
+    modules = [importlib.import_module(f"benchmarks.{m}") for m in ("steps", "imbalance", "vocab", "adapt", "pareto",
+                                                                    "diffattn", "serve")]
+    for module in modules:
+        if hasattr(module, "CACHE"):
+            monkeypatch.setattr(module, "CACHE", cache)
+    _, imbalance, vocab, adapt, pareto, diffattn, _ = modules
+    plans = [steps.pipeline(), vocab.steps(), *(imbalance.steps(s) for s in (imbalance.SLICE, imbalance.SMOKE)),
+             *(adapt.steps(s) for s in (adapt.FULL, adapt.SMOKE)), *(pareto.steps(g) for g in (pareto.FULL, pareto.SMOKE)),
+             *(diffattn.steps(d, seed, diffattn.SMOKE) for d in ("ag_news", "arabic_news_ant") for seed in (42, 43))]
+    found: dict[str, object] = {}
+    for plan in plans:
+        for step in plan.values():
+            assert found.setdefault(step.name, step).key == step.key, f"two configs write {step.name}"
+    return found
+
+
+def _paths(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _paths(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _paths(v)]
+    return [value] if isinstance(value, str) and value.startswith("/") else []
+
+
+def test_every_benchmark_step_is_its_command_and_waits_for_the_steps_it_reads(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each step's recorded command gives its config back through the verb's flags, and every cached output
+    its config reads (a teacher, a student, a bundle) is a step in its `after`, so redoing that step redoes it."""
+    import importlib
+
+    from edgekd.cli import COMMANDS, parse
+
+    cache = tmp_path / "cache"
+    every = _every_step(monkeypatch, cache)
+    assert len(every) > 100
+    outputs = {str(s.outputs[0]): name for name, s in every.items()}
+    for name, step in every.items():
+        assert importlib.import_module(COMMANDS[step.verb]).stage_from_args(parse(step.command)).key() == step.key, name
+        reads = {outputs[str(p)] for path in _paths(step.key) if path.startswith(str(cache)) and path != str(step.outputs[0])
+                 for p in (Path(path), *Path(path).parents) if str(p) in outputs}
+        assert reads <= set(step.after), f"{name} reads {reads - set(step.after)} without waiting for it"
+
+
+def test_the_published_commands_are_the_configs_the_steps_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before/after the runner merge: every `edgekd` command RESULTS.md published (the hand-written command lines
+    the parts ran, with their measured results) parses to the same stage config as the typed step that now writes
+    the same output, so those cached steps and their numbers stay what the current steps produce."""
+    import importlib
+    import re
+
+    from edgekd.cli import COMMANDS, parse
+
+    cache = tmp_path / "cache"
+    every = _every_step(monkeypatch, cache)
+    by_output = {str(s.outputs[0]): s for s in every.values()}
+    text = (steps.ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
+    commands = re.findall(r"(?m)(?:`|^)edgekd ((?:baseline|train|distill|export|verify|adapt-vocab|prune-vocab) [^`\n]+)", text)
+    matched = 0
+    for line in commands:
+        argv = [a.replace("$CACHE", str(cache)).replace("../shared", str(steps.DATA.parent)) for a in line.split()]
+        stage = importlib.import_module(COMMANDS[argv[0]]).stage_from_args(parse(argv))
+        out = str(stage.config.out_dir if argv[0] == "verify" else stage.out)
+        assert out in by_output, f"no step writes {out} (published: edgekd {line})"
+        assert by_output[out].key == stage.key(), f"edgekd {line}"
+        matched += 1
+    assert matched >= 30  # the main pipeline, the vocab part and the imbalance slice at least

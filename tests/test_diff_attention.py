@@ -285,9 +285,10 @@ def test_diffattn_benchmark_steps_and_table() -> None:
     from benchmarks import diffattn
 
     steps = diffattn.steps("ag_news", 42, diffattn.SMOKE)
-    assert steps["teacher-hybrid-50"].argv[-5:-3] == ["--diff-attention", "0.5"]
-    student = steps["student-hybrid-25"].argv
-    assert "layers=3,diff=0.25" in student and student[student.index("--teacher") + 1].endswith("teacher-plain")
+    assert steps["teacher-hybrid-50"].stage.diff_attention == "0.5"
+    student = steps["student-hybrid-25"]
+    assert student.stage.students == ["layers=3,diff=0.25"] and student.stage.teacher.endswith("teacher-plain")
+    assert student.after == [steps["teacher-plain"].name]  # it reads the plain teacher: redone when that is
     assert sum(1 for k in steps if k.startswith("bundle-")) == 6
     rows = [{"dataset": "ag_news", "seed": s, "role": "student", "variant": v, "converted": c,
              "fp32": {"accuracy": a, "agreement": 0.9, "bytes": 9e7, "ratio": r}, "int8": {"accuracy": a, "bytes": 2e7},

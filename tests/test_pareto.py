@@ -70,9 +70,9 @@ def test_grid_specs_parse_and_full_reuses_the_main_students(monkeypatch: pytest.
     assert all(parse_student_spec(s).options for s in pareto.SMOKE.specs)  # the smoke run prunes width
     steps = pareto.steps(pareto.FULL)
     # layers=2 and layers=3 (no width options) are the main benchmark's students step, trained once.
-    assert steps["distill layers-3"].name == steps["distill layers-2"].name == "students"
-    assert steps["bundle layers-3"].argv[1].endswith("students/layers-3")
+    assert steps["distill layers-3"] is steps["distill layers-2"] and steps["distill layers-3"].name == "ag_news/students"
+    assert str(steps["bundle layers-3"].stage.model).endswith("students/layers-3")
     pruned = steps["distill layers-4-ffn384-heads6"]
-    assert pruned.argv[pruned.argv.index("--student") + 1] == "layers=4,ffn=384,heads=6"
+    assert pruned.stage.students == ["layers=4,ffn=384,heads=6"] and pruned.after == ["ag_news/teacher"]
     monkeypatch.setenv("EDGEKD_BENCH_PARETO", "smoke")
     assert pareto.grid() is pareto.SMOKE
