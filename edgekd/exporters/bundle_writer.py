@@ -136,7 +136,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         (tmp / bundle_mod.TOKENIZER).write_bytes(tokenizer_json)
         bundle_tokenizer = BundleTokenizer(tmp / bundle_mod.TOKENIZER, settings)
         session_manifest = Manifest(labels=labels, tokenizer=settings, contract=contract)
-        reference, int8_reference = _references(model_dir, tmp, session_manifest, bundle_tokenizer, checks,
+        reference, int8_reference = _references(model_dir, model, tmp, session_manifest, bundle_tokenizer, checks,
                                                 validation, agreement, log)
         job = ExportJob(model_dir=model_dir, model=model, tokenizer=tokenizer, bundle_tokenizer=bundle_tokenizer,
                         labels=labels, settings=settings, contract=contract, bundle=tmp, workdir=Path(work),
@@ -162,14 +162,15 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
     return manifest
 
 
-def _references(model_dir: Path, staged: Path, manifest: Manifest, bundle_tokenizer: BundleTokenizer,
+def _references(model_dir: Path, model: Any, staged: Path, manifest: Manifest, bundle_tokenizer: BundleTokenizer,
                 checks: dict[str, list[str]], validation: tuple[list[str], list[int]] | None, agreement: list[str],
                 log: Callable[[str], None]) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     """The PyTorch reference logits (check sets; int8 decision texts with --int8): the runtime's torch
     backend over the checkpoint, fed by the staged bundle's tokenizer.json (`check.run_session`), the
-    ids every artifact is fed, so the tokenizer that ships is the one checked. The session (a second
-    copy of the model) is dropped once the logits are computed."""
-    session = open_session("torch", staged, Artifact("torch", "fp32", ""), manifest, {"checkpoint": str(model_dir)})
+    ids every artifact is fed, so the tokenizer that ships is the one checked. The session runs `model`, the
+    checkpoint already loaded for the export (computed before any exporter runs), not a second copy."""
+    session = open_session("torch", staged, Artifact("torch", "fp32", ""), manifest,
+                           {"checkpoint": str(model_dir), "model": model})
     reference = {k: run_session(session, bundle_tokenizer, v) for k, v in checks.items()}
     if validation is None:
         return reference, None

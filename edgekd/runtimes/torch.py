@@ -5,7 +5,8 @@ It runs the PyTorch checkpoint the bundle was exported from, fed by the bundle's
 torch and transformers are imported inside functions; no other runtime module imports this one.
 
 The checkpoint is `options["checkpoint"]` when given, else the first of the manifest's provenance
-keys `model_dir`, `student`, `checkpoint`, `source` (a path, or a dict with a `path`) that exists.
+keys `model_dir`, `student`, `checkpoint`, `source` (a path, or a dict with a `path`) that exists;
+`options["model"]` is that checkpoint already loaded (the export passes the model it exports).
 
 `threads`: torch has no per-model thread setting, only the process-wide intra-op count. A session
 given `threads` sets it for the length of each of its own forward passes and puts the previous
@@ -38,17 +39,18 @@ class TorchSession:
 
     input_dtype = np.int64
 
-    def __init__(self, checkpoint: Path, manifest: Manifest, threads: int | None) -> None:
+    def __init__(self, checkpoint: Path, manifest: Manifest, threads: int | None, model: Any = None) -> None:
         torch = require("torch", "train", "the torch reference backend")
         require("transformers", "train", "the torch reference backend")
         self._threads = int(threads) if threads else None
-        from edgekd.train.infer import load_model  # takes the build lock; rebuilds hybrid checkpoints
+        if model is None:  # else: that checkpoint, already loaded by the caller (the export), not a second copy
+            from edgekd.train.infer import load_model  # takes the build lock; rebuilds hybrid checkpoints
 
-        try:
-            model = load_model(checkpoint)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load the reference checkpoint {checkpoint} ({exc}); pass "
-                             "checkpoint=PATH to the model directory the bundle was exported from") from exc
+            try:
+                model = load_model(checkpoint)
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"cannot load the reference checkpoint {checkpoint} ({exc}); pass "
+                                 "checkpoint=PATH to the model directory the bundle was exported from") from exc
         self._model = model.eval().float()
         self._torch = torch
         names = set(inspect.signature(self._model.forward).parameters)
@@ -116,5 +118,5 @@ def checkpoint_of(manifest: Manifest, options: dict[str, Any]) -> Path:
 
 def open_reference(path: Path, artifact: Artifact, manifest: Manifest, options: dict[str, Any]) -> TorchSession:
     """The torch reference session, the opener of backend "torch" (`path`/`artifact` are unused: it
-    runs the checkpoint)."""
-    return TorchSession(checkpoint_of(manifest, options), manifest, options.get("threads"))
+    runs the checkpoint; `options["model"]`: that checkpoint already loaded, used instead of loading it)."""
+    return TorchSession(checkpoint_of(manifest, options), manifest, options.get("threads"), options.get("model"))
