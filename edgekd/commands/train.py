@@ -122,11 +122,12 @@ def run_stage(stage: TrainStage) -> dict[str, Any]:
     splits = load_splits(stage.data)
     print_data_report(splits, make_console(stderr=True))
 
-    from edgekd.metrics import print_decisions, print_metrics
+    from edgekd.metrics import print_decisions, print_metrics, print_warnings
     from edgekd.train.teacher import train_teacher
 
     metrics = train_teacher(splits, stage.data, stage.model, stage.out, stage.train,
-                            diff_attention=stage.diff_attention)
+                            diff_attention=stage.diff_attention,
+                            warn=lambda line: print_warnings([line], make_console(stderr=True)))
     if metrics:  # empty on the other ranks under torchrun: rank 0 evaluates and reports
         console = make_console()
         print_metrics(metrics, title=f"teacher {stage.out} test", console=console)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -82,9 +83,12 @@ def load_base_model(model_ref: str, labels: list[str]) -> tuple[Any, Any, str]:
 
 
 def train_teacher(splits: Splits, data_spec: DataSpec | None, model_ref: str, out: Path,
-                  config: TrainConfig | None = None, diff_attention: str | None = None) -> dict[str, Any]:
+                  config: TrainConfig | None = None, diff_attention: str | None = None,
+                  warn: Callable[[str], Any] | None = None) -> dict[str, Any]:
     """Fine-tune `model_ref` on `splits` (a `data.Splits`) and write the teacher checkpoint to `out`;
-    `diff_attention` (a `train.diff_attention` VALUE) converts those layers first.
+    `diff_attention` (a `train.diff_attention` VALUE) converts those layers first. How the model's
+    vocabulary reads the training texts is measured first (`vocab_fit`), recorded in the card and, when
+    it does not fit them, given to `warn` before training starts.
 
     Returns the test-split metrics (also written to `out/metrics.json`).
     """
@@ -95,6 +99,12 @@ def train_teacher(splits: Splits, data_spec: DataSpec | None, model_ref: str, ou
     from edgekd.train import diff_attention as diff
 
     model, tokenizer, path = load_base_model(model_ref, splits.labels)
+    from edgekd.train.vocab_fit import fit_warning, vocabulary_fit
+
+    fit = vocabulary_fit(tokenizer, splits.train.texts, config.max_length)
+    fit["warning"] = fit_warning(fit)
+    if fit["warning"] and warn is not None:
+        warn(fit["warning"])
     model = diff.prepare(model, diff_attention)
     trainer = build_trainer(model, tokenizer, splits, out, config, class_weights=plan.weights)
     diff.attach_ramp(trainer)
@@ -117,6 +127,7 @@ def train_teacher(splits: Splits, data_spec: DataSpec | None, model_ref: str, ou
         "base_model_path": path,
         "training": dataclasses.asdict(config),
         "train_samples": len(splits.train.texts),
+        "vocabulary_fit": fit,
         "decisions": plan.record(),
         "select_metric": config.select_metric,
         "best_validation": selected,

@@ -328,6 +328,13 @@ class Preflight:
     skipped: list[dict[str, str]]
 
 
+def vocabulary_notes(teacher: Path | None) -> list[str]:
+    """The teacher card's vocabulary-fit warning (`train.vocab_fit`: its vocabulary reads the data
+    nearly letter by letter), as a report note naming the fix; none when it fits or was not measured."""
+    fit = (read_card(teacher).get("vocabulary_fit") or {}) if teacher is not None else {}
+    return [f"teacher vocabulary: {fit['warning']}"] if fit.get("warning") else []
+
+
 def preflight(config: VerifyConfig, manifest: Any) -> Preflight:
     """Every check that needs no model: the checkpoints exist, the student's weights are the ones the
     bundle was exported from, teacher and student carry the bundle's labels, and every artifact
@@ -339,6 +346,7 @@ def preflight(config: VerifyConfig, manifest: Any) -> Preflight:
                           "install the runtime extra, e.g. pip install 'edgekd[onnx]'")
     require_complete(config.bundle, skipped, config.allow_partial)
     notes += check_student_weights(config.bundle, manifest.provenance, student)
+    notes += vocabulary_notes(teacher)
     student_cols = label_columns(checkpoint_labels(student), manifest.labels, "student", student, "--student")
     teacher_cols = None if teacher is None else \
         label_columns(checkpoint_labels(teacher), manifest.labels, "teacher", teacher, "--reference")
