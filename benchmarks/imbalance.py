@@ -49,9 +49,6 @@ SECTION = "imbalance"
 # The AG News sample's training rows per class (the issue's), largest to smallest.
 AG_SAMPLE = {"World": 2000, "Sports": 600, "Business": 200, "Sci/Tech": 60}
 WEIGHTS = ("none", "default")  # --class-weight none vs no flag (auto)
-# What the step runner before the merge into edgekd.steps left in each output folder (its wall time:
-# "wall_time_s"); read only to publish rows measured before the merge.
-OLD_STAMP = "benchmark-step.json"
 
 
 @dataclass(frozen=True)
@@ -245,12 +242,8 @@ def finished_wall_time(st: Step) -> float | None:
     out = out_dir(st)
     if not (out / "metrics.json").is_file():
         return None
-    done = stamp(st)
-    if done is not None:
-        return done["seconds"]
-    # A stamp written before the runner merge (the old benchmark runner's, in the output folder): rows
-    # measured then still publish.
-    return read_json(out / OLD_STAMP)["wall_time_s"] if (out / OLD_STAMP).is_file() else None
+    done = stamp(st)  # also a stamp of the runner before the merge: rows measured then still publish
+    return None if done is None else done["seconds"]
 
 
 def verdict(models: list[dict[str, Any]]) -> dict[str, Any]:

@@ -260,3 +260,19 @@ def test_the_published_commands_are_the_configs_the_steps_run(tmp_path: Path, mo
         assert by_output[out].key == stage.key(), f"edgekd {line}"
         matched += 1
     assert matched >= 30  # the main pipeline, the vocab part and the imbalance slice at least
+
+
+def test_a_step_finished_before_the_runner_merge_still_publishes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A step with only the old runner's stamp in its output folder counts as finished (its wall time as
+    "seconds") for publishing; the one runner's own stamp wins once it exists, and a run redoes the step."""
+    monkeypatch.setattr(steps, "CACHE", tmp_path)
+    out = tmp_path / "ag_news" / "baseline"
+    s = steps.step(steps.baseline(steps.data(tmp_path / "d"), out), out)
+    assert steps.stamp(s) is None
+    out.mkdir(parents=True)
+    (out / steps.OLD_STAMP).write_text(json.dumps({"command": "edgekd baseline ...", "wall_time_s": 99.8}))
+    assert steps.stamp(s)["seconds"] == 99.8
+    assert steps.runner().stale(s) == "not run yet"  # the old stamp covers publishing, not a run
+    steps.runner().stamp_path(s).parent.mkdir(parents=True)
+    steps.runner().stamp_path(s).write_text(json.dumps({"seconds": 1.5}))
+    assert steps.stamp(s)["seconds"] == 1.5
