@@ -101,19 +101,19 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
                               {"data": recipe.to_dict()["data"]}, rmtree_before=[paths["data"]])]
     if recipe.baseline.enabled:
         steps.append(Step.of("baseline", baseline.BaselineStage(data, paths["baseline"]),
-                                 [paths["baseline"] / "metrics.json"], ["data"], [paths["baseline"]]))
+                             [paths["baseline"] / "metrics.json"], ["data"], [paths["baseline"]]))
     base, teacher_deps = t.model, ["data"]
     if t.vocab_size is not None and not t.path:  # a native vocabulary first: the teacher fine-tunes it
         paths["base"], teacher_deps = out / f"base-vocab{t.vocab_size}", ["adapt-vocab"]
         base = str(paths["base"])
         stage = adapt_vocab.AdaptVocabStage(t.model, data, t.vocab_size, paths["base"], force=True)
         steps.append(Step.of("adapt-vocab", stage, [paths["base"] / CARD],
-                                 ["data"], [paths["base"]]))
+                             ["data"], [paths["base"]]))
     if not t.path:
         stage = train.TrainStage(data, paths["teacher"], base, train_config(t, recipe),
                                  None if t.diff_attention is None else str(t.diff_attention))
         steps.append(Step.of("teacher", stage, [paths["teacher"] / CARD],
-                                 teacher_deps, [paths["teacher"]]))
+                             teacher_deps, [paths["teacher"]]))
     teacher_after = ["data"] if t.path else ["teacher"]
     gates = gates_from_table(recipe.verify.gates)
     for spec in s.specs:
@@ -123,21 +123,21 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         config = DistillConfig(train=train_config(s, recipe), temperature=s.temperature, alpha=s.alpha)
         stage = distill.DistillStage(str(paths["teacher"]), data, [spec], student, config)
         steps.append(Step.of(f"distill {name}", stage, [student / CARD],
-                                 teacher_after, [student]))
+                             teacher_after, [student]))
         exported, export_after = student, f"distill {name}"
         if e.prune_vocab_min_count is not None:  # export (and verify) the pruned checkpoint instead
             exported = out / "students" / f"{name}-vocab{e.prune_vocab_min_count}"
             export_after = f"prune-vocab {name}"
             stage = prune_vocab.PruneVocabStage(student, data, exported, e.prune_vocab_min_count, force=True)
             steps.append(Step.of(export_after, stage, [exported / CARD],
-                                     [f"distill {name}"], [exported]))
+                                 [f"distill {name}"], [exported]))
         paths[f"exported:{name}"] = exported
         # targets as `--target` gives them (a comma list), so the config equals the command's
         options = ExportOptions(targets=",".join(e.targets), int8=e.int8, require_int8=e.require_int8,
                                 calibration_size=e.calibration_size, gates=gates.copy(),
                                 max_accuracy_drop=e.max_accuracy_drop, coreml_precision=e.coreml_precision, force=True)
         steps.append(Step.of(f"export {name}", export.ExportStage(exported, bundle, options, data),
-                                 [bundle / "edgekd.json"], [export_after]))
+                             [bundle / "edgekd.json"], [export_after]))
         steps.append(Step.of(f"verify {name}", verify_stage(recipe, bundle, exported, paths), [bundle / "reports"],
                              [f"export {name}", *teacher_after, *(["baseline"] if recipe.baseline.enabled else [])]))
     names = [_student_name(x) for x in s.specs]

@@ -74,11 +74,13 @@ class VerifyStage(Stage):
     config: VerifyConfig
 
     def command(self) -> list[str]:
-        from edgekd.verify.latency import LatencySettings
-
+        """The flags of the config (the latency settings without a flag, warm-up and the time budgets,
+        are LatencySettings' defaults whichever way the stage is built)."""
         c, lat = self.config, self.config.latency
+
         def opt(flag: str, value: Any) -> list[str]:
             return [] if value is None else [flag, str(value)]
+
         return ["verify", str(c.bundle), "--data", str(c.data), *opt("--reference", c.teacher),
                 *opt("--student", c.student), *opt("--baseline", c.baseline),
                 *opt("--backends", None if c.backends is None else ",".join(c.backends)),
@@ -87,9 +89,6 @@ class VerifyStage(Stage):
                 *([] if c.label_column == "label" else ["--label-column", c.label_column]),
                 "--runs", str(lat.runs), "--batch-size", str(lat.batch_size),
                 *([] if lat.cold_start else ["--no-cold-start"]),
-                *([] if (lat.warmup, lat.min_seconds, lat.max_runs, lat.throughput_batches)
-                  == (LatencySettings.warmup, LatencySettings.min_seconds, LatencySettings.max_runs,
-                      LatencySettings.throughput_batches) else ["<latency settings of a recipe>"]),
                 *opt("--out", c.out_dir), *(["--allow-partial"] if c.allow_partial else []), *gate_flags(c.gates)]
 
 
