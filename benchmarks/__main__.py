@@ -274,7 +274,7 @@ def adapt_part(device: dict[str, Any]) -> None:
     from benchmarks import adapt
 
     result = _study(device, lambda: adapt.study(log))
-    smoke = adapt.folder(adapt.setting()) if result["setting"] != "full" else None
+    smoke = adapt.folder(adapt.setting()) if result["setting"] == "smoke" else None
     _publish("adapt", result, adapt.markdown(result, device["device_id"]), adapt.SECTION, smoke)
 
 
