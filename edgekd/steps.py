@@ -150,6 +150,9 @@ class Runner:
             return StepResult(step.name, "skipped", 0.0, stamp=self.stamp(step) or {})
         if log:
             log(f"[{step.name}] {reason}: running {_command(step)}")
+        # No stamp while it runs: a run that dies part way must not leave an earlier run's stamp over
+        # outputs it has begun to rewrite.
+        self.stamp_path(step).unlink(missing_ok=True)
         root = Path(self.root).resolve()
         for stale in step.rmtree_before:
             if stale.exists() and stale.resolve().is_relative_to(root):

@@ -144,6 +144,17 @@ def test_a_failed_step_leaves_no_stamp_and_names_its_command(cache: tuple[steps.
     assert runner.stamp(teacher) is None and not list(runner.stamp_path(teacher).parent.glob(".teacher*"))
 
 
+def test_a_rerun_that_dies_leaves_no_earlier_stamp_behind(cache: tuple[steps.Runner, list[Fit]],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    runner, _ = cache
+    teacher, _ = _pair(runner)
+    runner.run(teacher, log=quiet)
+    monkeypatch.setattr(steps.subprocess, "run", lambda cmd, cwd, env: subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(SystemExit):
+        runner.run(teacher, force=True, log=quiet)  # it may have begun to rewrite the outputs
+    assert runner.stale(teacher) == "not run yet"
+
+
 def test_source_version_changes_with_a_file_it_covers(tmp_path: Path) -> None:
     package = tmp_path / "edgekd"
     package.mkdir()
