@@ -120,6 +120,8 @@ class Runner:
             if json.dumps(stamp.get("key"), sort_keys=True, default=str) != json.dumps(step.key, sort_keys=True,
                                                                                         default=str):
                 return "its config changed"
+            if "run" not in stamp:
+                return "its stamp is from an older edgekd"
             return "an upstream step was redone since this ran"
         if self.isolate and step.stage is not None:
             source = stamp.get("source") or {}

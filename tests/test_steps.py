@@ -132,6 +132,9 @@ def test_a_changed_config_or_a_lost_output_reruns_and_force_always_does(cache: t
     (Path(runner.root) / "students").rmdir()
     assert runner.stale(student) == "an output is missing"
     assert runner.run(teacher, force=True, log=quiet).status == "ran" and len(calls) == 3
+    old = {k: v for k, v in runner.stamp(teacher).items() if k not in ("run", "after")} | {"hash": "a hash of before"}
+    runner.stamp_path(teacher).write_text(json.dumps(old))  # the pipeline's stamp before the one runner
+    assert runner.stale(teacher) == "its stamp is from an older edgekd"
 
 
 def test_a_failed_step_leaves_no_stamp_and_names_its_command(cache: tuple[steps.Runner, list[Fit]],
