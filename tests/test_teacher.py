@@ -30,6 +30,8 @@ def test_train_real_minilm_on_ag_news_slice(tmp_path: Path) -> None:
     meta = json.loads((out / "edgekd-model.json").read_text())
     assert meta["role"] == "teacher" and meta["max_length"] == 48 and meta["train_samples"] < 160
     assert meta["best_validation_accuracy"] is not None and len(meta["dataset_fingerprint"]) == 64
+    fit = meta["vocabulary_fit"]  # measured on the training texts before training: English fits MiniLM
+    assert fit["texts"] == meta["train_samples"] and fit["pieces_per_word"] < 1.6 and fit["warning"] is None
     assert not (out / "checkpoints").exists() and not (out / "training_args.bin").exists()
     for png in ("confusion_matrix.png", "class_distribution.png"):
         assert (out / png).stat().st_size > 1000
