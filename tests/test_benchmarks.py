@@ -278,3 +278,34 @@ def test_a_step_finished_before_the_runner_merge_still_publishes(tmp_path: Path,
     steps.runner().stamp_path(s).parent.mkdir(parents=True)
     steps.runner().stamp_path(s).write_text(json.dumps({"seconds": 1.5}))
     assert steps.stamp(s)["seconds"] == 1.5
+
+
+def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m benchmarks.adapt` runs nothing: a max_length whose six steps finished is measured (here with
+    the measurements faked), the other is listed as missing and the section says the run is partial."""
+    from benchmarks import adapt
+
+    monkeypatch.setenv("EDGEKD_BENCH_ADAPT", "smoke")
+    for module in (steps, adapt):
+        monkeypatch.setattr(module, "CACHE", tmp_path)
+    plan = adapt.steps(adapt.SMOKE)
+    short, long = adapt.SMOKE.max_lengths
+    for name, s in plan.items():
+        if name.endswith(f"-{long}"):
+            continue  # the longer max_length has not run
+        steps.out_dir(s).mkdir(parents=True, exist_ok=True)
+        steps.runner().stamp_path(s).parent.mkdir(parents=True, exist_ok=True)
+        steps.runner().stamp_path(s).write_text(json.dumps({"seconds": 12.5}))
+    card = {"vocab_adaptation": {"vocab_size": 2000, "corpus_rows": 540, "init": {"copied": 1, "mean_of_pieces": 2, "unk": 0}}}
+    (steps.out_dir(plan["adapt"]) / "edgekd-model.json").write_text(json.dumps(card))
+    monkeypatch.setattr(adapt, "_headline", lambda d: {"accuracy": 0.5, "f1_macro": 0.4, "n": 150})
+    monkeypatch.setattr(adapt, "tokenization", lambda d, texts, n: {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5})
+    monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {"precision": "int8", "accuracy": 0.45, "f1_macro": 0.4, "n": 150})
+    monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: {v: {"p50_ms": 3.0} for v in bundles})
+    result = adapt.study(lambda m: None, run=False)
+    assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [("english", short), ("adapted", short)]
+    assert result["partial"] and sorted(result["missing"]) == sorted(n for n in plan if n.endswith(f"-{long}"))
+    assert {c["wall_time_s"] for c in result["commands"]} == {12.5} and list(result["verdict"]) == [str(short)]
+    text = "\n".join(adapt.markdown(result, "dev"))
+    assert "**Partial run**" in text and f"| adapted | {short} |" in text and f"| english | {long} |" not in text
