@@ -268,24 +268,26 @@ def diffattn_part(device: dict[str, Any]) -> None:
              diffattn.markdown(result, device["device_id"]), diffattn.SECTION if full else None)
 
 
-def adapt_part(device: dict[str, Any]) -> None:
-    """English vs adapted vocabulary on arabic_news_ant: results/adapt-<device-id>.json and its section
-    (EDGEKD_BENCH_ADAPT=smoke: only $CACHE/arabic_news_ant-adapt-smoke/adapt.{json,md})."""
-    from benchmarks import adapt
+def settings_part(tag: str, device: dict[str, Any], run: bool = True) -> None:
+    """A part with settings (`benchmarks.<tag>`: `study(log, run)`, `markdown`, `SECTION`, `folder`,
+    `setting`): results/<tag>-<device-id>.json and its RESULTS.md section, or (smoke) only
+    <its cache folder>/<tag>.{json,md}. `run=False` runs no step and publishes what the cache holds."""
+    import importlib
 
-    result = _study(device, lambda: adapt.study(log))
-    smoke = adapt.folder(adapt.setting()) if result["setting"] == "smoke" else None
-    _publish("adapt", result, adapt.markdown(result, device["device_id"]), adapt.SECTION, smoke)
+    part = importlib.import_module(f"benchmarks.{tag}")
+    result = _study(device, lambda: part.study(log, run=run))
+    smoke = part.folder(part.setting()) if result["setting"] == "smoke" else None
+    _publish(tag, result, part.markdown(result, device["device_id"]), part.SECTION, smoke)
+
+
+def adapt_part(device: dict[str, Any]) -> None:
+    """English vs adapted vocabulary on arabic_news_ant (EDGEKD_BENCH_ADAPT=slice|smoke)."""
+    settings_part("adapt", device)
 
 
 def imbalance_part(device: dict[str, Any]) -> None:
-    """Class weights on imbalanced data: results/imbalance-<device-id>.json and its section
-    (EDGEKD_BENCH_IMBALANCE=smoke: only $CACHE/imbalance-smoke/imbalance.{json,md})."""
-    from benchmarks import imbalance
-
-    result = _study(device, lambda: imbalance.study(log))
-    smoke = imbalance.folder(imbalance.setting()) if result["setting"] == "smoke" else None
-    _publish("imbalance", result, imbalance.markdown(result, device["device_id"]), imbalance.SECTION, smoke)
+    """Class weights on imbalanced data (EDGEKD_BENCH_IMBALANCE=slice|smoke)."""
+    settings_part("imbalance", device)
 
 
 def _section(name: str, lines: list[str]) -> None:

@@ -251,15 +251,11 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
 
 
 def main() -> None:
-    """Publish what the setting's cache holds so far (no step is run; the finished max_lengths measured):
-    results JSON and RESULTS.md section (smoke: its cache folder)."""
-    from benchmarks.__main__ import _publish, _study, log
+    """Publish what the setting's cache holds so far (no step is run): results JSON and RESULTS.md section."""
+    from benchmarks.__main__ import settings_part
     from edgekd.verify.device import fingerprint
 
-    device = fingerprint()
-    result = _study(device, lambda: study(log, run=False))
-    _publish("adapt", result, markdown(result, device["device_id"]), SECTION,
-             folder(setting()) if result["setting"] == "smoke" else None)
+    settings_part("adapt", fingerprint(), run=False)
 
 
 if __name__ == "__main__":

@@ -358,13 +358,10 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
 
 def main() -> None:
     """Publish what the setting's cache holds so far (no step is run): results JSON and RESULTS.md section."""
-    from benchmarks.__main__ import _publish, _study, log
+    from benchmarks.__main__ import settings_part
     from edgekd.verify.device import fingerprint
 
-    device = fingerprint()
-    result = _study(device, lambda: study(log, run=False))
-    _publish("imbalance", result, markdown(result, device["device_id"]), SECTION,
-             folder(setting()) if result["setting"] == "smoke" else None)
+    settings_part("imbalance", fingerprint(), run=False)
 
 
 if __name__ == "__main__":
