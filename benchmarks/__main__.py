@@ -256,16 +256,21 @@ def pareto_part(device: dict[str, Any]) -> None:
     log(f"wrote {data} and {png}" + (" and the pareto section of benchmarks/RESULTS.md" if full else ""))
 
 
-def diffattn_part(device: dict[str, Any]) -> None:
-    """Differential-attention hybrids vs plain (benchmarks/diffattn.py): results/diffattn-<device-id>.json and
-    its RESULTS.md section; the smoke scale (EDGEKD_BENCH_DIFFATTN=smoke) writes diffattn-smoke-<device-id>.json only."""
+def diffattn_part(device: dict[str, Any], run: bool = True) -> None:
+    """Differential-attention hybrids vs plain (benchmarks/diffattn.py): results/diffattn-<device-id>.{json,png}
+    and its RESULTS.md section; the smoke scale (EDGEKD_BENCH_DIFFATTN=smoke) writes diffattn-smoke-<device-id>.json
+    only. `run=False` (`python -m benchmarks.diffattn`) runs no step and publishes the finished seeds."""
     from benchmarks import diffattn
 
     scale = diffattn.scale()
-    result = _study(device, lambda: diffattn.study(log, scale))
+    result = _study(device, lambda: diffattn.study(log, scale, run=run))
     full = scale.name == "full"
+    png = None
+    if full and result["rows"]:
+        png = diffattn.chart(result, RESULTS / f"diffattn-{device['device_id']}.png")
     _publish("diffattn" if full else f"diffattn-{scale.name}", result,
-             diffattn.markdown(result, device["device_id"]), diffattn.SECTION if full else None)
+             diffattn.markdown(result, device["device_id"], f"results/{png.name}" if png else None),
+             diffattn.SECTION if full else None)
 
 
 def settings_part(tag: str, device: dict[str, Any], run: bool = True) -> None:

@@ -289,7 +289,14 @@ def test_diffattn_benchmark_steps_and_table() -> None:
     student = steps["student-hybrid-25"]
     assert student.stage.students == ["layers=3,diff=0.25"] and student.stage.teacher.endswith("teacher-plain")
     assert student.after == [steps["teacher-plain"].name]  # it reads the plain teacher: redone when that is
-    assert sum(1 for k in steps if k.startswith("bundle-")) == 6
+    # AG News: plain, 25%, 50% for both roles, plus the teacher with the paper's norm on (7 bundles)
+    assert sum(1 for k in steps if k.startswith("bundle-")) == 7
+    assert steps["teacher-hybrid-50-norm"].stage.diff_attention == "0.5/norm" and "student-hybrid-50-norm" not in steps
+    arabic = diffattn.steps("arabic_news_ant", 42, diffattn.SMOKE)
+    adapt = arabic["adapt"]  # the Arabic teachers start from an adapted vocabulary, and are redone with it
+    assert all(arabic[f"teacher-{v}"].after == [adapt.name] and arabic[f"teacher-{v}"].stage.model == str(
+        diffattn.out_dir(adapt)) and arabic[f"teacher-{v}"].stage.train.lr == 2e-4 for v in diffattn.VARIANTS)
+    assert sum(1 for k in arabic if k.startswith("bundle-")) == 6
     rows = [{"dataset": "ag_news", "seed": s, "role": "student", "variant": v, "converted": c,
              "fp32": {"accuracy": a, "agreement": 0.9, "bytes": 9e7, "ratio": r}, "int8": {"accuracy": a, "bytes": 2e7},
              "static_int8": {"agreement": 0.95}, "peak_max": {"ffn": 10.0, "hidden": 5.0, "outlier_ratio": 3.0}}
@@ -298,3 +305,36 @@ def test_diffattn_benchmark_steps_and_table() -> None:
     hybrid = next(line for line in lines if "student hybrid-50" in line)
     assert "| [1, 2] | 0.8500 (0.8000 / 0.9000) |" in hybrid and "| 1.20 |" in hybrid
     assert "| 90.0 / 20.0 |" in hybrid
+
+
+def test_diffattn_seed_noise_verdict_and_partial_section(tmp_path: Path) -> None:
+    """A hybrid's difference is paired with the plain model of its seed, and called inside the seed noise
+    when the seeds disagree in sign or the mean is within plain's own spread; a partial run says what is
+    missing; the chart is written."""
+    from benchmarks import diffattn
+
+    def row(seed: int, variant: str, accuracy: float) -> dict:
+        return {"dataset": "ag_news", "seed": seed, "role": "teacher", "variant": variant, "converted": [],
+                "fp32": {"accuracy": accuracy, "agreement": 1.0, "bytes": 9e7, "ratio": 1.0},
+                "int8": {"accuracy": accuracy, "bytes": 2e7, "ratio": 0.9}, "static_int8": {"agreement": 0.95},
+                "peak_max": {"ffn": 10.0, "hidden": 5.0, "outlier_ratio": 3.0}}
+    # plain 0.80 / 0.81 (spread 1 point); 25%: +2 and +3 points (better); 50%: +0.5 / -0.5 (noise);
+    # norm: -0.5 / -0.7 (same sign, but within plain's 1-point spread: noise)
+    rows = [row(42, "plain", 0.80), row(43, "plain", 0.81), row(42, "hybrid-25", 0.82), row(43, "hybrid-25", 0.84),
+            row(42, "hybrid-50", 0.805), row(43, "hybrid-50", 0.805), row(42, "hybrid-50-norm", 0.795),
+            row(43, "hybrid-50-norm", 0.803)]
+    got = {c["variant"]: c for c in diffattn.versus_plain(rows)}
+    assert got["hybrid-25"]["diffs"] == pytest.approx([0.02, 0.03]) and not got["hybrid-25"]["inside_noise"]
+    assert got["hybrid-50"]["inside_noise"] and got["hybrid-50-norm"]["inside_noise"]
+    assert got["hybrid-25"]["plain_spread"] == pytest.approx(0.01)
+    result = {"scale": diffattn.FULL.__dict__, "rows": rows, "wall_time_s": 60, "partial": True,
+              "missing": ["arabic_news_ant seed 42: teacher-plain"],
+              "commands": [{"dataset": "ag_news", "seed": 42, "step": "teacher-plain", "command": "edgekd train x",
+                            "wall_time_s": 12.5}]}
+    lines = diffattn.markdown(result, "dev", "results/x.png")
+    text = "\n".join(lines)
+    assert "**Partial run**: not yet finished: arabic_news_ant seed 42: teacher-plain." in text
+    assert "| ag_news | teacher hybrid-25 | +2.50 (+2.00 / +3.00) | 1.00 | better |" in lines
+    assert "| ag_news | teacher hybrid-50 | +0.00 (+0.50 / -0.50) | 1.00 | inside the seed noise |" in lines
+    assert "| ag_news | 42 | teacher-plain | `edgekd train x` | 12.5 s |" in lines and "![diffattn](results/x.png)" in text
+    assert diffattn.chart(result, tmp_path / "c.png").stat().st_size > 10_000
