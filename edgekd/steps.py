@@ -221,12 +221,15 @@ def _child(payload: str, record: str) -> int:
 
 
 def imported(record: Path, package: Path | None = None) -> list[str]:
-    """The package's source files a process imported (from its record), relative to the package's parent."""
+    """The package's source files a process imported (from its record), relative to the package's parent,
+    less this runner module: the child imports it to start the stage, and a change to how steps are run
+    and stamped does not change what a stage computes (it would otherwise redo every cached step)."""
     package = (package or PACKAGE).resolve()
     if not Path(record).is_file():
         return []
+    runner = Path(__file__).resolve()
     files = [Path(f).resolve() for f in json.loads(Path(record).read_text())]
-    return sorted(str(f.relative_to(package.parent)) for f in files if package in f.parents)
+    return sorted(str(f.relative_to(package.parent)) for f in files if package in f.parents and f != runner)
 
 
 def source_version(files: list[str], package: Path | None = None) -> str:
