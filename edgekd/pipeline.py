@@ -26,6 +26,7 @@ from edgekd.data import DataSpec, Splits
 from edgekd.errors import EdgekdError, GateError
 from edgekd.recipe import Recipe, StudentsConfig, TeacherConfig
 from edgekd.steps import STAMP_DIR, Runner, Step, StepResult, slug
+from edgekd.train.mlm import MlmConfig
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -106,7 +107,9 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
     if t.vocab_size is not None and not t.path:  # a native vocabulary first: the teacher fine-tunes it
         paths["base"], teacher_deps = out / f"base-vocab{t.vocab_size}", ["adapt-vocab"]
         base = str(paths["base"])
-        stage = adapt_vocab.AdaptVocabStage(t.model, data, t.vocab_size, paths["base"], force=True)
+        mlm = (MlmConfig(epochs=float(t.mlm_epochs), max_length=t.max_length, batch_size=t.batch_size)
+               if t.mlm_epochs else MlmConfig())  # off: the teacher's settings do not touch this step's key
+        stage = adapt_vocab.AdaptVocabStage(t.model, data, t.vocab_size, paths["base"], force=True, mlm=mlm)
         steps.append(Step.of("adapt-vocab", stage, [paths["base"] / CARD],
                              ["data"], [paths["base"]]))
     if not t.path:

@@ -85,6 +85,9 @@ class TeacherConfig:
     # a WordPiece vocabulary of this many tokens trained on the training texts before fine-tuning (`edgekd
     # adapt-vocab`, FVT embeddings; a new language); None = the base model's vocabulary. Students inherit it.
     vocab_size: int | None = None
+    # epochs of masked-LM pre-training on the training texts after the vocabulary swap (`edgekd adapt-vocab
+    # --mlm-epochs`; at the teacher's max_length and batch size); needs vocab_size; 0 = none
+    mlm_epochs: float = 0.0
 
 
 @dataclass
@@ -293,6 +296,11 @@ def _validate(recipe: Recipe) -> None:
         raise RecipeError(f"recipe key 'teacher.vocab_size' is {recipe.teacher.vocab_size}"
                           + (" with teacher.path set: a trained teacher keeps its vocabulary; drop one of them"
                              if recipe.teacher.path else "; use 100 or more (e.g. 16000), or null for the base vocabulary"))
+    if recipe.teacher.mlm_epochs and (recipe.teacher.vocab_size is None or recipe.teacher.mlm_epochs < 0):
+        raise RecipeError(f"recipe key 'teacher.mlm_epochs' is {recipe.teacher.mlm_epochs}: "
+                          + ("it must be 0 or more" if recipe.teacher.mlm_epochs < 0 else
+                             "masked-LM pre-training follows a vocabulary swap; set teacher.vocab_size too (e.g. 16000) "
+                             "or drop it"))
     if not recipe.data.path:
         raise RecipeError("recipe key 'data.path' is required: the dataset directory, file or hf:NAME")
     if not recipe.students.specs:

@@ -183,6 +183,16 @@ def test_recipe_adds_an_adapt_step_before_the_teacher(tmp_path: Path) -> None:
         parse_recipe(base, ["teacher.vocab_size=10"])
     with pytest.raises(RecipeError, match="teacher.vocab_size.*teacher.path set"):
         parse_recipe(base, ["teacher.vocab_size=8000", "teacher.path=/models/t"])
+    # masked-LM pre-training rides on the adapt step, at the teacher's window and batch size
+    steps, _ = pipeline.plan(parse_recipe(base, ["teacher.vocab_size=16000", "teacher.mlm_epochs=2",
+                                                 "teacher.max_length=96"]))
+    adapt = next(s for s in steps if s.name == "adapt-vocab")
+    assert adapt.stage.mlm.epochs == 2 and adapt.stage.mlm.max_length == 96
+    assert adapt.command[adapt.command.index("--mlm-epochs") + 1] == "2"
+    with pytest.raises(RecipeError, match="teacher.mlm_epochs.*set teacher.vocab_size too"):
+        parse_recipe(base, ["teacher.mlm_epochs=1"])
+    assert cli_main(["adapt-vocab", "m", "--data", str(tmp_path), "--size", "800", "--out", str(tmp_path / "o"),
+                     "--mlm-epochs", "-1"]) == 2
 
 
 def test_teacher_and_student_cards_inherit_the_record(adapted: Path, tmp_path: Path) -> None:
@@ -199,3 +209,53 @@ def test_teacher_and_student_cards_inherit_the_record(adapted: Path, tmp_path: P
     assert card["vocab_adaptation"] == record and card["role"] == "student"
     inherit(teacher, tmp_path / "plain")  # no card there: nothing changes
     assert json.loads((teacher / "edgekd-model.json").read_text())["vocab_adaptation"] == record
+
+
+def test_masked_lm_pretraining_teaches_the_encoder_and_keeps_a_normal_base(
+        tiny_bert: Path, adapted: Path, splits: SimpleNamespace, tmp_path: Path) -> None:
+    """--mlm-epochs: the encoder and embeddings train on the training texts (held-out masked-LM loss
+    drops), the pooler masked-LM does not train is kept, and the result loads as a classifier base."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForSequenceClassification
+
+    from edgekd.train.mlm import MlmConfig
+
+    out = tmp_path / "mlm"
+    logged: list[str] = []
+    record = adapt_vocab(str(tiny_bert), splits, out, SIZE, log=logged.append,
+                         mlm=MlmConfig(epochs=3, lr=2e-3, max_length=32, batch_size=16))
+    mlm = record["mlm"]
+    assert mlm["texts"] == len(splits.train.texts) and mlm["steps"] == 3 * -(-len(splits.train.texts) // 16)
+    assert len(mlm["train_loss_per_epoch"]) == 3 and mlm["held_out"]["texts"] == len(splits.validation.texts)
+    assert mlm["held_out"]["after"]["loss"] < mlm["held_out"]["before"]["loss"] - 0.5
+    assert json.loads((out / "edgekd-model.json").read_text())["vocab_adaptation"]["mlm"] == mlm
+    trained, fvt = load_file(str(out / "model.safetensors")), load_file(str(adapted / "model.safetensors"))
+    assert trained.keys() == fvt.keys()  # the same base model layout, no masked-LM head
+    assert not torch.equal(trained["embeddings.word_embeddings.weight"], fvt["embeddings.word_embeddings.weight"])
+    assert not torch.equal(trained["encoder.layer.1.output.dense.weight"], fvt["encoder.layer.1.output.dense.weight"])
+    assert torch.equal(trained["pooler.dense.weight"], fvt["pooler.dense.weight"])  # untouched by masked LM
+    assert not any(p.name.startswith(".") for p in out.iterdir())  # no trainer scratch left
+    model, info = AutoModelForSequenceClassification.from_pretrained(out, num_labels=6, output_loading_info=True)
+    assert info["missing_keys"] and all(k.startswith("classifier.") for k in info["missing_keys"])
+
+
+def test_held_out_masked_lm_scores_match_the_model_loss(tiny_bert: Path, splits: SimpleNamespace) -> None:
+    """The held-out loss is the mean cross-entropy over masked tokens: the same as the model's own loss on
+    the same masked batch, and the same masks on every call with one seed."""
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling
+
+    from edgekd.train.mlm import MASK_PROBABILITY, _dataset, held_out_scores
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    model = AutoModelForMaskedLM.from_pretrained(tiny_bert).eval()
+    texts = list(splits.validation.texts[:12])
+    first = held_out_scores(model, tokenizer, texts, 32, seed=7, batch_size=32)
+    assert held_out_scores(model, tokenizer, texts, 32, seed=7, batch_size=32) == first
+    torch.manual_seed(7)
+    batch = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MASK_PROBABILITY)(_dataset(tokenizer, texts, 32))
+    with torch.no_grad():
+        out = model(**batch)
+    assert first["masked_tokens"] == int((batch["labels"] != -100).sum())
+    assert first["loss"] == pytest.approx(float(out.loss), abs=1e-3)

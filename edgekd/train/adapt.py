@@ -26,6 +26,7 @@ import numpy as np
 
 from edgekd.checkpoint import Checkpoint, read_card, update_card, write_card
 from edgekd.errors import ModelError
+from edgekd.train.mlm import MlmConfig
 from edgekd.train.vocab import (
     TOKEN_ID_KEYS,
     check_prunable,
@@ -199,9 +200,10 @@ def tokens_per_1000_chars(tokenizer: Any, texts: list[str], unk_id: int) -> dict
 
 
 def adapt_vocab(model_ref: str, splits: Splits, out: Path, size: int,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
+                log: Callable[[str], None] = print, mlm: MlmConfig | None = None) -> dict[str, Any]:
     """Write to `out` (which must not exist) `model_ref` with a `size`-token WordPiece vocabulary trained
-    on `splits.train`, every new embedding initialised by FVT. Returns the card's `vocab_adaptation`.
+    on `splits.train`, every new embedding initialised by FVT, then (`mlm` with epochs > 0) masked-LM
+    pre-training on the training texts (`train.mlm`). Returns the card's `vocab_adaptation`.
     `ModelError` before any model loads when the model is not a BERT-family WordPiece one, `size` does
     not fit the corpus, or the base model knows none of the corpus's characters."""
     from tokenizers import Tokenizer
@@ -249,6 +251,10 @@ def adapt_vocab(model_ref: str, splits: Splits, out: Path, size: int,
         "after": tokens_per_1000_chars(untruncated(adapted), held_out, unk_new),
         "layers_kept": model.config.num_hidden_layers,
     }
+    if mlm is not None and mlm.epochs > 0:
+        from edgekd.train.mlm import continue_pretraining
+
+        record["mlm"] = continue_pretraining(staging, texts, list(splits.validation.texts), mlm, log)
     write_card(staging, {"role": "base", "base_model": model_ref, "vocab_adaptation": record})
     staging.rename(out)
     return record
