@@ -53,10 +53,12 @@ MODEL = BASE
 # (`edgekd adapt-vocab`, as recipes/arabic_news.yaml does): the English vocabulary reads Arabic letter by
 # letter and a MiniLM teacher on a few thousand rows then barely learns (benchmarks adapt, imbalance), so a
 # plain-vs-hybrid comparison there would compare two models that did not learn. extra: the teacher-only
-# variants run on that dataset (EXTRA).
+# variants run on that dataset (EXTRA). train_rows: fewer rows than the scale's (a 2-core session must
+# hold the whole study; arabic_news_ant's teachers then start from the adapted vocabulary's FVT rows).
 DATASETS: dict[str, dict[str, Any]] = {
     "ag_news": {"text_columns": "text", "max_length": 64, "extra": True},
-    "arabic_news_ant": {"text_columns": "title,text", "max_length": 64, "vocab_size": 8000, "lr": 2e-4}}
+    "arabic_news_ant": {"text_columns": "title,text", "max_length": 64, "vocab_size": 8000, "lr": 2e-4,
+                        "train_rows": 2000}}
 VARIANTS: dict[str, str | None] = {"plain": None, "hybrid-25": "0.25", "hybrid-50": "0.5"}
 # The paper's per-head RMSNorm and (1 - lambda_init) scale, which edgekd leaves off by default (they break
 # the converted model's start equivalence): measured on the teacher, same layers, same budget.
@@ -109,7 +111,8 @@ def _dataset_dir(dataset: str, scale: Scale) -> Path:
 
 def _data(dataset: str, seed: int, scale: Scale) -> DataSpec:
     """The training data of one dataset and seed: its text columns, `scale.train_rows` rows sampled by `seed`."""
-    return data(_dataset_dir(dataset, scale), DATASETS[dataset]["text_columns"].split(","), scale.train_rows, seed)
+    rows = min(scale.train_rows, DATASETS[dataset].get("train_rows", scale.train_rows))
+    return data(_dataset_dir(dataset, scale), DATASETS[dataset]["text_columns"].split(","), rows, seed)
 
 
 def steps(dataset: str, seed: int, scale: Scale) -> dict[str, Step]:
@@ -198,9 +201,10 @@ def unfinished(all_steps: dict[str, Step]) -> list[str]:
     return [name for name, st in all_steps.items() if r.stale(st)]
 
 
-def run_seed(dataset: str, seed: int, scale: Scale, log: Any, all_steps: dict[str, Step] | None = None
-             ) -> list[dict[str, Any]]:
-    """Every step of one dataset and seed (None: run them first), then one row per (role, variant)."""
+def run_seed(dataset: str, seed: int, scale: Scale, log: Any, all_steps: dict[str, Step] | None = None,
+             skip: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """Every step of one dataset and seed (None: run them first), then one row per (role, variant), less
+    the variants in `skip` (extra ones that have not finished)."""
     from benchmarks.outliers import activation_peaks, static_int8_agreement, summary
     from edgekd.train.infer import load_checkpoint
 
@@ -211,11 +215,11 @@ def run_seed(dataset: str, seed: int, scale: Scale, log: Any, all_steps: dict[st
     labels = read_json(out_dir(all_steps["bundle-teacher-plain"]) / "edgekd.json")["labels"]
     texts, y = _test_split(dataset, labels, scale)
     evals = {(r, v): evaluate(out_dir(all_steps[f"bundle-{r}-{v}"]), texts, log)
-             for r in ROLES for v in variants(dataset, r)}
+             for r in ROLES for v in variants(dataset, r) if v not in skip}
     reference = np.asarray(evals[("teacher", "plain")]["fp32"]["predictions"])
     rows = []
     for role in ROLES:
-        bundles = {v: out_dir(all_steps[f"bundle-{role}-{v}"]) for v in variants(dataset, role)}
+        bundles = {v: out_dir(all_steps[f"bundle-{role}-{v}"]) for v in variants(dataset, role) if v not in skip}
         log(f"latency {dataset} seed {seed} {role}")
         speed = {p: latency(bundles, texts, p, scale.latency_runs) for p in ("fp32", "int8")}
         for variant in bundles:
@@ -236,25 +240,36 @@ def run_seed(dataset: str, seed: int, scale: Scale, log: Any, all_steps: dict[st
     return rows
 
 
+def _extra(name: str) -> bool:
+    """Whether a step (`teacher-<variant>`, `bundle-teacher-<variant>`) belongs to an EXTRA variant."""
+    return any(name.endswith(f"-{v}") for v in EXTRA)
+
+
 def study(log: Any, scale: Scale = FULL, run: bool = True) -> dict[str, Any]:
     """Every dataset and seed of `scale`; the rows, the settings that produced them and every step's
-    command and wall time. `run=False` runs no step: it measures the (dataset, seed) pairs whose steps have
-    all finished and lists the rest as missing (the result is then partial)."""
+    command and wall time. The main grid runs first for every dataset and seed, the EXTRA variants after
+    it, so a run stopped part way has whole comparisons. `run=False` runs no step: it measures the
+    (dataset, seed) pairs whose main steps have all finished (with whichever extra variants finished) and
+    lists the rest as missing (the result is then partial)."""
     started = time.perf_counter()
     rows, commands, missing = [], [], []
-    for d in scale.datasets:
-        for seed in scale.seeds:
-            all_steps = steps(d, seed, scale)
-            if run:
-                for each in all_steps.values():
-                    run_step(each, log)
-            left = unfinished(all_steps)
-            if left:
-                missing += [f"{d} seed {seed}: {name}" for name in left]
-                continue
-            rows += run_seed(d, seed, scale, log, all_steps)
-            commands += [{"dataset": d, "seed": seed, "step": name, "command": command(st),
-                          "wall_time_s": (stamp(st) or {}).get("seconds")} for name, st in all_steps.items()]
+    plan = {(d, seed): steps(d, seed, scale) for d in scale.datasets for seed in scale.seeds}
+    if run:
+        for extra in (False, True):
+            for all_steps in plan.values():
+                for name, each in all_steps.items():
+                    if _extra(name) == extra:
+                        run_step(each, log)
+    for (d, seed), all_steps in plan.items():
+        left = unfinished(all_steps)
+        missing += [f"{d} seed {seed}: {name}" for name in left]
+        if any(not _extra(name) for name in left):
+            continue
+        skip = {v for v in EXTRA if any(name.endswith(f"-{v}") for name in left)}
+        done = {name: st for name, st in all_steps.items() if not any(name.endswith(f"-{v}") for v in skip)}
+        rows += run_seed(d, seed, scale, log, done, skip)
+        commands += [{"dataset": d, "seed": seed, "step": name, "command": command(st),
+                      "wall_time_s": (stamp(st) or {}).get("seconds")} for name, st in done.items()]
     return {"scale": scale.__dict__, "rows": rows, "commands": commands,
             "wall_time_s": round(time.perf_counter() - started, 1),
             **({"partial": True, "missing": missing} if missing else {})}
@@ -364,9 +379,11 @@ def markdown(result: dict[str, Any], device_id: str, chart_path: str | None = No
     adapted = [f"{d} (an adapted {c['vocab_size']:,}-token vocabulary, `edgekd adapt-vocab` on the seed's rows, "
                f"teacher lr {c.get('lr', 5e-5):g})" for d, c in DATASETS.items() if c.get("vocab_size")]
     lengths = ", ".join(f"{d} {c['max_length']}" for d, c in DATASETS.items())
+    rows = f"{s['train_rows']:,}" + "".join(f" ({d}: {min(s['train_rows'], c['train_rows']):,})"
+                                             for d, c in DATASETS.items() if c.get("train_rows"))
     lines = ["## Differential-attention hybrids (issue 15)", "",
              f"`python -m benchmarks diffattn` on `{device_id}`: MiniLM-L6 teacher ({s['teacher_epochs']} epochs) and "
-             f"distilled 3-layer student ({s['student_epochs']} epochs, from the plain teacher) on {s['train_rows']} "
+             f"distilled 3-layer student ({s['student_epochs']} epochs, from the plain teacher) on {rows} "
              f"training rows per seed (seeds {', '.join(map(str, s['seeds']))}), the upper 25% / 50% of the layers "
              f"converted (ramp over the first quarter of training steps); the first {s['test_rows']} test texts. "
              f"max_length: {lengths}. "

@@ -338,3 +338,28 @@ def test_diffattn_seed_noise_verdict_and_partial_section(tmp_path: Path) -> None
     assert "| ag_news | teacher hybrid-50 | +0.00 (+0.50 / -0.50) | 1.00 | inside the seed noise |" in lines
     assert "| ag_news | 42 | teacher-plain | `edgekd train x` | 12.5 s |" in lines and "![diffattn](results/x.png)" in text
     assert diffattn.chart(result, tmp_path / "c.png").stat().st_size > 10_000
+
+
+def test_diffattn_runs_the_extra_variants_last_and_publishes_what_finished(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The main grid of every dataset and seed runs before any EXTRA variant; publishing measures a seed
+    whose main steps finished without its unfinished extras, and skips a seed whose main steps did not."""
+    from benchmarks import diffattn
+
+    ran: list[str] = []
+    monkeypatch.setattr(diffattn, "run_step", lambda st, log: ran.append(st.name))
+    left = {("ag_news", 42): [], ("ag_news", 43): ["teacher-hybrid-50-norm", "bundle-teacher-hybrid-50-norm"],
+            ("arabic_news_ant", 42): ["student-plain"], ("arabic_news_ant", 43): []}
+    monkeypatch.setattr(diffattn, "unfinished", lambda steps: left[next(
+        (d, s) for (d, s) in left if f"/{d}/seed-{s}/" in diffattn.out_dir(next(iter(steps.values()))).as_posix())])
+    measured: list[tuple] = []
+    monkeypatch.setattr(diffattn, "run_seed", lambda d, s, scale, log, steps, skip: measured.append(
+        (d, s, frozenset(skip), len(steps))) or [])
+    monkeypatch.setattr(diffattn, "stamp", lambda st: {"seconds": 1.0})
+    scale = diffattn.Scale("t", ("ag_news", "arabic_news_ant"), (42, 43), 100, 10, "1", "1", 32, 5, 4)
+    result = diffattn.study(lambda m: None, scale)
+    first_extra = min(i for i, n in enumerate(ran) if n.endswith("-norm"))
+    assert all(not n.endswith("-norm") for n in ran[:first_extra]) and any("arabic_news_ant" in n for n in ran[:first_extra])
+    assert ("ag_news", 43, frozenset({"hybrid-50-norm"}), 12) in measured and ("ag_news", 42, frozenset(), 14) in measured
+    assert not any(d == "arabic_news_ant" and s == 42 for d, s, *_ in measured)
+    assert result["partial"] and "arabic_news_ant seed 42: student-plain" in result["missing"]
+    assert "ag_news seed 43: teacher-hybrid-50-norm" in result["missing"]
