@@ -247,19 +247,20 @@ def _extra(name: str) -> bool:
 
 def study(log: Any, scale: Scale = FULL, run: bool = True) -> dict[str, Any]:
     """Every dataset and seed of `scale`; the rows, the settings that produced them and every step's
-    command and wall time. The main grid runs first for every dataset and seed, the EXTRA variants after
-    it, so a run stopped part way has whole comparisons. `run=False` runs no step: it measures the
+    command and wall time. Dataset by dataset, its main grid runs for every seed before its EXTRA
+    variants, so a run stopped part way has whole comparisons. `run=False` runs no step: it measures the
     (dataset, seed) pairs whose main steps have all finished (with whichever extra variants finished) and
     lists the rest as missing (the result is then partial)."""
     started = time.perf_counter()
     rows, commands, missing = [], [], []
     plan = {(d, seed): steps(d, seed, scale) for d in scale.datasets for seed in scale.seeds}
     if run:
-        for extra in (False, True):
-            for all_steps in plan.values():
-                for name, each in all_steps.items():
-                    if _extra(name) == extra:
-                        run_step(each, log)
+        for d in scale.datasets:
+            for extra in (False, True):
+                for (dataset, _), all_steps in plan.items():
+                    for name, each in all_steps.items():
+                        if dataset == d and _extra(name) == extra:
+                            run_step(each, log)
     for (d, seed), all_steps in plan.items():
         left = unfinished(all_steps)
         missing += [f"{d} seed {seed}: {name}" for name in left]
