@@ -1,6 +1,7 @@
 """A native vocabulary for Arabic (issue 16 part 2): on arabic_news_ant (title + text), the MiniLM teacher
 and its distilled 3-layer student with the English vocabulary vs with a vocabulary adapted by `edgekd
-adapt-vocab` (FVT), each at max_length 128 and 256. Per model: tokens per 1,000 characters and the share
+adapt-vocab` (FVT), and the same adapted model after masked-LM training on the training texts
+(`--mlm-epochs`), each at max_length 128 and 256. Per model: tokens per 1,000 characters and the share
 of test texts longer than max_length, test accuracy and F1 macro (teacher, student, the student's ONNX int8
 artifact), and the batch-1 p50 of the ONNX int8 student (English and adapted interleaved call by call).
 The TF-IDF + logistic regression baseline is the reference (0.874 in issue 16).
@@ -56,6 +57,7 @@ class Setting:
     epochs: str
     runs: int  # interleaved batch-1 rounds
     latency_texts: int
+    mlm_epochs: str = "3"  # the adapted-mlm arm: masked-LM epochs on the training texts after the swap
 
 
 FULL = Setting("full", None, None, 16000, (128, 256), "2", 200, 300)
@@ -63,7 +65,7 @@ FULL = Setting("full", None, None, 16000, (128, 256), "2", 200, 300)
 # the imbalance benchmark's slice; largest/smallest class 10.4), the whole test split, an 8,000-token
 # vocabulary (FULL's 16,000 for a corpus a tenth its size) and 3 epochs for every model.
 SLICE = Setting("slice", 2400, 100_000, 8000, (128, 256), "3", 200, 300)
-SMOKE = Setting("smoke", 600, 150, 2000, (64, 128), "1", 20, 30)
+SMOKE = Setting("smoke", 600, 150, 2000, (64, 128), "1", 20, 30, mlm_epochs="1")
 SETTINGS = {s.name: s for s in (FULL, SLICE, SMOKE)}
 
 
@@ -87,15 +89,22 @@ def _data(s: Setting) -> DataSpec:
     return data(out, text_columns=("title", "text"))
 
 
+# english: MiniLM's own vocabulary; adapted: `adapt-vocab` (FVT rows); adapted-mlm: the same, then masked-LM
+# pre-training on the training texts (`--mlm-epochs`) so the new rows and the layers learn the language.
+VOCABS = ("english", "adapted", "adapted-mlm")
+
+
 def steps(s: Setting) -> dict[str, Step]:
-    """baseline, adapt, then per max_length and vocabulary (english, adapted): teacher, student, bundle
-    (the shorter max_length's pair first, so a run stopped part way has one comparison whole)."""
+    """baseline, adapt, adapt-mlm, then per max_length and vocabulary (VOCABS): teacher, student, bundle
+    (the shorter max_length's arms first, so a run stopped part way has one comparison whole)."""
     c, spec = folder(s), _data(s)
-    base_dir = c / f"base-vocab{s.vocab_size}"
+    base_dir, mlm_dir = c / f"base-vocab{s.vocab_size}", c / f"base-vocab{s.vocab_size}-mlm{s.mlm_epochs}"
     adapt = step(adapt_vocab(BASE, spec, s.vocab_size, base_dir), base_dir)
-    out = {"baseline": step(baseline(spec, c / "baseline"), c / "baseline"), "adapt": adapt}
+    adapt_mlm = step(adapt_vocab(BASE, spec, s.vocab_size, mlm_dir, mlm_epochs=float(s.mlm_epochs)), mlm_dir)
+    out = {"baseline": step(baseline(spec, c / "baseline"), c / "baseline"), "adapt": adapt, "adapt-mlm": adapt_mlm}
+    arms = {"english": (BASE, []), "adapted": (str(base_dir), [adapt]), "adapted-mlm": (str(mlm_dir), [adapt_mlm])}
     for n in s.max_lengths:
-        for vocab, model, upstream in (("english", BASE, []), ("adapted", str(base_dir), [adapt])):
+        for vocab, (model, upstream) in arms.items():
             v = f"{vocab}-{n}"
             teacher_dir, student_dir, bundle_dir = c / "teachers" / v, c / "students" / v, c / "bundles" / v
             teacher = out[f"teacher {v}"] = step(
@@ -155,8 +164,9 @@ def _headline(ckpt: Path) -> dict[str, Any]:
 
 def study(log: Any, run: bool = True) -> dict[str, Any]:
     """Every step, then the measurements; the table rows, the verdict and the commands with wall times.
-    `run=False` runs no step: it measures the max_lengths whose six steps (both vocabularies' teacher,
-    student and bundle) have finished in the cache, and marks the result partial when any step has not."""
+    `run=False` runs no step: it measures, per max_length, the vocabularies whose teacher, student and
+    bundle have finished in the cache (English and at least one adapted arm), and marks the result partial
+    when any step has not."""
     s = setting()
     all_steps, spec = steps(s), _data(s)
     commands, missing = [], []
@@ -170,7 +180,7 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
             missing.append(name)
         else:
             commands.append({"step": name, "command": command(st), "wall_time_s": finished["seconds"]})
-    if {"baseline", "adapt"} & set(missing):
+    if {"baseline"} & set(missing) or {"adapt", "adapt-mlm"} <= set(missing):
         raise SystemExit(f"adapt ({s.name}): nothing to publish yet: {', '.join(missing)} not finished")
     from edgekd.data import load_splits
 
@@ -178,13 +188,13 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
     texts = test[: s.latency_texts]
     rows = []
     for n in s.max_lengths:
-        pair = [f"{kind} {vocab}-{n}" for vocab in ("english", "adapted") for kind in ("teacher", "student", "bundle")]
-        if set(pair) & set(missing):
+        done = [v for v in VOCABS if not {f"{kind} {v}-{n}" for kind in ("teacher", "student", "bundle")} & set(missing)]
+        if "english" not in done or len(done) < 2:
             continue
-        bundles = {v: out_dir(all_steps[f"bundle {v}-{n}"]) for v in ("english", "adapted")}
+        bundles = {v: out_dir(all_steps[f"bundle {v}-{n}"]) for v in done}
         log(f"batch-1 latency, ONNX int8 students at max_length {n}")
         timings = latency(bundles, texts, s.runs)
-        for vocab in ("english", "adapted"):
+        for vocab in done:
             v = f"{vocab}-{n}"
             rows.append({"vocab": vocab, "max_length": n,
                          "tokenization": tokenization(out_dir(all_steps[f"teacher {v}"]), test, n),
@@ -193,9 +203,12 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
                          "student_onnx_int8": int8_scores(out_dir(all_steps[f"bundle {v}"]), spec),
                          "student_p50_ms": timings[vocab]["p50_ms"]})
     tfidf = _headline(out_dir(all_steps["baseline"]))
-    adaptation = read_json(out_dir(all_steps["adapt"]) / "edgekd-model.json")["vocab_adaptation"]
+    adaptation = next(read_json(out_dir(all_steps[k]) / "edgekd-model.json")["vocab_adaptation"]
+                      for k in ("adapt", "adapt-mlm") if k not in missing)
+    mlm = (read_json(out_dir(all_steps["adapt-mlm"]) / "edgekd-model.json")["vocab_adaptation"].get("mlm")
+           if "adapt-mlm" not in missing else None)
     return {"setting": s.name, "train_rows": s.train_rows, "test_rows": s.test_rows, "vocab_size": s.vocab_size,
-            "epochs": s.epochs, "adaptation": adaptation, "baseline": tfidf, "rows": rows,
+            "epochs": s.epochs, "mlm_epochs": s.mlm_epochs, "mlm": mlm, "adaptation": adaptation, "baseline": tfidf, "rows": rows,
             "verdict": verdict(rows, tfidf), "commands": commands,
             **({"partial": True, "missing": missing} if missing else {})}
 
@@ -204,10 +217,11 @@ def verdict(rows: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, A
     """The target: an adapted-vocabulary 3-layer student (ONNX int8) above the TF-IDF baseline and above the
     English-vocabulary teacher at the same max_length."""
     out = {}
-    for r in (r for r in rows if r["vocab"] == "adapted"):
+    for r in (r for r in rows if r["vocab"] != "english"):
         english = next(e for e in rows if e["vocab"] == "english" and e["max_length"] == r["max_length"])
         acc = r["student_onnx_int8"]["accuracy"]
-        out[str(r["max_length"])] = {"student_int8": acc, "tfidf": baseline["accuracy"],
+        key = str(r["max_length"]) if r["vocab"] == "adapted" else f"{r['max_length']} {r['vocab']}"
+        out[key] = {"student_int8": acc, "tfidf": baseline["accuracy"],
                                      "english_teacher": english["teacher"]["accuracy"],
                                      "met": acc > max(baseline["accuracy"], TFIDF_ISSUE, english["teacher"]["accuracy"])}
     return out
@@ -223,12 +237,18 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
              f"{a['corpus_rows']:,} rows; FVT init: {a['init']['copied']:,} copied, {a['init']['mean_of_pieces']:,} "
              f"mean of pieces, {a['init']['unk']:,} [UNK]). TF-IDF + LR: {result['baseline']['accuracy']:.4f} "
              f"(issue: {TFIDF_ISSUE}).", "",
+             *([f"adapted-mlm: the same vocabulary, then {m['epochs']:g} epochs of masked-LM training on the "
+                f"{m['texts']:,} training texts (`--mlm-epochs`, {m['steps']:,} steps, {m['seconds'] / 60:.1f} min); "
+                f"held-out masked-LM loss {m['held_out']['before']['loss']:.3f} -> {m['held_out']['after']['loss']:.3f}, "
+                f"masked-token accuracy {m['held_out']['before']['accuracy']:.3f} -> "
+                f"{m['held_out']['after']['accuracy']:.3f}.", ""] if (m := result.get("mlm")) else []),
              *([f"Stated training slice (`EDGEKD_BENCH_ADAPT=slice`; the full split takes many hours on 2 cores): the "
                 f"first {result['train_rows']:,} training rows (validation carved from them), the whole test split; "
                 "the TF-IDF baseline trains on the same rows. The verdict still asks for the issue's full-data "
                 f"baseline ({TFIDF_ISSUE}) too.", ""] if result["setting"] == "slice" else []),
-             *([f"**Partial run**: not yet finished: {', '.join(result['missing'])} (a max_length is in the "
-                "table once both of its vocabularies' teacher, student and bundle have finished).", ""]
+             *([f"**Partial run**: not yet finished: {', '.join(result['missing'])} (a vocabulary is in the "
+                "table at a max_length once its teacher, student and bundle there, and the English ones, have "
+                "finished).", ""]
                if result.get("partial") else []),
              "| vocabulary | max_length | tokens / 1k chars | texts truncated | teacher acc / F1m | student acc / F1m "
              "| student ONNX int8 acc / F1m | ONNX student p50 ms (batch 1) |", "|---|---|---|---|---|---|---|---|"]

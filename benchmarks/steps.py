@@ -78,8 +78,11 @@ def export(model: Path, out: Path, targets: str, spec: DataSpec, int8: bool = Tr
     return ExportStage(Path(model), out, ExportOptions(targets=targets, int8=int8, force=True), spec)
 
 
-def adapt_vocab(model: str, spec: DataSpec, size: int, out: Path) -> AdaptVocabStage:
-    return AdaptVocabStage(model, spec, size, out, force=True)
+def adapt_vocab(model: str, spec: DataSpec, size: int, out: Path, mlm_epochs: float = 0.0) -> AdaptVocabStage:
+    """`edgekd adapt-vocab --force` (with `--mlm-epochs` when given)."""
+    from edgekd.train.mlm import MlmConfig
+
+    return AdaptVocabStage(model, spec, size, out, force=True, mlm=MlmConfig(epochs=float(mlm_epochs)))
 
 
 def prune_vocab(checkpoint: Path, spec: DataSpec, out: Path, min_count: int) -> PruneVocabStage:

@@ -299,13 +299,22 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
         steps.runner().stamp_path(s).write_text(json.dumps({"seconds": 12.5}))
     card = {"vocab_adaptation": {"vocab_size": 2000, "corpus_rows": 540, "init": {"copied": 1, "mean_of_pieces": 2, "unk": 0}}}
     (steps.out_dir(plan["adapt"]) / "edgekd-model.json").write_text(json.dumps(card))
+    mlm = {"epochs": 1.0, "texts": 540, "steps": 17, "seconds": 90.0,
+           "held_out": {"before": {"loss": 9.1, "accuracy": 0.0}, "after": {"loss": 6.2, "accuracy": 0.11}}}
+    (steps.out_dir(plan["adapt-mlm"]) / "edgekd-model.json").write_text(
+        json.dumps({"vocab_adaptation": {**card["vocab_adaptation"], "mlm": mlm}}))
     monkeypatch.setattr(adapt, "_headline", lambda d: {"accuracy": 0.5, "f1_macro": 0.4, "n": 150})
     monkeypatch.setattr(adapt, "tokenization", lambda d, texts, n: {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5})
     monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {"precision": "int8", "accuracy": 0.45, "f1_macro": 0.4, "n": 150})
     monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: {v: {"p50_ms": 3.0} for v in bundles})
     result = adapt.study(lambda m: None, run=False)
-    assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [("english", short), ("adapted", short)]
+    assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [
+        ("english", short), ("adapted", short), ("adapted-mlm", short)]
     assert result["partial"] and sorted(result["missing"]) == sorted(n for n in plan if n.endswith(f"-{long}"))
-    assert {c["wall_time_s"] for c in result["commands"]} == {12.5} and list(result["verdict"]) == [str(short)]
+    assert {c["wall_time_s"] for c in result["commands"]} == {12.5}
+    assert list(result["verdict"]) == [str(short), f"{short} adapted-mlm"]
+    assert plan["adapt-mlm"].stage.mlm.epochs == 1 and plan["adapt"].stage.mlm.epochs == 0
+    assert plan[f"teacher adapted-mlm-{short}"].after == [plan["adapt-mlm"].name]
     text = "\n".join(adapt.markdown(result, "dev"))
+    assert "1 epochs of masked-LM training on the 540 training texts" in text and "9.100 -> 6.200" in text
     assert "**Partial run**" in text and f"| adapted | {short} |" in text and f"| english | {long} |" not in text
