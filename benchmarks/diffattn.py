@@ -425,8 +425,9 @@ def markdown(result: dict[str, Any], device_id: str, chart_path: str | None = No
                          f"{c['plain_spread'] * 100:.2f} | {verdict} |")
     if chart_path:
         lines += ["", f"![diffattn]({chart_path})"]
-    lines += ["", f"Wall time {result['wall_time_s'] / 3600:.1f} h (the steps' own times below; a step cached from an "
-              "earlier invocation counts its original time)."]
+    steps_s = sum(c["wall_time_s"] for c in result.get("commands", []) if isinstance(c.get("wall_time_s"), (int, float)))
+    lines += ["", f"Steps' wall time {steps_s / 3600:.2f} h in all (each step's own time below, from its stamp); "
+              f"measuring and writing this section took {result['wall_time_s'] / 60:.1f} min."]
     if result.get("commands"):
         lines += ["", "| dataset | seed | step | command | wall time |", "|---|---|---|---|---|"]
         for c in result["commands"]:
