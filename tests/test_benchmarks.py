@@ -202,7 +202,8 @@ def _every_step(monkeypatch: pytest.MonkeyPatch, cache: Path) -> dict[str, objec
     _, imbalance, vocab, adapt, pareto, diffattn, _ = modules
     plans = [steps.pipeline(), vocab.steps(), *(imbalance.steps(s) for s in (imbalance.SLICE, imbalance.SMOKE)),
              *(adapt.steps(s) for s in (adapt.FULL, adapt.SLICE, adapt.SMOKE)), *(pareto.steps(g) for g in (pareto.FULL, pareto.SMOKE)),
-             *(diffattn.steps(d, seed, diffattn.SMOKE) for d in ("ag_news", "arabic_news_ant") for seed in (42, 43))]
+             *(diffattn.steps(d, seed, sc) for sc in (diffattn.SMOKE, diffattn.FULL) for d in ("ag_news", "arabic_news_ant")
+               for seed in (42, 43))]
     found: dict[str, object] = {}
     for plan in plans:
         for step in plan.values():
