@@ -259,3 +259,17 @@ def test_held_out_masked_lm_scores_match_the_model_loss(tiny_bert: Path, splits:
         out = model(**batch)
     assert first["masked_tokens"] == int((batch["labels"] != -100).sum())
     assert first["loss"] == pytest.approx(float(out.loss), abs=1e-3)
+
+
+def test_a_failed_masked_lm_run_leaves_nothing_behind(tiny_bert: Path, splits: SimpleNamespace, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.train import mlm as mlm_module
+    from edgekd.train.mlm import MlmConfig
+
+    def diverge(*args: object, **kwargs: object) -> dict:
+        raise ModelError("masked-LM pre-training diverged (held-out loss not finite); lower --mlm-lr")
+
+    monkeypatch.setattr(mlm_module, "continue_pretraining", diverge)
+    with pytest.raises(ModelError, match="lower --mlm-lr"):
+        adapt_vocab(str(tiny_bert), splits, tmp_path / "out", SIZE, log=lambda m: None, mlm=MlmConfig(epochs=1))
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its staging folder

@@ -254,7 +254,11 @@ def adapt_vocab(model_ref: str, splits: Splits, out: Path, size: int,
     if mlm is not None and mlm.epochs > 0:
         from edgekd.train.mlm import continue_pretraining
 
-        record["mlm"] = continue_pretraining(staging, texts, list(splits.validation.texts), mlm, log)
+        try:
+            record["mlm"] = continue_pretraining(staging, texts, list(splits.validation.texts), mlm, log)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)  # nothing half-written left behind
+            raise
     write_card(staging, {"role": "base", "base_model": model_ref, "vocab_adaptation": record})
     staging.rename(out)
     return record

@@ -124,6 +124,8 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
                       data_collator=collator)
     trainer.train()
     after = held_out_scores(mlm, tokenizer, held, config.max_length, config.seed)
+    if not np.isfinite(after["loss"]):
+        raise ModelError("masked-LM pre-training diverged (held-out loss not finite); lower --mlm-lr")
     losses = [round(float(h["loss"]), 4) for h in trainer.state.log_history if "loss" in h]
 
     encoder = AutoModel.from_pretrained(str(base))
@@ -136,8 +138,6 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
     import shutil
 
     shutil.rmtree(scratch, ignore_errors=True)
-    if not np.isfinite(after["loss"]):
-        raise ModelError("masked-LM pre-training diverged (held-out loss not finite); lower --mlm-lr")
     log(f"masked-LM held-out loss {before['loss']:.3f} -> {after['loss']:.3f}, "
         f"masked-token accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}")
     return {"objective": f"masked LM, {MASK_PROBABILITY:.0%} of tokens (BERT 80/10/10), training split only",
