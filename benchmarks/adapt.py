@@ -221,9 +221,8 @@ def verdict(rows: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, A
         english = next(e for e in rows if e["vocab"] == "english" and e["max_length"] == r["max_length"])
         acc = r["student_onnx_int8"]["accuracy"]
         key = str(r["max_length"]) if r["vocab"] == "adapted" else f"{r['max_length']} {r['vocab']}"
-        out[key] = {"student_int8": acc, "tfidf": baseline["accuracy"],
-                                     "english_teacher": english["teacher"]["accuracy"],
-                                     "met": acc > max(baseline["accuracy"], TFIDF_ISSUE, english["teacher"]["accuracy"])}
+        out[key] = {"student_int8": acc, "tfidf": baseline["accuracy"], "english_teacher": english["teacher"]["accuracy"],
+                    "met": acc > max(baseline["accuracy"], TFIDF_ISSUE, english["teacher"]["accuracy"])}
     return out
 
 

@@ -201,17 +201,13 @@ def unfinished(all_steps: dict[str, Step]) -> list[str]:
     return [name for name, st in all_steps.items() if r.stale(st)]
 
 
-def run_seed(dataset: str, seed: int, scale: Scale, log: Any, all_steps: dict[str, Step] | None = None,
+def run_seed(dataset: str, seed: int, scale: Scale, log: Any, all_steps: dict[str, Step],
              skip: set[str] | frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-    """Every step of one dataset and seed (None: run them first), then one row per (role, variant), less
+    """The measurements of one dataset and seed whose steps have finished: one row per (role, variant), less
     the variants in `skip` (extra ones that have not finished)."""
     from benchmarks.outliers import activation_peaks, static_int8_agreement, summary
     from edgekd.train.infer import load_checkpoint
 
-    if all_steps is None:
-        all_steps = steps(dataset, seed, scale)
-        for each in all_steps.values():
-            run_step(each, log)
     labels = read_json(out_dir(all_steps["bundle-teacher-plain"]) / "edgekd.json")["labels"]
     texts, y = _test_split(dataset, labels, scale)
     evals = {(r, v): evaluate(out_dir(all_steps[f"bundle-{r}-{v}"]), texts, log)
@@ -240,9 +236,9 @@ def run_seed(dataset: str, seed: int, scale: Scale, log: Any, all_steps: dict[st
     return rows
 
 
-def _extra(name: str) -> bool:
-    """Whether a step (`teacher-<variant>`, `bundle-teacher-<variant>`) belongs to an EXTRA variant."""
-    return any(name.endswith(f"-{v}") for v in EXTRA)
+def _extra(name: str) -> str | None:
+    """The EXTRA variant a step (`teacher-<variant>`, `bundle-teacher-<variant>`) belongs to, or None."""
+    return next((v for v in EXTRA if name.endswith(f"-{v}")), None)
 
 
 def study(log: Any, scale: Scale = FULL, run: bool = True) -> dict[str, Any]:
@@ -257,17 +253,17 @@ def study(log: Any, scale: Scale = FULL, run: bool = True) -> dict[str, Any]:
     if run:
         for d in scale.datasets:
             for extra in (False, True):
-                for (dataset, _), all_steps in plan.items():
-                    for name, each in all_steps.items():
-                        if dataset == d and _extra(name) == extra:
+                for seed in scale.seeds:
+                    for name, each in plan[(d, seed)].items():
+                        if (_extra(name) is not None) == extra:
                             run_step(each, log)
     for (d, seed), all_steps in plan.items():
         left = unfinished(all_steps)
         missing += [f"{d} seed {seed}: {name}" for name in left]
-        if any(not _extra(name) for name in left):
+        skip = {_extra(name) for name in left}
+        if None in skip:  # a main step has not finished
             continue
-        skip = {v for v in EXTRA if any(name.endswith(f"-{v}") for name in left)}
-        done = {name: st for name, st in all_steps.items() if not any(name.endswith(f"-{v}") for v in skip)}
+        done = {name: st for name, st in all_steps.items() if _extra(name) not in skip}
         rows += run_seed(d, seed, scale, log, done, skip)
         commands += [{"dataset": d, "seed": seed, "step": name, "command": command(st),
                       "wall_time_s": (stamp(st) or {}).get("seconds")} for name, st in done.items()]
