@@ -5,7 +5,6 @@ trained on the dataset's training texts, new embeddings initialised by FVT; fine
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +89,7 @@ def run_stage(stage: AdaptVocabStage) -> dict[str, Any]:
     if out.exists():
         shutil.rmtree(out)
     r = adapt_vocab(stage.model, splits, out, stage.size, log=lambda m: console.print(f"adapt-vocab: {m}"),
-                    mlm=dataclasses.replace(stage.mlm, seed=stage.data.seed))
+                    mlm=stage.mlm, seed=stage.data.seed)
     b, a = r["before"], r["after"]
     print_table(console, f"vocabulary adaptation ({r['measured_on']})", ("", "before", "after"), [
         ["vocab size", f"{r['original_vocab_size']:,}", f"{r['vocab_size']:,}"],

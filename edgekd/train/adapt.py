@@ -200,10 +200,10 @@ def tokens_per_1000_chars(tokenizer: Any, texts: list[str], unk_id: int) -> dict
 
 
 def adapt_vocab(model_ref: str, splits: Splits, out: Path, size: int,
-                log: Callable[[str], None] = print, mlm: MlmConfig | None = None) -> dict[str, Any]:
+                log: Callable[[str], None] = print, mlm: MlmConfig | None = None, seed: int = 42) -> dict[str, Any]:
     """Write to `out` (which must not exist) `model_ref` with a `size`-token WordPiece vocabulary trained
     on `splits.train`, every new embedding initialised by FVT, then (`mlm` with epochs > 0) masked-LM
-    pre-training on the training texts (`train.mlm`). Returns the card's `vocab_adaptation`.
+    pre-training on the training texts (`train.mlm`, seeded by `seed`). Returns the card's `vocab_adaptation`.
     `ModelError` before any model loads when the model is not a BERT-family WordPiece one, `size` does
     not fit the corpus, or the base model knows none of the corpus's characters."""
     from tokenizers import Tokenizer
@@ -255,7 +255,7 @@ def adapt_vocab(model_ref: str, splits: Splits, out: Path, size: int,
         from edgekd.train.mlm import continue_pretraining
 
         try:
-            record["mlm"] = continue_pretraining(staging, texts, list(splits.validation.texts), mlm, log)
+            record["mlm"] = continue_pretraining(staging, texts, list(splits.validation.texts), mlm, seed, log)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)  # nothing half-written left behind
             raise

@@ -16,6 +16,7 @@ train) and saved in place of the untrained ones, so `edgekd train --model DIR` l
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,14 +33,12 @@ HELD_OUT_TEXTS = 256  # validation texts the held-out masked-LM loss and accurac
 
 @dataclass(frozen=True)
 class MlmConfig:
-    """Settings of the continued pre-training (epochs 0: none)."""
+    """Settings of the continued pre-training (epochs 0: none); its seed is the data's (`--seed`)."""
 
     epochs: float = 0.0
     lr: float = 1e-4
     max_length: int = 128
     batch_size: int = 32
-    seed: int = 42
-    progress: bool = False
 
 
 def _dataset(tokenizer: Any, texts: list[str], max_length: int) -> list[dict[str, Any]]:
@@ -83,7 +82,7 @@ def held_out_scores(model: Any, tokenizer: Any, texts: list[str], max_length: in
             "masked_tokens": count}
 
 
-def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str], config: MlmConfig,
+def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str], config: MlmConfig, seed: int,
                          log: Callable[[str], None] = print) -> dict[str, Any]:
     """Masked-LM training of the model in `base` (a directory it rewrites in place: the caller stages it)
     on `train_texts`; returns the card record: settings, steps, per-epoch training loss, held-out masked-LM
@@ -105,17 +104,17 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
     if not train_texts:
         raise ModelError("masked-LM pre-training needs training texts; the training split is empty")
     started = time.perf_counter()
-    set_seed(config.seed)
+    set_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(str(base))
     mlm = AutoModelForMaskedLM.from_pretrained(str(base))
     held = list(held_out[:HELD_OUT_TEXTS]) or list(train_texts[:HELD_OUT_TEXTS])
-    before = held_out_scores(mlm, tokenizer, held, config.max_length, config.seed)
+    before = held_out_scores(mlm, tokenizer, held, config.max_length, seed)
     scratch = base / ".mlm-checkpoints"
     args = TrainingArguments(
         output_dir=str(scratch), use_cpu=cpu_only(), num_train_epochs=config.epochs, learning_rate=config.lr,
         per_device_train_batch_size=config.batch_size, warmup_ratio=0.06, weight_decay=0.01,
-        save_strategy="no", eval_strategy="no", logging_strategy="epoch", seed=config.seed,
-        data_seed=config.seed, report_to="none", push_to_hub=False, disable_tqdm=not config.progress,
+        save_strategy="no", eval_strategy="no", logging_strategy="epoch", seed=seed,
+        data_seed=seed, report_to="none", push_to_hub=False, disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MASK_PROBABILITY)
     log(f"masked-LM pre-training on {len(train_texts):,} training texts, {config.epochs:g} epochs "
@@ -123,7 +122,7 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
     trainer = Trainer(model=mlm, args=args, train_dataset=_dataset(tokenizer, train_texts, config.max_length),
                       data_collator=collator)
     trainer.train()
-    after = held_out_scores(mlm, tokenizer, held, config.max_length, config.seed)
+    after = held_out_scores(mlm, tokenizer, held, config.max_length, seed)
     if not np.isfinite(after["loss"]):
         raise ModelError("masked-LM pre-training diverged (held-out loss not finite); lower --mlm-lr")
     losses = [round(float(h["loss"]), 4) for h in trainer.state.log_history if "loss" in h]
@@ -135,14 +134,12 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
         raise ModelError(f"the masked-LM encoder does not match the base model ({(untrained + result.unexpected_keys)[:3]}"
                          "); use a BERT-family base model")
     encoder.save_pretrained(str(base))
-    import shutil
-
     shutil.rmtree(scratch, ignore_errors=True)
     log(f"masked-LM held-out loss {before['loss']:.3f} -> {after['loss']:.3f}, "
         f"masked-token accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}")
     return {"objective": f"masked LM, {MASK_PROBABILITY:.0%} of tokens (BERT 80/10/10), training split only",
             "epochs": config.epochs, "lr": config.lr, "max_length": config.max_length,
-            "batch_size": config.batch_size, "seed": config.seed, "texts": len(train_texts),
+            "batch_size": config.batch_size, "seed": seed, "texts": len(train_texts),
             "steps": int(trainer.state.global_step), "train_loss_per_epoch": losses,
             "held_out": {"texts": len(held), "before": before, "after": after},
             "seconds": round(time.perf_counter() - started, 1)}
