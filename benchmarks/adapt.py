@@ -33,11 +33,11 @@ from benchmarks.steps import (
     data,
     distill,
     export,
+    finished,
     head_slice,
     out_dir,
     read_json,
     run_step,
-    stamp,
     step,
     train,
 )
@@ -175,11 +175,11 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
             done = run_step(st, log)
             commands.append({"step": name, "command": done["command"], "wall_time_s": done["wall_time_s"]})
             continue
-        finished = stamp(st) if out_dir(st).is_dir() else None
-        if finished is None:
+        done = finished(st)
+        if done is None:
             missing.append(name)
         else:
-            commands.append({"step": name, "command": command(st), "wall_time_s": finished["seconds"]})
+            commands.append({"step": name, "command": command(st), "wall_time_s": done["seconds"]})
     if {"baseline"} & set(missing) or {"adapt", "adapt-mlm"} <= set(missing):
         raise SystemExit(f"adapt ({s.name}): nothing to publish yet: {', '.join(missing)} not finished")
     from edgekd.data import load_splits

@@ -34,13 +34,14 @@ from benchmarks.steps import (
     Step,
     adapt_vocab,
     command,
+    commit,
     data,
     distill,
+    finished,
     head_slice,
     out_dir,
     read_json,
     run_step,
-    runner,
     stamp,
     step,
     train,
@@ -196,9 +197,9 @@ def latency(bundles: dict[str, Path], texts: list[str], precision: str, runs: in
 
 
 def unfinished(all_steps: dict[str, Step]) -> list[str]:
-    """The steps that have not finished (or whose stamp no longer holds: config, upstream or code changed)."""
-    r = runner()
-    return [name for name, st in all_steps.items() if r.stale(st)]
+    """The steps that have not finished (or whose config or upstream changed since; a step made by older
+    edgekd code counts as finished, its commit published beside it)."""
+    return [name for name, st in all_steps.items() if finished(st) is None]
 
 
 def run_seed(dataset: str, seed: int, scale: Scale, log: Any, all_steps: dict[str, Step],
@@ -266,7 +267,8 @@ def study(log: Any, scale: Scale = FULL, run: bool = True) -> dict[str, Any]:
         done = {name: st for name, st in all_steps.items() if _extra(name) not in skip}
         rows += run_seed(d, seed, scale, log, done, skip)
         commands += [{"dataset": d, "seed": seed, "step": name, "command": command(st),
-                      "wall_time_s": (stamp(st) or {}).get("seconds")} for name, st in done.items()]
+                      "wall_time_s": (stamp(st) or {}).get("seconds"), "commit": commit(stamp(st))}
+                     for name, st in done.items()]
     return {"scale": scale.__dict__, "rows": rows, "commands": commands,
             "wall_time_s": round(time.perf_counter() - started, 1),
             **({"partial": True, "missing": missing} if missing else {})}
@@ -425,10 +427,11 @@ def markdown(result: dict[str, Any], device_id: str, chart_path: str | None = No
     lines += ["", f"Steps' wall time {steps_s / 3600:.2f} h in all (each step's own time below, from its stamp); "
               f"measuring and writing this section took {result['wall_time_s'] / 60:.1f} min."]
     if result.get("commands"):
-        lines += ["", "| dataset | seed | step | command | wall time |", "|---|---|---|---|---|"]
+        lines += ["", "| dataset | seed | step | command | wall time | edgekd commit |", "|---|---|---|---|---|---|"]
         for c in result["commands"]:
             wall = f"{c['wall_time_s']:.1f} s" if isinstance(c.get("wall_time_s"), (int, float)) else "-"
-            lines.append(f"| {c['dataset']} | {c['seed']} | {c['step']} | `{c['command']}` | {wall} |")
+            lines.append(f"| {c['dataset']} | {c['seed']} | {c['step']} | `{c['command']}` | {wall} | "
+                         f"{c.get('commit') or '-'} |")
     return lines
 
 

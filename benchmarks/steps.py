@@ -214,3 +214,19 @@ def stamp(s: Step) -> dict[str, Any] | None:
         old = read_json(out_dir(s) / OLD_STAMP)
         found = {**old, "seconds": old.get("wall_time_s")}
     return found
+
+
+def finished(s: Step) -> dict[str, Any] | None:
+    """The stamp of the step's finished run when a publish may measure its outputs (`Runner.finished`: this
+    config and upstream runs, this edgekd code or an older one), or the old runner's stamp over outputs
+    that exist; None when the step never finished or its config or upstream changed since."""
+    r = runner()
+    if r.stamp(s) is not None:
+        return r.stamp(s) if r.finished(s) else None
+    return stamp(s) if all(Path(p).exists() for p in s.outputs) else None
+
+
+def commit(found: dict[str, Any] | None) -> str | None:
+    """The short git commit of the checkout a stamp's step ran in (None: not recorded)."""
+    full = ((found or {}).get("source") or {}).get("git_commit")
+    return full[:7] if full else None

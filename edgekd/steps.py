@@ -41,6 +41,9 @@ STAMP_DIR = ".steps"
 PACKAGE = Path(__file__).resolve().parent
 # The child process of an isolated step: runs the pickled stage as `edgekd VERB` would, then records (at
 # exit, so lazy imports count) which edgekd source files the process imported.
+# stale() reasons that leave a step's outputs what its config and upstream runs make, only under older
+# edgekd code (the stamp's `source` records the commit it ran at): `finished()` accepts them, a run redoes them.
+CODE_REASONS = ("its stamp predates source versions", "edgekd code it ran changed since")
 _CHILD = "import sys; from edgekd.steps import _child; sys.exit(_child(sys.argv[1], sys.argv[2]))"
 
 
@@ -126,10 +129,15 @@ class Runner:
         if self.isolate and step.stage is not None:
             source = stamp.get("source") or {}
             if "sha256" not in source:
-                return "its stamp predates source versions"
+                return CODE_REASONS[0]
             if source_version(source.get("files", [])) != source["sha256"]:
-                return "edgekd code it ran changed since"
+                return CODE_REASONS[1]
         return None
+
+    def finished(self, step: Step) -> bool:
+        """Whether the step's outputs are those of its config and upstream runs, made by this edgekd code or
+        an older one (its stamp records which): what a benchmark may measure and publish without a re-run."""
+        return self.stale(step) in (None, *CODE_REASONS)
 
     def statuses(self, steps: list[Step]) -> dict[str, str | None]:
         """`stale()` of each step as a run in this order would find it: a step downstream of one that

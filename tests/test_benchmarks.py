@@ -274,11 +274,23 @@ def test_a_step_finished_before_the_runner_merge_still_publishes(tmp_path: Path,
     assert steps.stamp(s) is None
     out.mkdir(parents=True)
     (out / steps.OLD_STAMP).write_text(json.dumps({"command": "edgekd baseline ...", "wall_time_s": 99.8}))
-    assert steps.stamp(s)["seconds"] == 99.8
+    assert steps.stamp(s)["seconds"] == 99.8 and steps.finished(s)["seconds"] == 99.8
     assert steps.runner().stale(s) == "not run yet"  # the old stamp covers publishing, not a run
     steps.runner().stamp_path(s).parent.mkdir(parents=True)
     steps.runner().stamp_path(s).write_text(json.dumps({"seconds": 1.5}))
     assert steps.stamp(s)["seconds"] == 1.5
+    assert steps.finished(s) is None  # the one runner's stamp is of another config: not these outputs
+    _stamp(s, 2.5, commit="0dfdf54aa")  # this config, run under older code (no source version): publishes
+    assert steps.finished(s)["seconds"] == 2.5 and steps.commit(steps.finished(s)) == "0dfdf54"
+
+
+def _stamp(s: steps.Step, seconds: float, commit: str | None = None) -> None:
+    """A stamp of `s` as the runner writes it for this config and upstream, without a source version (the
+    code it ran is unknown: `Runner.finished` accepts it, a run redoes it)."""
+    r = steps.runner()
+    r.stamp_path(s).parent.mkdir(parents=True, exist_ok=True)
+    r.stamp_path(s).write_text(json.dumps({"hash": r.digest(s), "key": s.key, "seconds": seconds,
+                                           **({"source": {"git_commit": commit}} if commit else {})}))
 
 
 def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_missing(
@@ -296,8 +308,7 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
         if name.endswith(f"-{long}"):
             continue  # the longer max_length has not run
         steps.out_dir(s).mkdir(parents=True, exist_ok=True)
-        steps.runner().stamp_path(s).parent.mkdir(parents=True, exist_ok=True)
-        steps.runner().stamp_path(s).write_text(json.dumps({"seconds": 12.5}))
+        _stamp(s, 12.5)
     card = {"vocab_adaptation": {"vocab_size": 2000, "corpus_rows": 540, "init": {"copied": 1, "mean_of_pieces": 2, "unk": 0}}}
     (steps.out_dir(plan["adapt"]) / "edgekd-model.json").write_text(json.dumps(card))
     mlm = {"epochs": 1.0, "texts": 540, "steps": 17, "seconds": 90.0,

@@ -110,6 +110,24 @@ def test_a_step_reruns_when_the_edgekd_code_it_ran_changes(cache: tuple[steps.Ru
     assert len(calls) == 5
 
 
+def test_a_step_made_by_older_code_is_finished_for_publishing_but_not_after_a_config_or_upstream_change(
+        cache: tuple[steps.Runner, list[Fit]]) -> None:
+    runner, calls = cache
+    teacher, student = _pair(runner)
+    runner.run(teacher, log=quiet)
+    runner.run(student, log=quiet)
+    (steps.PACKAGE / "train.py").write_text("LR = 5e-5\n")  # code both ran changed
+    assert runner.stale(teacher) == "edgekd code it ran changed since" and runner.finished(teacher)
+    assert runner.finished(student)  # its upstream was not redone: the teacher it read is the one on disk
+    changed = steps.Step.of("teacher", Fit(Path(runner.root) / "teacher", lr=5e-5), teacher.outputs)
+    assert not runner.finished(changed)
+    stamp = runner.stamp("teacher")
+    runner.stamp_path("teacher").write_text(json.dumps(stamp | {"run": "another-run"}))
+    assert not runner.finished(student)  # its teacher was redone since: its outputs are not that teacher's
+    assert not runner.finished(steps.Step.of("never", Fit(Path(runner.root) / "never"), []))
+    assert len(calls) == 2
+
+
 def test_a_stamp_without_a_source_version_reruns(cache: tuple[steps.Runner, list[Fit]]) -> None:
     runner, calls = cache
     teacher, _ = _pair(runner)
