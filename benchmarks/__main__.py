@@ -244,16 +244,17 @@ def vocab_pruning(device: dict[str, Any]) -> None:
 
 
 def pareto_part(device: dict[str, Any]) -> None:
-    """Accuracy vs batch-1 latency vs size of a student grid (benchmarks/pareto.py); the smoke grid
+    """Accuracy vs batch-1 latency vs size of a student grid (benchmarks/pareto.py): the full grid or the
+    stated slice (EDGEKD_BENCH_PARETO=slice) publish results files and the pareto section; the smoke grid
     (EDGEKD_BENCH_PARETO=smoke) writes only into its cache folder."""
     from benchmarks import pareto
 
     result = _study(device, lambda: pareto.study(log))
     data, png = pareto.write(result, device["device_id"], RESULTS)  # the JSON and the chart
-    full = result["grid"]["name"] == "full"
-    if full:
+    published = result["grid"]["name"] != "smoke"
+    if published:
         _section(pareto.SECTION, pareto.markdown(result, device["device_id"], f"results/{png.name}"))
-    log(f"wrote {data} and {png}" + (" and the pareto section of benchmarks/RESULTS.md" if full else ""))
+    log(f"wrote {data} and {png}" + (" and the pareto section of benchmarks/RESULTS.md" if published else ""))
 
 
 def diffattn_part(device: dict[str, Any], run: bool = True) -> None:

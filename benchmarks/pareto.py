@@ -7,6 +7,11 @@ at >= 8x the teacher pipeline's batch-1 speed with >= 99% of the teacher's accur
 `python -m benchmarks pareto`: the full grid on the whole of AG News, reusing the main benchmark's
 teacher, baseline and layers=2/3 students (benchmarks/steps.py); results/pareto-<device-id>.json,
 results/pareto-<device-id>.png and the `pareto` section of RESULTS.md.
+`EDGEKD_BENCH_PARETO=slice python -m benchmarks pareto`: a stated training slice that fits a 2-core session
+(the full grid needs the main benchmark's whole-AG-News teacher, hours here): the first 12,000 AG News
+training rows (classes 2,873-3,137 each), a 1-epoch max_length-64 teacher, the 12 students of depth 2 and
+3, each distilled for 1 epoch, the whole test split; results/pareto-slice-<device-id>.{json,png} and the
+`pareto` section (until the full grid replaces it).
 `EDGEKD_BENCH_PARETO=smoke python -m benchmarks pareto`: two students on a slice with a 1-epoch teacher,
 exported to every target, in minutes; a check that the part runs, written only into its cache folder.
 
@@ -15,7 +20,8 @@ edgekd's step runner (benchmarks/steps.py: `step`, `run_step`); the commands rec
 equivalent `edgekd` command lines.
 
 Latency: each student's fp32 and int8 ONNX artifacts are timed interleaved call by call with the teacher
-pipeline on the same texts (benchmarks/timing.py), so every speed-up is measured in one window.
+pipeline on the same texts (benchmarks/timing.py), so every speed-up is measured in one window, and again
+back to back (each alone, blocks ordered A B B A): the target counts a speed-up only when both agree.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ class Grid:
     targets: str  # export targets; latency is measured on ONNX
     runs: int  # interleaved batch-1 rounds per timing group
     latency_texts: int
+    teacher_max_length: int = 32  # the grid's own 1-epoch teacher (slice, smoke); full reuses the main one
 
 
 def spec_text(depth: int, ffn: int | None, heads: int | None) -> str:
@@ -70,13 +77,22 @@ def spec_text(depth: int, ffn: int | None, heads: int | None) -> str:
 
 FULL = Grid("full", tuple(spec_text(d, f, h) for d in FULL_DEPTHS for f in FULL_FFN for h in FULL_HEADS),
             epochs="2", train_rows=None, test_rows=None, targets="onnx", runs=100, latency_texts=500)
+SLICE = Grid("slice", tuple(spec_text(d, f, h) for d in (2, 3) for f in FULL_FFN for h in FULL_HEADS),
+             epochs="1", train_rows=12000, test_rows=7600, targets="onnx", runs=100, latency_texts=300,
+             teacher_max_length=64)
 SMOKE = Grid("smoke", ("layers=2,ffn=384,heads=6", "layers=1,ffn=768,heads=4"), epochs="1", train_rows=1200,
              test_rows=300, targets="onnx,openvino,coreml", runs=20, latency_texts=60)
 
 
+GRIDS = {g.name: g for g in (FULL, SLICE, SMOKE)}
+
+
 def grid() -> Grid:
-    """FULL, or SMOKE when EDGEKD_BENCH_PARETO=smoke."""
-    return SMOKE if os.environ.get("EDGEKD_BENCH_PARETO", "") == "smoke" else FULL
+    """FULL, or the grid EDGEKD_BENCH_PARETO names (slice, smoke)."""
+    name = os.environ.get("EDGEKD_BENCH_PARETO", "") or "full"
+    if name not in GRIDS:
+        raise SystemExit(f"EDGEKD_BENCH_PARETO={name}: not a grid; use one of {', '.join(GRIDS)} (or leave it unset)")
+    return GRIDS[name]
 
 
 def folder(g: Grid) -> Path:
@@ -84,7 +100,7 @@ def folder(g: Grid) -> Path:
 
 
 def _slice(g: Grid) -> str:
-    """The dataset the grid trains on: AG News itself, or its first rows per split as CSV (smoke)."""
+    """The dataset the grid trains on: AG News itself, or its first rows per split as CSV (slice, smoke)."""
     if g.train_rows is None:
         return str(DATA / "ag_news")
     return str(head_slice("ag_news", folder(g) / "data", {"train": g.train_rows, "test": g.test_rows}))
@@ -100,7 +116,8 @@ def steps(g: Grid) -> dict[str, Step]:
     if main is not None:
         out = {"teacher": main["teacher"], "baseline": main["baseline"]}
     else:
-        out = {"teacher": step(train(spec_data, c / "teacher", epochs=1, max_length=32), c / "teacher"),
+        out = {"teacher": step(train(spec_data, c / "teacher", epochs=1, max_length=g.teacher_max_length),
+                               c / "teacher"),
                "baseline": step(baseline(spec_data, c / "baseline"), c / "baseline")}
     teacher, shared = out["teacher"], main["students"] if main is not None else None
     for spec in g.specs:
@@ -141,12 +158,14 @@ def accuracy(bundle: Path, data: str, log: Any) -> dict[str, Any]:
 
 
 def latency(teacher_pipe: Any, systems: dict[str, Any], texts: list[str], runs: int) -> dict[str, Any]:
-    """Batch-1 p50 of the teacher pipeline and `systems` ({name: predict(text)}), interleaved call by call."""
-    from benchmarks.timing import interleaved
+    """Batch-1 timings of the teacher pipeline and `systems` ({name: predict(text)}): interleaved call by
+    call ({name: timing}), and back to back as the cross-check (under "back_to_back")."""
+    from benchmarks.timing import back_to_back, interleaved
 
     calls = {"teacher": lambda i: teacher_pipe(texts[i % len(texts)])}
     calls |= {n: (lambda i, f=f: f(texts[i % len(texts)])) for n, f in systems.items()}
-    return {n: t.to_dict() for n, t in interleaved(calls, runs=runs, warmup=5).items()}
+    found = {n: t.to_dict() for n, t in interleaved(calls, runs=runs, warmup=5).items()}
+    return found | {"back_to_back": {n: t.to_dict() for n, t in back_to_back(calls, runs=runs, warmup=5).items()}}
 
 
 def study(log: Any) -> dict[str, Any]:
@@ -216,17 +235,21 @@ def _reference_row(kind: str, path: Path, size: int) -> dict[str, Any]:
 
 
 def _add_latency(rows: list[dict[str, Any]], groups: dict[str, Any]) -> None:
-    """p50 per row from its timing group; speed-up against the teacher pipeline in the same group; the
+    """p50 per row from its timing group; speed-up against the teacher pipeline in the same group,
+    interleaved (`speedup`) and back to back (`speedup_back_to_back`, where the group has it); the
     teacher's own p50 is the median over the groups."""
     teacher_p50 = float(np.median([grp["teacher"]["p50_ms"] for grp in groups.values()]))
     teacher_acc = next(r["accuracy"] for r in rows if r["kind"] == "teacher")
     for r in rows:
         if r["kind"] == "teacher":
-            r["p50_ms"], r["speedup"] = teacher_p50, 1.0
+            r["p50_ms"], r["speedup"], r["speedup_back_to_back"] = teacher_p50, 1.0, 1.0
         else:
             grp = groups["baseline"] if r["kind"] == "baseline" else groups[r["model"].rsplit(" ", 1)[0]]
-            own = grp["baseline" if r["kind"] == "baseline" else r["precision"]]["p50_ms"]
+            name = "baseline" if r["kind"] == "baseline" else r["precision"]
+            own = grp[name]["p50_ms"]
             r["p50_ms"], r["speedup"] = own, grp["teacher"]["p50_ms"] / own
+            b2b = grp.get("back_to_back")
+            r["speedup_back_to_back"] = b2b["teacher"]["p50_ms"] / b2b[name]["p50_ms"] if b2b else None
         r["accuracy_share"] = r["accuracy"] / teacher_acc
 
 
@@ -248,10 +271,11 @@ def mark_frontier(rows: list[dict[str, Any]]) -> None:
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Whether a student on the latency frontier meets TARGET; the fastest that does, else the nearest misses."""
+    """Whether a student on the latency frontier meets TARGET, its speed-up both interleaved and back to
+    back (where measured); the fastest that does, else the nearest misses."""
     students = [r for r in rows if r["kind"] == "student"]
-    good = [r for r in students if r["frontier_latency"] and r["speedup"] >= TARGET["min_speedup"]
-            and r["accuracy_share"] >= TARGET["min_accuracy_share"]]
+    good = [r for r in students if r["frontier_latency"] and r["accuracy_share"] >= TARGET["min_accuracy_share"]
+            and min(r["speedup"], r.get("speedup_back_to_back") or r["speedup"]) >= TARGET["min_speedup"]]
     accurate = [r for r in students if r["accuracy_share"] >= TARGET["min_accuracy_share"]]
     fast = [r for r in students if r["speedup"] >= TARGET["min_speedup"]]
     return {"met": bool(good), "best": max(good, key=lambda r: r["speedup"])["model"] if good else None,
@@ -260,13 +284,16 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def write(result: dict[str, Any], device_id: str, results_dir: Path) -> tuple[Path, Path]:
-    """(json, png): results/pareto-<device-id>.* for the full grid, the grid's cache folder otherwise."""
-    base = (results_dir / f"pareto-{device_id}") if result["grid"]["name"] == "full" else folder(grid()) / "pareto"
+    """(json, png): results/pareto-<device-id>.* for the full grid, results/pareto-slice-<device-id>.* for
+    the slice, the grid's cache folder for the smoke run (with its section as pareto.md)."""
+    name = result["grid"]["name"]
+    base = {"full": results_dir / f"pareto-{device_id}", "slice": results_dir / f"pareto-slice-{device_id}"}.get(
+        name, folder(GRIDS[name]) / "pareto")
     base.parent.mkdir(parents=True, exist_ok=True)
     paths = base.with_suffix(".json"), base.with_suffix(".png")
     paths[0].write_text(json.dumps(result, indent=2, default=str) + "\n")
     chart(result["rows"], paths[1])
-    if result["grid"]["name"] != "full":
+    if name == "smoke":
         base.with_suffix(".md").write_text("\n".join(markdown(result, device_id, paths[1].name)) + "\n")
     return paths
 
@@ -305,22 +332,30 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
 def markdown(result: dict[str, Any], device_id: str, chart: str) -> list[str]:
     """The pareto section of RESULTS.md (or the smoke run's pareto.md); `chart`: the PNG relative to it."""
     g, t = result["grid"], result["target"]
-    data = "all of AG News" if g["train_rows"] is None else f"the first {g['train_rows']} AG News train rows"
+    data = "all of AG News" if g["train_rows"] is None else f"the first {g['train_rows']:,} AG News train rows"
     teacher = next(r for r in result["rows"] if r["kind"] == "teacher")
+    env = "" if g["name"] == "full" else f"EDGEKD_BENCH_PARETO={g['name']} "
+    what = "" if g["train_rows"] is None else (
+        f" Stated training slice: the teacher is the grid's own ({g.get('teacher_max_length', 32)} tokens, 1 epoch "
+        f"on those rows), not the main benchmark's whole-AG-News teacher, so its accuracy and the 99% bar are "
+        "this slice's.")
     lines = ["## Pareto: accuracy vs batch-1 latency vs size (issue 18)", "",
-             f"`{'EDGEKD_BENCH_PARETO=smoke ' if g['name'] != 'full' else ''}python -m benchmarks pareto` on "
+             f"`{env}python -m benchmarks pareto` on "
              f"`{device_id}`: {len(g['specs'])} students ({', '.join(g['specs'])}), distilled for {g['epochs']} "
              f"epoch(s) on {data}, exported with `--target {g['targets']} --int8`; accuracy of each ONNX artifact on "
              f"{teacher.get('n') or 'every'} test texts; batch-1 p50 over {g['latency_texts']} test texts, "
              f"{g['runs']} rounds interleaved with the teacher's `transformers.pipeline` (speed-up measured in the "
-             "same window). Frontier: no other model is both faster (smaller) and more accurate.", "",
+             "same window; back to back, each alone in blocks ordered A B B A, as the cross-check). Frontier: no "
+             f"other model is both faster (smaller) and more accurate.{what}", "",
              f"![pareto]({chart})", "",
-             "| model | accuracy | % of teacher | p50 ms (b=1) | speed-up vs teacher pipeline | size MB | frontier |",
-             "|---|---:|---:|---:|---:|---:|---|"]
+             "| model | accuracy | % of teacher | p50 ms (b=1) | speed-up vs teacher pipeline | back to back | size MB "
+             "| frontier |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in sorted(result["rows"], key=lambda r: r["p50_ms"]):
         marks = ", ".join(m for m, k in (("latency", "frontier_latency"), ("size", "frontier_size")) if r[k])
+        b2b = f"{r['speedup_back_to_back']:.2f}x" if r.get("speedup_back_to_back") else "-"
         lines.append(f"| {r['model']} | {r['accuracy']:.4f} | {100 * r['accuracy_share']:.2f}% | {r['p50_ms']:.2f} | "
-                     f"{r['speedup']:.2f}x | {r['bytes'] / 1e6:.1f} | {marks} |")
+                     f"{r['speedup']:.2f}x | {b2b} | {r['bytes'] / 1e6:.1f} | {marks} |")
     state = f"**met** by {t['best']}" if t["met"] else (
         f"**not met** (fastest at >= 99% of the teacher: {t['fastest_accurate'] or 'none'}; most accurate at >= 8x: "
         f"{t['most_accurate_fast'] or 'none'})")
