@@ -295,7 +295,7 @@ def test_diffattn_benchmark_steps_and_table() -> None:
     arabic = diffattn.steps("arabic_news_ant", 42, diffattn.SMOKE)
     adapt = arabic["adapt"]  # the Arabic teachers start from an adapted vocabulary, and are redone with it
     assert all(arabic[f"teacher-{v}"].after == [adapt.name] and arabic[f"teacher-{v}"].stage.model == str(
-        diffattn.out_dir(adapt)) and arabic[f"teacher-{v}"].stage.train.lr == 2e-4 for v in diffattn.VARIANTS)
+        diffattn.out_dir(adapt)) and arabic[f"teacher-{v}"].stage.train.lr == 1e-4 for v in diffattn.VARIANTS)
     assert sum(1 for k in arabic if k.startswith("bundle-")) == 6
     rows = [{"dataset": "ag_news", "seed": s, "role": "student", "variant": v, "converted": c,
              "fp32": {"accuracy": a, "agreement": 0.9, "bytes": 9e7, "ratio": r}, "int8": {"accuracy": a, "bytes": 2e7},
@@ -330,13 +330,13 @@ def test_diffattn_seed_noise_verdict_and_partial_section(tmp_path: Path) -> None
     result = {"scale": diffattn.FULL.__dict__, "rows": rows, "wall_time_s": 60, "partial": True,
               "missing": ["arabic_news_ant seed 42: teacher-plain"],
               "commands": [{"dataset": "ag_news", "seed": 42, "step": "teacher-plain", "command": "edgekd train x",
-                            "wall_time_s": 12.5}]}
+                            "wall_time_s": 12.5, "commit": "0dfdf54"}]}
     lines = diffattn.markdown(result, "dev", "results/x.png")
     text = "\n".join(lines)
     assert "**Partial run**: not yet finished: arabic_news_ant seed 42: teacher-plain." in text
     assert "| ag_news | teacher hybrid-25 | +2.50 (+2.00 / +3.00) | 1.00 | better |" in lines
     assert "| ag_news | teacher hybrid-50 | +0.00 (+0.50 / -0.50) | 1.00 | inside the seed noise |" in lines
-    assert "| ag_news | 42 | teacher-plain | `edgekd train x` | 12.5 s |" in lines and "![diffattn](results/x.png)" in text
+    assert "| ag_news | 42 | teacher-plain | `edgekd train x` | 12.5 s | 0dfdf54 |" in lines and "![diffattn](results/x.png)" in text
     assert diffattn.chart(result, tmp_path / "c.png").stat().st_size > 10_000
 
 
@@ -365,3 +365,44 @@ def test_diffattn_runs_the_extra_variants_last_and_publishes_what_finished(monke
     assert not any(d == "arabic_news_ant" and s == 42 for d, s, *_ in measured)
     assert result["partial"] and "arabic_news_ant seed 42: student-plain" in result["missing"]
     assert "ag_news seed 43: teacher-hybrid-50-norm" in result["missing"]
+
+
+def test_a_seed_whose_plain_teacher_collapsed_is_reported_and_not_compared(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`collapsed` reads the teacher's test confusion matrix (predicted classes in columns); in a run, a
+    collapsed plain teacher stops its seed's other steps; publishing lists it instead of comparing it."""
+    import json
+
+    from benchmarks import diffattn
+
+    labels = ["a", "b", "c"]
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    one_class = {"labels": labels, "accuracy": 0.4, "f1_macro": 0.19, "confusion_matrix": [[0, 40, 0], [0, 35, 0], [0, 25, 0]]}
+    (teacher / "metrics.json").write_text(json.dumps(one_class))
+    assert diffattn.collapsed(teacher) == {"class": "b", "share": 1.0, "accuracy": 0.4, "f1_macro": 0.19}
+    (teacher / "metrics.json").write_text(json.dumps(one_class | {"confusion_matrix": [[30, 10, 0], [5, 30, 0], [0, 10, 15]]}))
+    assert diffattn.collapsed(teacher) is None
+    assert diffattn.seeds("arabic_news_ant", diffattn.FULL) == (42, 43, 44)
+    assert diffattn.seeds("ag_news", diffattn.FULL) == (42, 43)
+    assert diffattn.seeds("arabic_news_ant", diffattn.SMOKE) == diffattn.SMOKE.seeds  # only the full scale's differ
+
+    scale = diffattn.Scale("t", ("ag_news", "arabic_news_ant"), (42, 43), 100, 10, "1", "1", 32, 5, 4)
+    bad = "/arabic_news_ant/seed-43/"
+    ran: list[str] = []
+    monkeypatch.setattr(diffattn, "run_step", lambda st, log: ran.append(st.name))
+    monkeypatch.setattr(diffattn, "finished", lambda st: {"seconds": 1.0})  # every plain teacher has finished
+    monkeypatch.setattr(diffattn, "collapsed", lambda path: {"class": "x", "share": 0.99, "accuracy": 0.3, "f1_macro": 0.1}
+                        if bad in path.as_posix() + "/" else None)
+    monkeypatch.setattr(diffattn, "unfinished", lambda steps: [])
+    measured: list[tuple] = []
+    monkeypatch.setattr(diffattn, "run_seed", lambda d, s, sc, log, steps, skip: measured.append((d, s)) or [])
+    monkeypatch.setattr(diffattn, "stamp", lambda st: {"seconds": 1.0})
+    result = diffattn.study(lambda m: None, scale)
+    assert not [n for n in ran if bad in n + "/"]  # its teacher had finished and collapsed: nothing else ran
+    assert [n for n in ran if "/arabic_news_ant/seed-42/" in n]
+    assert ("arabic_news_ant", 43) not in measured and ("arabic_news_ant", 42) in measured
+    assert result["collapsed"] == [{"dataset": "arabic_news_ant", "seed": 43, "class": "x", "share": 0.99,
+                                    "accuracy": 0.3, "f1_macro": 0.1}]
+    text = "\n".join(diffattn.markdown(result | {"rows": []}, "dev"))
+    assert "**Collapsed, not compared**: arabic_news_ant seed 43: the plain teacher predicts x for 99.0%" in text
