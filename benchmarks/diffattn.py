@@ -376,17 +376,16 @@ def versus_plain(rows: list[dict[str, Any]], metric: tuple[str, str] = ("fp32", 
 def chart(result: dict[str, Any], path: Path) -> Path:
     """Test accuracy (fp32 and int8), static QDQ agreement and int8 latency ratio per model: one dot per
     seed, a bar at the mean; one column of panels per dataset."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     agg = aggregate(result["rows"])
     datasets = sorted({a["dataset"] for a in agg})
     panels = (("fp32.accuracy", "test accuracy (fp32)"), ("int8.accuracy", "test accuracy (ONNX int8)"),
               ("static_int8.agreement", "static QDQ int8 agreement"), ("int8.ratio", "int8 batch-1 p50 / plain"))
-    fig, axes = plt.subplots(len(panels), max(1, len(datasets)), figsize=(5.5 * max(1, len(datasets)), 11),
-                             squeeze=False)
+    fig = Figure(figsize=(5.5 * max(1, len(datasets)), 11))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(panels), max(1, len(datasets)), squeeze=False)
     for j, d in enumerate(datasets):
         group = [a for a in agg if a["dataset"] == d]
         labels = [f"{a['role']}\n{a['variant']}" for a in group]
@@ -402,13 +401,16 @@ def chart(result: dict[str, Any], path: Path) -> Path:
                 lo, hi = min(finite), max(finite)
                 pad = max(0.01, (hi - lo) * 0.3)
                 ax.set_ylim(lo - pad, hi + pad)
+            else:
+                ax.set_yticks([])
+                ax.text(0.5, 0.5, "no int8 artifact: export's accuracy control dropped it" if "int8" in key
+                        else "not measured", ha="center", va="center", transform=ax.transAxes, fontsize=9)
             ax.set_xticks(range(len(group)), labels, fontsize=7)
             ax.set_title(f"{d}: {title}", fontsize=9)
             ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
@@ -417,6 +419,21 @@ def _seed_text(result: dict[str, Any]) -> str:
     by = result.get("seeds") or {d: result["scale"]["seeds"] for d in result["scale"]["datasets"]}
     texts = {d: ", ".join(map(str, s)) for d, s in by.items()}
     return next(iter(texts.values())) if len(set(texts.values())) == 1 else "; ".join(f"{d} {t}" for d, t in texts.items())
+
+
+def no_int8(rows: list[dict[str, Any]]) -> list[str]:
+    """A paragraph per dataset naming the models (and seeds) whose bundle holds no int8 artifact."""
+    lines = []
+    for d in sorted({r["dataset"] for r in rows}):
+        lost: dict[str, list[str]] = {}
+        for r in rows:
+            if r["dataset"] == d and "int8" not in r:
+                lost.setdefault(f"{r['role']} {r['variant']}", []).append(str(r["seed"]))
+        if lost:
+            lines += [f"**No int8 artifact**: {d}: " + "; ".join(f"{m} (seed {', '.join(s)})" for m, s in lost.items())
+                      + ": export's accuracy control dropped int8 (no setting kept >= 0.99 agreement with fp32; "
+                      "the reason is in each bundle's manifest), so those int8 cells are empty.", ""]
+    return lines
 
 
 def markdown(result: dict[str, Any], device_id: str, chart_path: str | None = None) -> list[str]:
@@ -444,6 +461,7 @@ def markdown(result: dict[str, Any], device_id: str, chart_path: str | None = No
     if result.get("partial"):
         lines += [f"**Partial run**: not yet finished: {'; '.join(result['missing'])}. The table holds the "
                   "(dataset, seed) pairs whose every step finished.", ""]
+    lines += no_int8(result["rows"])
     for c in result.get("collapsed", []):
         lines += [f"**Collapsed, not compared**: {c['dataset']} seed {c['seed']}: the plain teacher predicts "
                   f"{c['class']} for {100 * c['share']:.1f}% of the test texts (accuracy {c['accuracy']:.4f}, macro F1 "

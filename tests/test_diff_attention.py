@@ -406,3 +406,8 @@ def test_a_seed_whose_plain_teacher_collapsed_is_reported_and_not_compared(
                                     "accuracy": 0.3, "f1_macro": 0.1}]
     text = "\n".join(diffattn.markdown(result | {"rows": []}, "dev"))
     assert "**Collapsed, not compared**: arabic_news_ant seed 43: the plain teacher predicts x for 99.0%" in text
+    rows = [{"dataset": "arabic_news_ant", "seed": seed, "role": "teacher", "variant": "plain", "fp32": {}}
+            for seed in (42, 44)]
+    rows.append({"dataset": "ag_news", "seed": 42, "role": "teacher", "variant": "plain", "fp32": {}, "int8": {}})
+    (line, _), = [diffattn.no_int8(rows)]
+    assert line.startswith("**No int8 artifact**: arabic_news_ant: teacher plain (seed 42, 44): export's accuracy")
