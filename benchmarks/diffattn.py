@@ -347,29 +347,40 @@ def _cell(xs: list[float], fmt: str = "{:.4f}", scale: float = 1.0) -> str:
     return mean if len(set(each)) == 1 else f"{mean} ({' / '.join(each)})"
 
 
-def versus_plain(rows: list[dict[str, Any]], metric: tuple[str, str] = ("fp32", "accuracy")) -> list[dict[str, Any]]:
+def versus_plain(rows: list[dict[str, Any]], metric: tuple[str, str] = ("fp32", "accuracy"),
+                 n: int | None = None) -> list[dict[str, Any]]:
     """Each hybrid's difference from the plain model of its dataset, role and seed (paired by seed: the same
-    training sample and test texts), and whether it is inside the seed noise: the per-seed differences
-    disagree in sign, or their mean is no larger than the plain model's own spread across seeds."""
+    training sample and test texts), and whether it is inside the noise: the per-seed differences disagree
+    in sign, or their mean is no larger than the plain model's own spread across seeds or than 1.96 standard
+    errors of the mean difference from the test sampling alone (each value a proportion of `n` texts, or of
+    the metric's own "n"; the two models' errors taken as independent, which overstates the error of a
+    paired difference: a conservative call)."""
     def value(r: dict[str, Any]) -> float | None:
         x = (r.get(metric[0]) or {}).get(metric[1])
         return float(x) if isinstance(x, (int, float)) else None
 
-    plain = {(r["dataset"], r["role"], r["seed"]): value(r) for r in rows if r["variant"] == "plain"}
+    def size(r: dict[str, Any]) -> int | None:
+        return (r.get(metric[0]) or {}).get("n") or n
+
+    plain = {(r["dataset"], r["role"], r["seed"]): r for r in rows if r["variant"] == "plain" and value(r) is not None}
     out = []
     for d, role, v in sorted({(r["dataset"], r["role"], r["variant"]) for r in rows if r["variant"] != "plain"},
                              key=lambda k: (k[0], ROLES.index(k[1]), ORDER.index(k[2]))):
-        diffs = [value(r) - plain[(d, role, r["seed"])] for r in rows
-                 if (r["dataset"], r["role"], r["variant"]) == (d, role, v)
-                 and value(r) is not None and plain.get((d, role, r["seed"])) is not None]
-        if not diffs:
+        pairs = [(r, plain[(d, role, r["seed"])]) for r in rows if (r["dataset"], r["role"], r["variant"]) == (d, role, v)
+                 and value(r) is not None and (d, role, r["seed"]) in plain]
+        if not pairs:
             continue
-        base = [x for (dd, rr, _), x in plain.items() if (dd, rr) == (d, role) and x is not None]
+        diffs = [value(h) - value(p) for h, p in pairs]
+        base = [value(p) for (dd, rr, _), p in plain.items() if (dd, rr) == (d, role)]
         spread = max(base) - min(base) if len(base) > 1 else float("nan")
+        variances = [sum(value(x) * (1 - value(x)) / size(x) for x in pair) for pair in pairs
+                     if all(size(x) for x in pair)]
+        sampling = 1.96 * float(np.sqrt(np.mean(variances) / len(variances))) if variances else float("nan")
         mean = float(np.mean(diffs))
-        noise = len(diffs) < 2 or (min(diffs) < 0 < max(diffs)) or abs(mean) <= spread
+        noise = (len(diffs) < 2 or (min(diffs) < 0 < max(diffs)) or abs(mean) <= spread
+                 or abs(mean) <= sampling)
         out.append({"dataset": d, "role": role, "variant": v, "diffs": diffs, "mean": mean, "plain_spread": spread,
-                    "inside_noise": bool(noise)})
+                    "sampling": sampling, "inside_noise": bool(noise)})
     return out
 
 
@@ -478,18 +489,25 @@ def markdown(result: dict[str, Any], device_id: str, chart_path: str | None = No
                      f"{_cell(a['fp32.ratio'], '{:.2f}')} | {_cell(a['int8.ratio'], '{:.2f}')} | "
                      f"{_cell(a['peak_max.ffn'], '{:.1f}')} | {_cell(a['peak_max.hidden'], '{:.1f}')} | "
                      f"{_cell(a['peak_max.outlier_ratio'], '{:.1f}')} |")
-    compared = versus_plain(result["rows"])
-    if compared:
-        lines += ["", "Each hybrid against the plain model of the same dataset, role and seed (fp32 test accuracy, "
-                  "points; per seed in brackets). Inside the seed noise: the seeds disagree in sign, or the mean "
-                  "difference is no larger than the plain model's own spread across seeds.", "",
-                  "| dataset | model | difference vs plain (points) | plain's seed spread (points) | verdict |",
-                  "|---|---|---:|---:|---|"]
-        for c in compared:
-            each = " / ".join(f"{x * 100:+.2f}" for x in c["diffs"])
-            verdict = "inside the seed noise" if c["inside_noise"] else ("better" if c["mean"] > 0 else "worse")
-            lines.append(f"| {c['dataset']} | {c['role']} {c['variant']} | {c['mean'] * 100:+.2f} ({each}) | "
-                         f"{c['plain_spread'] * 100:.2f} | {verdict} |")
+    metrics = {"fp32 test accuracy": ("fp32", "accuracy"),
+               "static QDQ int8 agreement (the outlier test)": ("static_int8", "agreement")}
+    compared = {name: versus_plain(result["rows"], metric, n=s["test_rows"]) for name, metric in metrics.items()}
+    if any(compared.values()):
+        lines += ["", "Each hybrid against the plain model of the same dataset, role and seed (points; per seed in "
+                  f"brackets; accuracy on {s['test_rows']:,} test texts, static QDQ agreement on accuracy control's "
+                  "1,000 texts). Inside the noise: the seeds disagree in sign, or the mean difference is no larger "
+                  "than the plain model's own spread across seeds or than 1.96 standard errors of the test "
+                  "sampling (the two models' errors taken as independent: conservative for a paired difference).",
+                  "",
+                  "| metric | dataset | model | difference vs plain (points) | plain's seed spread | sampling 1.96 SE "
+                  "| verdict |",
+                  "|---|---|---|---:|---:|---:|---|"]
+        for name, found in compared.items():
+            for c in found:
+                each = " / ".join(f"{x * 100:+.2f}" for x in c["diffs"])
+                verdict = "inside the noise" if c["inside_noise"] else ("better" if c["mean"] > 0 else "worse")
+                lines.append(f"| {name} | {c['dataset']} | {c['role']} {c['variant']} | {c['mean'] * 100:+.2f} ({each}) "
+                             f"| {c['plain_spread'] * 100:.2f} | {c['sampling'] * 100:.2f} | {verdict} |")
     if chart_path:
         lines += ["", f"![diffattn]({chart_path})"]
     steps_s = sum(c["wall_time_s"] for c in result.get("commands", []) if isinstance(c.get("wall_time_s"), (int, float)))

@@ -203,7 +203,7 @@ def _every_step(monkeypatch: pytest.MonkeyPatch, cache: Path) -> dict[str, objec
     plans = [steps.pipeline(), vocab.steps(), *(imbalance.steps(s) for s in (imbalance.SLICE, imbalance.SMOKE)),
              *(adapt.steps(s) for s in (adapt.FULL, adapt.SLICE, adapt.SMOKE)), *(pareto.steps(g) for g in pareto.GRIDS.values()),
              *(diffattn.steps(d, seed, sc) for sc in (diffattn.SMOKE, diffattn.FULL) for d in ("ag_news", "arabic_news_ant")
-               for seed in (42, 43))]
+               for seed in {*diffattn.seeds(d, sc), 42, 43})]
     found: dict[str, object] = {}
     for plan in plans:
         for step in plan.values():

@@ -334,8 +334,23 @@ def test_diffattn_seed_noise_verdict_and_partial_section(tmp_path: Path) -> None
     lines = diffattn.markdown(result, "dev", "results/x.png")
     text = "\n".join(lines)
     assert "**Partial run**: not yet finished: arabic_news_ant seed 42: teacher-plain." in text
-    assert "| ag_news | teacher hybrid-25 | +2.50 (+2.00 / +3.00) | 1.00 | better |" in lines
-    assert "| ag_news | teacher hybrid-50 | +0.00 (+0.50 / -0.50) | 1.00 | inside the seed noise |" in lines
+    # 2,000 test texts at ~0.82: 1.96 SE of a two-seed mean difference = 1.96 * sqrt((2 * .82 * .18 / 2000) / 2)
+    sampling = 1.96 * np.sqrt(np.mean([(0.80 * 0.20 + 0.82 * 0.18) / 2000, (0.81 * 0.19 + 0.84 * 0.16) / 2000]) / 2)
+    assert (f"| fp32 test accuracy | ag_news | teacher hybrid-25 | +2.50 (+2.00 / +3.00) | 1.00 | {sampling * 100:.2f} "
+            "| better |") in lines
+    assert [line for line in lines if line.startswith("| fp32 test accuracy | ag_news | teacher hybrid-50 | +0.00 "
+                                                      "(+0.50 / -0.50) | 1.00 |") and line.endswith("| inside the noise |")]
+    # the outlier test, paired the same way (every made-up row has static QDQ agreement 0.95: no difference)
+    assert [line for line in lines if line.startswith("| static QDQ int8 agreement (the outlier test) | ag_news | "
+                                                      "teacher hybrid-25 | +0.00 (+0.00 / +0.00) | 0.00 |")]
+    # same sign on both seeds and plain's spread 0, but inside the test sampling of 1,000 texts: noise
+    flat = [{**row(42, "plain", 0.80), "static_int8": {"agreement": 0.988, "n": 1000}},
+            {**row(43, "plain", 0.80), "static_int8": {"agreement": 0.988, "n": 1000}},
+            {**row(42, "hybrid-50", 0.80), "static_int8": {"agreement": 0.991, "n": 1000}},
+            {**row(43, "hybrid-50", 0.80), "static_int8": {"agreement": 0.989, "n": 1000}}]
+    (static,) = diffattn.versus_plain(flat, ("static_int8", "agreement"))
+    assert static["plain_spread"] == 0 and static["mean"] == pytest.approx(0.002) and static["inside_noise"]
+    assert 0.003 < static["sampling"] < 0.01
     assert "| ag_news | 42 | teacher-plain | `edgekd train x` | 12.5 s | 0dfdf54 |" in lines and "![diffattn](results/x.png)" in text
     assert diffattn.chart(result, tmp_path / "c.png").stat().st_size > 10_000
 
