@@ -39,11 +39,11 @@ if TYPE_CHECKING:
 
 STAMP_DIR = ".steps"
 PACKAGE = Path(__file__).resolve().parent
-# The child process of an isolated step: runs the pickled stage as `edgekd VERB` would, then records (at
-# exit, so lazy imports count) which edgekd source files the process imported.
 # stale() reasons that leave a step's outputs what its config and upstream runs make, only under older
 # edgekd code (the stamp's `source` records the commit it ran at): `finished()` accepts them, a run redoes them.
 CODE_REASONS = ("its stamp predates source versions", "edgekd code it ran changed since")
+# The child process of an isolated step: runs the pickled stage as `edgekd VERB` would, then records (at
+# exit, so lazy imports count) which edgekd source files the process imported.
 _CHILD = "import sys; from edgekd.steps import _child; sys.exit(_child(sys.argv[1], sys.argv[2]))"
 
 
