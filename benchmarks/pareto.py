@@ -337,7 +337,7 @@ def markdown(result: dict[str, Any], device_id: str, chart: str) -> list[str]:
     env = "" if g["name"] == "full" else f"EDGEKD_BENCH_PARETO={g['name']} "
     what = "" if g["train_rows"] is None else (
         f" Stated training slice: the teacher is the grid's own ({g.get('teacher_max_length', 32)} tokens, 1 epoch "
-        f"on those rows), not the main benchmark's whole-AG-News teacher, so its accuracy and the 99% bar are "
+        "on those rows), not the main benchmark's whole-AG-News teacher, so its accuracy and the 99% bar are "
         "this slice's.")
     lines = ["## Pareto: accuracy vs batch-1 latency vs size (issue 18)", "",
              f"`{env}python -m benchmarks pareto` on "
