@@ -289,7 +289,7 @@ def study(log: Any, scale: Scale = FULL, run: bool = True) -> dict[str, Any]:
                     for name, each in plan[(d, seed)].items():
                         if (_extra(name) is not None) != extra:
                             continue
-                        if collapse(plan[(d, seed)]) is not None:
+                        if collapse(plan[(d, seed)]) is not None:  # a stamp and a small JSON read per step
                             log(f"diffattn: {d} seed {seed}: the plain teacher collapsed, its other steps not run")
                             break
                         run_step(each, log)
@@ -305,9 +305,10 @@ def study(log: Any, scale: Scale = FULL, run: bool = True) -> dict[str, Any]:
             continue
         done = {name: st for name, st in all_steps.items() if _extra(name) not in skip}
         rows += run_seed(d, seed, scale, log, done, skip)
-        commands += [{"dataset": d, "seed": seed, "step": name, "command": command(st),
-                      "wall_time_s": (stamp(st) or {}).get("seconds"), "commit": commit(stamp(st))}
-                     for name, st in done.items()]
+        for name, st in done.items():
+            found = stamp(st) or {}
+            commands.append({"dataset": d, "seed": seed, "step": name, "command": command(st),
+                             "wall_time_s": found.get("seconds"), "commit": commit(found)})
     return {"scale": scale.__dict__, "rows": rows, "commands": commands, "collapsed": failed,
             "seeds": {d: list(seeds(d, scale)) for d in scale.datasets},
             "wall_time_s": round(time.perf_counter() - started, 1),

@@ -221,8 +221,9 @@ def finished(s: Step) -> dict[str, Any] | None:
     config and upstream runs, this edgekd code or an older one), or the old runner's stamp over outputs
     that exist; None when the step never finished or its config or upstream changed since."""
     r = runner()
-    if r.stamp(s) is not None:
-        return r.stamp(s) if r.finished(s) else None
+    found = r.stamp(s)
+    if found is not None:
+        return found if r.finished(s) else None
     return stamp(s) if all(Path(p).exists() for p in s.outputs) else None
 
 
