@@ -366,7 +366,7 @@ def versus_plain(rows: list[dict[str, Any]], metric: tuple[str, str] = ("fp32", 
     plain = {(r["dataset"], r["role"], r["seed"]): r for r in rows if r["variant"] == "plain" and value(r) is not None}
     out = []
     for d, role, v in sorted({(r["dataset"], r["role"], r["variant"]) for r in rows if r["variant"] != "plain"},
-                             key=lambda k: (k[0], ROLES.index(k[1]), ORDER.index(k[2]))):
+                             key=lambda k: (k[0], _rank(ROLES, k[1]), _rank(ORDER, k[2]))):
         pairs = [(r, plain[(d, role, r["seed"])]) for r in rows if (r["dataset"], r["role"], r["variant"]) == (d, role, v)
                  and value(r) is not None and (d, role, r["seed"]) in plain]
         if not pairs:
@@ -383,6 +383,11 @@ def versus_plain(rows: list[dict[str, Any]], metric: tuple[str, str] = ("fp32", 
         out.append({"dataset": d, "role": role, "variant": v, "diffs": diffs, "mean": mean, "plain_spread": spread,
                     "sampling": sampling, "inside_noise": bool(noise)})
     return out
+
+
+def _rank(order: Any, name: str) -> int:
+    """`name`'s place in `order`; names it lacks (another part's variants) last."""
+    return list(order).index(name) if name in order else len(order)
 
 
 def chart(result: dict[str, Any], path: Path) -> Path:

@@ -11,7 +11,9 @@ results/pareto-<device-id>.png and the `pareto` section of RESULTS.md.
 (the full grid needs the main benchmark's whole-AG-News teacher, hours here): the first 12,000 AG News
 training rows (classes 2,873-3,137 each), a 1-epoch max_length-64 teacher, the 12 students of depth 2 and
 3, each distilled for 1 epoch, the whole test split; results/pareto-slice-<device-id>.{json,png} and the
-`pareto` section (until the full grid replaces it).
+`pareto` section (until the full grid replaces it). The slice also runs two of issue 18's controls on its own
+models: the 3-layer student distilled vs fine-tuned without the teacher at seeds 42 and 43, and the 3-layer
+student vs the teacher in PyTorch at batch 1 (interleaved and back to back).
 `EDGEKD_BENCH_PARETO=smoke python -m benchmarks pareto`: two students on a slice with a 1-epoch teacher,
 exported to every target, in minutes; a check that the part runs, written only into its cache folder.
 
@@ -69,6 +71,9 @@ class Grid:
     runs: int  # interleaved batch-1 rounds per timing group
     latency_texts: int
     teacher_max_length: int = 32  # the grid's own 1-epoch teacher (slice, smoke); full reuses the main one
+    # Seeds of the distilled-vs-plain control (issue 18): layers=3 distilled, and fine-tuned without the teacher,
+    # at each seed (seed 42's distilled student is the grid's own); () for none (full: the main benchmark's).
+    controls: tuple[int, ...] = ()
 
 
 def spec_text(depth: int, ffn: int | None, heads: int | None) -> str:
@@ -79,7 +84,7 @@ FULL = Grid("full", tuple(spec_text(d, f, h) for d in FULL_DEPTHS for f in FULL_
             epochs="2", train_rows=None, test_rows=None, targets="onnx", runs=100, latency_texts=500)
 SLICE = Grid("slice", tuple(spec_text(d, f, h) for d in (2, 3) for f in FULL_FFN for h in FULL_HEADS),
              epochs="1", train_rows=12000, test_rows=7600, targets="onnx", runs=100, latency_texts=300,
-             teacher_max_length=64)
+             teacher_max_length=64, controls=(42, 43))
 SMOKE = Grid("smoke", ("layers=2,ffn=384,heads=6", "layers=1,ffn=768,heads=4"), epochs="1", train_rows=1200,
              test_rows=300, targets="onnx,openvino,coreml", runs=20, latency_texts=60)
 
@@ -130,6 +135,14 @@ def steps(g: Grid) -> dict[str, Step]:
         bundle = c / "bundles" / name
         out[f"distill {name}"] = student
         out[f"bundle {name}"] = step(export(ckpt, bundle, g.targets, spec_data), bundle, after=[student])
+    for seed in g.controls:
+        for arm in ("distilled", "plain"):
+            if arm == "distilled" and seed == spec_data.seed and "distill layers-3" in out:
+                out[f"control {arm} {seed}"] = out["distill layers-3"]
+                continue
+            ckpt = c / "controls" / f"{arm}-{seed}"
+            out[f"control {arm} {seed}"] = step(distill(out_dir(teacher), data(_slice(g), seed=seed), ["layers=3"], ckpt,
+                                                        no_teacher=arm == "plain", epochs=g.epochs), ckpt, after=[teacher])
     return out
 
 
@@ -207,13 +220,38 @@ def study(log: Any) -> dict[str, Any]:
         del clfs
     _add_latency(rows, groups)
     mark_frontier(rows)
-    return {"grid": asdict(g), "rows": rows, "latency_groups": groups, "dropped": dropped, "commands": commands,
-            "target": TARGET | verdict(rows)}
+    out = {"grid": asdict(g), "rows": rows, "latency_groups": groups, "dropped": dropped, "commands": commands,
+           "target": TARGET | verdict(rows)}
+    if g.controls:
+        log("pareto: distilled vs plain control; 3-layer student vs teacher, PyTorch batch 1")
+        out["controls"] = controls(all_steps, g, next(r for r in rows if r["model"] == "layers-3 fp32"))
+        out["torch_student_vs_teacher"] = speed.torch_student_vs_teacher(
+            teacher_dir, _checkpoint(all_steps, "layers-3"), texts)
+    return out
+
+
+def controls(all_steps: dict[str, Step], g: Grid, onnx_row: dict[str, Any]) -> dict[str, Any]:
+    """The distilled-vs-plain control: each arm's test accuracy at each seed (the checkpoint's metrics.json,
+    written by distill on every test text), the per-seed differences with diffattn's noise rule, and the
+    seed-42 distilled student's accuracy recomputed another way (its ONNX fp32 artifact via edgekd.load)."""
+    from benchmarks.diffattn import versus_plain
+
+    rows = []
+    for seed in g.controls:
+        for arm in ("distilled", "plain"):
+            m = read_json(_checkpoint(all_steps, f"control {arm} {seed}") / "metrics.json")
+            rows.append({"dataset": "ag_news", "role": "student", "variant": arm, "seed": seed,
+                         "fp32": {"accuracy": m["accuracy"], "n": m["n"]}})
+    own = next(r for r in rows if r["variant"] == "distilled" and r["seed"] == g.controls[0])["fp32"]
+    return {"rows": rows, "versus_plain": versus_plain(rows)[0],
+            "check": {"checkpoint_accuracy": own["accuracy"], "onnx_fp32_accuracy": onnx_row["accuracy"],
+                      "n": onnx_row["n"]}}
 
 
 def _checkpoint(all_steps: dict[str, Step], name: str) -> Path:
-    """The student's checkpoint: a folder of its distill step's output (the main students step), or the output."""
-    out = out_dir(all_steps[f"distill {name}"])
+    """The student's checkpoint (`name`: a student's, or a control step's key): a folder of its distill step's
+    output (the main students step), or the output."""
+    out = out_dir(all_steps[name if name.startswith("control ") else f"distill {name}"])
     return out / name if (out / name / "config.json").is_file() else out
 
 
@@ -361,6 +399,38 @@ def markdown(result: dict[str, Any], device_id: str, chart: str) -> list[str]:
         f"{t['most_accurate_fast'] or 'none'})")
     lines += ["", f"Target: a student on the latency frontier at >= {t['min_speedup']:g}x the teacher pipeline with "
               f">= {100 * t['min_accuracy_share']:g}% of its accuracy: {state}."]
+    lines += _control_lines(result.get("controls"), result.get("torch_student_vs_teacher"))
     drops = [f"- {n}: {d}" for n, ds in result["dropped"].items() for d in ds]
     return lines + (["", "Artifacts export dropped:", *drops] if drops else [])
+
+
+def _control_lines(ctl: dict[str, Any] | None, torch_cmp: dict[str, Any] | None) -> list[str]:
+    """The distilled-vs-plain control and the PyTorch 3-layer-vs-teacher comparison, on the grid's models."""
+    lines = []
+    if ctl:
+        v, check = ctl["versus_plain"], ctl["check"]
+        by = {(r["variant"], r["seed"]): r["fp32"]["accuracy"] for r in ctl["rows"]}
+        seeds = sorted({r["seed"] for r in ctl["rows"]})
+        per_seed = "; ".join(f"seed {s}: {by[('distilled', s)]:.4f} vs {by[('plain', s)]:.4f}" for s in seeds)
+        call = "inside the noise" if v["inside_noise"] else ("distillation helps" if v["mean"] > 0 else "plain is better")
+        lines += ["", f"Distilled vs plain fine-tuned 3-layer student (the same data, epochs and seed; plain: "
+                  f"`--no-teacher`), test accuracy, {per_seed}. Difference {_signed(v['diffs'])} points (mean "
+                  f"{100 * v['mean']:+.2f}); plain's seed spread {100 * v['plain_spread']:.2f} and 1.96 SE of the test "
+                  f"sampling {100 * v['sampling']:.2f} points: **{call}**. Recomputed another way: the seed-"
+                  f"{seeds[0]} distilled student's ONNX fp32 artifact through `edgekd.load` scores "
+                  f"{check['onnx_fp32_accuracy']:.4f} on the same {check['n']} texts (checkpoint "
+                  f"{check['checkpoint_accuracy']:.4f})."]
+    if torch_cmp:
+        b2b, ok = torch_cmp["back_to_back"], torch_cmp["consistent"]
+        lines += ["", f"3-layer student vs teacher, PyTorch CPU batch 1 (the forward pass, issue 3's >= 1.8x row, on "
+                  f"this grid's models): {torch_cmp['speedup']:.2f}x interleaved "
+                  f"({torch_cmp['teacher_torch']['p50_ms']:.2f} ms vs {torch_cmp['student_torch']['p50_ms']:.2f} ms), "
+                  f"{b2b['speedup']:.2f}x back to back: "
+                  + (f"**{'met' if min(torch_cmp['speedup'], b2b['speedup']) >= 1.8 else 'not met'}**" if ok
+                     else "**not established** (interleaved and back to back differ by more than 20%)") + "."]
+    return lines
+
+
+def _signed(diffs: list[float]) -> str:
+    return " / ".join(f"{100 * d:+.2f}" for d in diffs)
 

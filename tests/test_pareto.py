@@ -108,3 +108,44 @@ def test_grid_specs_parse_and_full_reuses_the_main_students(monkeypatch: pytest.
     assert pruned.stage.students == ["layers=4,ffn=384,heads=6"] and pruned.after == ["ag_news/teacher"]
     monkeypatch.setenv("EDGEKD_BENCH_PARETO", "smoke")
     assert pareto.grid() is pareto.SMOKE
+
+
+def test_slice_controls_reuse_the_grids_seed_42_student(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from benchmarks import steps as bench_steps
+
+    for module in (pareto, bench_steps):  # the slice writes its data there while planning
+        monkeypatch.setattr(module, "CACHE", tmp_path)
+    steps = pareto.steps(pareto.SLICE)
+    assert steps["control distilled 42"] is steps["distill layers-3"]
+    plain, other = steps["control plain 42"], steps["control distilled 43"]
+    assert not plain.stage.config.use_teacher and plain.stage.students == ["layers=3"]
+    assert other.stage.config.use_teacher and other.stage.config.train.seed == 43 and other.stage.data.seed == 43
+    assert steps["control plain 43"].stage.config.train.seed == 43 and plain.stage.config.train.seed == 42
+    assert plain.stage.config.train.epochs == steps["distill layers-3"].stage.config.train.epochs
+    assert "control plain 42" not in pareto.steps(pareto.SMOKE)
+
+
+def test_control_lines_call_noise_and_speed() -> None:
+    from benchmarks.diffattn import versus_plain
+
+    rows = [{"dataset": "ag_news", "role": "student", "variant": arm, "seed": seed, "fp32": {"accuracy": acc, "n": 7600}}
+            for arm, seed, acc in (("distilled", 42, 0.900), ("plain", 42, 0.890), ("distilled", 43, 0.902),
+                                   ("plain", 43, 0.891))]
+    v = versus_plain(rows)[0]
+    # +1.0 and +1.1 points; plain's spread 0.1; sampling 1.96 * sqrt(mean(2 * p(1-p)/n) / 2) ~ 0.67 points
+    assert v["variant"] == "distilled" and [round(d, 4) for d in v["diffs"]] == [0.01, 0.011]
+    assert abs(v["sampling"] - 1.96 * (((0.9 * 0.1 + 0.89 * 0.11) / 7600 + (0.902 * 0.098 + 0.891 * 0.109) / 7600)
+                                      / 2 / 2) ** 0.5) < 1e-12
+    assert not v["inside_noise"]
+    ctl = {"rows": rows, "versus_plain": v, "check": {"checkpoint_accuracy": 0.9, "onnx_fp32_accuracy": 0.9, "n": 7600}}
+    t = {"teacher_torch": {"p50_ms": 9.0}, "student_torch": {"p50_ms": 4.0}, "speedup": 2.25, "consistent": True,
+         "back_to_back": {"speedup": 2.0}}
+    text = "\n".join(pareto._control_lines(ctl, t))
+    assert "seed 42: 0.9000 vs 0.8900; seed 43: 0.9020 vs 0.8910" in text and "+1.00 / +1.10" in text
+    assert "**distillation helps**" in text and "2.25x interleaved (9.00 ms vs 4.00 ms), 2.00x back to back: **met**" in text
+    t |= {"consistent": False}
+    assert "**not established**" in "\n".join(pareto._control_lines(None, t))
+    flipped = [r | {"fp32": {"accuracy": 0.885, "n": 7600}} if (r["variant"], r["seed"]) == ("distilled", 43) else r
+               for r in rows]
+    assert "**inside the noise**" in "\n".join(pareto._control_lines(ctl | {"versus_plain": versus_plain(flipped)[0]},
+                                                                     None))
