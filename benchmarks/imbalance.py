@@ -37,10 +37,10 @@ from benchmarks.steps import (
     command,
     data,
     distill,
+    finished,
     out_dir,
     read_json,
     run_step,
-    stamp,
     step,
     train,
 )
@@ -237,12 +237,12 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
 
 
 def finished_wall_time(st: Step) -> float | None:
-    """The wall time (s) of the step's last finished run, None when it has not finished (no stamp, or no
-    metrics.json in its output folder)."""
-    out = out_dir(st)
-    if not (out / "metrics.json").is_file():
+    """The wall time (s) of the step's last finished run, None when it has not finished (no stamp, no
+    metrics.json in its output folder, or its config or upstream changed since: `steps.finished`, which
+    also counts a run of older edgekd code or of the runner before the merge)."""
+    if not (out_dir(st) / "metrics.json").is_file():
         return None
-    done = stamp(st)  # also a stamp of the runner before the merge: rows measured then still publish
+    done = finished(st)
     return None if done is None else done["seconds"]
 
 

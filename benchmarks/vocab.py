@@ -27,11 +27,11 @@ from benchmarks.steps import (
     data,
     distill,
     export,
+    finished,
     out_dir,
     prune_vocab,
     read_json,
     run_step,
-    stamp,
     step,
     train,
 )
@@ -283,15 +283,15 @@ def _unmet(result: dict[str, Any]) -> str:
 
 def from_cache() -> dict[str, Any]:
     """The result as far as the step cache has it (the rows of partial.json, every prune record, each
-    finished step's command and the wall time of its last finished run, from its stamp), marked partial:
-    for a run stopped or still going."""
+    finished step's command and the wall time of its last finished run, from its stamp as `steps.finished`
+    counts it), marked partial: for a run stopped or still going."""
     partial = CACHE / "ag_news-vocab" / "partial.json"
     result = read_json(partial) if partial.is_file() else {
         "teacher_rows": TEACHER_ROWS, "epochs": EPOCHS, "max_length": MAX_LENGTH, "min_counts": list(MIN_COUNTS),
         "rows": [], "commands": [], "target": TARGET | {"verdict": verdict([])}}
     all_steps = steps()
     done = {c["step"] for c in result["commands"]}
-    stamps = {name: stamp(s) for name, s in all_steps.items() if name not in done}
+    stamps = {name: finished(s) for name, s in all_steps.items() if name not in done}
     result["commands"] += [{"step": name, "command": command(all_steps[name]), "wall_time_s": st["seconds"]}
                            for name, st in stamps.items() if st is not None]
     return result | {"pruning": pruning_rows(all_steps), "teacher_metrics": _metrics(out_dir(all_steps["teacher"])),

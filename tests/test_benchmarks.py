@@ -330,3 +330,21 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     text = "\n".join(adapt.markdown(result, "dev"))
     assert "1 epochs of masked-LM training on the 540 training texts" in text and "9.100 -> 6.200" in text
     assert "**Partial run**" in text and f"| adapted | {short} |" in text and f"| english | {long} |" not in text
+
+
+def test_imbalance_publishes_a_step_only_while_its_config_still_matches(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`finished_wall_time` (what `python -m benchmarks.imbalance` publishes without running): the wall time of
+    a finished step of this config; None without metrics.json, or once its stamp is of another config."""
+    from benchmarks import imbalance
+
+    monkeypatch.setattr(steps, "CACHE", tmp_path)
+    out = tmp_path / "t"
+    s = steps.step(steps.train(steps.data(tmp_path / "d"), out), out)
+    _stamp(s, 7.5)
+    assert imbalance.finished_wall_time(s) is None  # no metrics.json: not finished
+    out.mkdir(parents=True)
+    (out / "metrics.json").write_text("{}")
+    assert imbalance.finished_wall_time(s) == 7.5
+    steps.runner().stamp_path(s).write_text(json.dumps({"hash": "another config", "seconds": 1.0}))
+    assert imbalance.finished_wall_time(s) is None
