@@ -10,6 +10,11 @@ stage configs (benchmarks/steps.py) run by edgekd's one step runner, each in a p
 its .steps folder): a rerun only redoes a step whose config, upstream runs or imported edgekd code
 changed. Results go to benchmarks/results/<device-id>.json and benchmarks/RESULTS.md. `report` alone
 rewrites RESULTS.md from the results files, measuring nothing.
+
+EDGEKD_BENCH_MAIN=slice runs the same parts on the Pareto part's training slice (12,000 rows, its 1-epoch
+teacher; benchmarks/pareto.py `main_steps`), about half an hour after that part instead of hours: the
+speed verdicts of a new machine. Its results file records the scale, and RESULTS.md marks its accuracy
+verdicts as the slice's.
 """
 
 from __future__ import annotations
@@ -42,12 +47,30 @@ PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairnes
 SEPARATE = ["firstrun", "serve", "vocab", "adapt", "pareto", "diffattn", "imbalance"]
 
 
+def scale() -> str:
+    """The main benchmark's data: "full" (all of AG News), or "slice" (EDGEKD_BENCH_MAIN=slice: the Pareto
+    slice's 12,000 rows and 1-epoch teacher, for the speed parts on a machine without hours to train)."""
+    name = os.environ.get("EDGEKD_BENCH_MAIN", "") or "full"
+    if name not in ("full", "slice"):
+        raise SystemExit(f"EDGEKD_BENCH_MAIN={name}: use full or slice (or leave it unset)")
+    return name
+
+
+def main_steps() -> dict[str, Step]:
+    """The main benchmark's steps at `scale()`: benchmarks/steps.py `pipeline`, or the same on the slice."""
+    if scale() == "full":
+        return pipeline()
+    from benchmarks import pareto
+
+    return pareto.main_steps(pareto.SLICE)
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def _step(results: dict[str, Any], name: str) -> Step:
-    step = pipeline()[name]
+    step = main_steps()[name]
     ran = run_step(step, log)
     results.setdefault("steps", {})[name] = {"command": ran["command"], "wall_time_s": ran["wall_time_s"]}
     return step
@@ -99,7 +122,7 @@ def students(results: dict[str, Any]) -> None:
 
 
 def _verify(verify: Step) -> dict[str, Any]:
-    """Run (unless cached) a verify step of `pipeline()`; {command, wall_time_s, report}. A failed gate does
+    """Run (unless cached) a verify step of `main_steps()`; {command, wall_time_s, report}. A failed gate does
     not stop the benchmark: it is in the report (its `passed` and gates), which the results keep."""
     ran = run_step(verify, log)
     report = next(iter(sorted(out_dir(verify).glob("*.json"))), None)  # the report, <device-id>.json
@@ -107,7 +130,7 @@ def _verify(verify: Step) -> dict[str, Any]:
 
 
 def export(results: dict[str, Any]) -> None:
-    steps = pipeline()
+    steps = main_steps()
     bundle = steps["bundle"]
     ran = run_step(bundle, log)
     verified = _verify(steps["verify"])
@@ -118,7 +141,7 @@ def export(results: dict[str, Any]) -> None:
 def small(results: dict[str, Any]) -> None:
     """The 2-layer student as an ONNX int8 bundle: accuracy on the full test set (verify, ONNX only)
     and the same teacher-pipeline comparison as the 3-layer bundle."""
-    steps = pipeline()
+    steps = main_steps()
     bundle = steps["bundle_small"]
     ran = run_step(bundle, log)
     bundle_dir = out_dir(bundle)
@@ -145,13 +168,13 @@ def fairness_part(results: dict[str, Any]) -> None:
     """The teacher-pipeline comparison of the 2-layer student under each thread-waiting setting."""
     from benchmarks import fairness
 
-    steps = pipeline()
+    steps = main_steps()
     run_step(steps["bundle_small"], log)
     results["fairness"] = fairness.study(out_dir(steps["teacher"]), out_dir(steps["bundle_small"]), log)
 
 
 def speed_part(results: dict[str, Any]) -> None:
-    steps = pipeline()
+    steps = main_steps()
     bundle, teacher = out_dir(steps["bundle"]), out_dir(steps["teacher"])
     student = out_dir(steps["students"]) / "layers-3"
     texts = test_texts(500)
@@ -304,6 +327,28 @@ def _section(name: str, lines: list[str]) -> None:
     md.write_text(splice(md.read_text() if md.is_file() else "", name, lines))
 
 
+def _results_so_far(path: Path) -> dict[str, Any]:
+    """This device's results file, to add the parts run now to; a run at another scale is started afresh
+    (one results file per device, of one scale: a slice's parts never mix with a full run's)."""
+    results: dict[str, Any] = read_json(path) if path.is_file() else {}
+    was = (results.get("scale") or {}).get("name", "full")
+    if results and was != scale():
+        log(f"{path.name} holds the {was} run: starting it afresh at scale {scale()}")
+        results = {}
+    return results | {"scale": _scale_record()}
+
+
+def _scale_record() -> dict[str, Any]:
+    """What the results were trained on: {"name": "full"}, or the slice's rows and teacher."""
+    if scale() == "full":
+        return {"name": "full"}
+    from benchmarks import pareto
+
+    g = pareto.SLICE
+    return {"name": "slice", "train_rows": g.train_rows, "epochs": g.epochs, "teacher_epochs": 1,
+            "teacher_max_length": g.teacher_max_length, "env": "EDGEKD_BENCH_MAIN=slice"}
+
+
 def _headline(m: dict[str, Any]) -> dict[str, Any]:
     return {k: m[k] for k in ("accuracy", "f1_macro", "f1_weighted") if k in m} | {"n": m.get("n")}
 
@@ -347,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     if not parts:
         return 0
     path = RESULTS / f"{device['device_id']}.json"
-    results: dict[str, Any] = read_json(path) if path.is_file() else {}
+    results = _results_so_far(path)
     results["device"] = device
     for part in parts:
         fn = {"baseline": baseline, "teacher": teacher, "students": students, "export": export,

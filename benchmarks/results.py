@@ -45,7 +45,25 @@ def targets(r: dict[str, Any]) -> list[Row]:
     rows += _speed_targets(r)
     have = " ".join(t for t, *_ in rows)
     rows += [(t, "n/a", _verdict(None), "") for t in EXPECTED if t.split(",")[0].split(" (")[0] not in have]
+    if _slice(r):  # the accuracy targets were set for models trained on all of AG News
+        rows = [(t, m, f"{v} (slice)" if where == "train" and v != "info" else v, where) for t, m, v, where in rows]
     return rows
+
+
+def _slice(r: dict[str, Any]) -> dict[str, Any] | None:
+    """The training slice the results were measured on (EDGEKD_BENCH_MAIN=slice), None for all of AG News."""
+    found = r.get("scale") or {}
+    return found if found.get("name", "full") != "full" else None
+
+
+def scale_text(r: dict[str, Any]) -> str:
+    """What the models were trained on, in words."""
+    sl = _slice(r)
+    if not sl:
+        return "all of AG News"
+    return (f"a training slice (`{sl.get('env')}`): the first {sl.get('train_rows'):,} AG News training rows, a "
+            f"{sl.get('teacher_epochs')}-epoch max_length-{sl.get('teacher_max_length')} teacher, students distilled "
+            f"{sl.get('epochs')} epoch(s); the whole test split")
 
 
 # Targets from the issues that a complete run reports; any the run did not reach is listed as not measured.
@@ -236,7 +254,10 @@ def _speed_targets(r: dict[str, Any]) -> list[Row]:
 def write_results_md(r: dict[str, Any], path: Path, plots_dir: Path) -> None:
     lines = ["# Benchmark results", "",
              "Produced by `make bench` (`python -m benchmarks all`); every number below comes from "
-             f"`benchmarks/results/{_get(r, 'device', 'device_id')}.json`, written by the committed code.", ""]
+             f"`benchmarks/results/{_get(r, 'device', 'device_id')}.json`, written by the committed code, with "
+             f"models trained on {scale_text(r)}."
+             + (" Accuracy verdicts marked (slice) are the slice models' against targets set for all of AG News; "
+                "the speed and int8 verdicts compare models trained alike." if _slice(r) else ""), ""]
     lines += ["## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {t} | {m} | {v} |" for t, m, v, _ in targets(r)]
     lines += [""] + verdicts_by_device(device_results(plots_dir))
@@ -274,7 +295,8 @@ def verdicts_by_device(all_results: list[dict[str, Any]]) -> list[str]:
         return []
     per = [{t: v for t, _, v, _ in targets(r) if v != "info"} for r in all_results]
     titles = list(dict.fromkeys(t for d in per for t in d))
-    head = ["target"] + [_device_head(r.get("device") or {}) for r in all_results]
+    head = ["target"] + [_device_head(r.get("device") or {}) + ("<br>training slice" if _slice(r) else "")
+                         for r in all_results]
     lines = ["## Verdicts by device", "",
              f"Every device with results in `benchmarks/results/` ({len(all_results)}), side by side; the sections "
              "below detail the device named at the top.", "",

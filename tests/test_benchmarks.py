@@ -67,6 +67,56 @@ def test_results_md_shows_every_devices_verdicts_side_by_side(tmp_path: Path) ->
     assert "serve section" in text  # a separate part's section is kept
 
 
+def test_a_slice_run_is_marked_in_its_column_and_its_accuracy_verdicts(tmp_path: Path) -> None:
+    full = {"device": _device("linux-x86_64-test-aaaaaaaa", {"avx2": True}),
+            "steps": {"baseline": {"metrics": {"accuracy": 0.90}}}}
+    sliced = {"device": _device("linux-x86_64-test-bbbbbbbb", {"avx2": True, "avx512_vnni": True}),
+              "scale": {"name": "slice", "train_rows": 12000, "epochs": "1", "teacher_epochs": 1,
+                        "teacher_max_length": 64, "env": "EDGEKD_BENCH_MAIN=slice"},
+              "steps": {"baseline": {"metrics": {"accuracy": 0.88}}}}
+    for r in (full, sliced):
+        (tmp_path / f"{r['device']['device_id']}.json").write_text(json.dumps(r))
+    by = {t: v for t, _, v, _ in results.targets(sliced)}
+    assert by["baseline test accuracy >= 0.89 (issue 2)"] == "**not met** (slice)"
+    assert by["MiniLM teacher test accuracy >= 0.92 (issue 2)"] == "not measured (slice)"
+    md = tmp_path / "RESULTS.md"
+    results.write_results_md(sliced, md, tmp_path)
+    text = md.read_text()
+    assert "the first 12,000 AG News training rows, a 1-epoch max_length-64 teacher" in text.split("\n## ")[0]
+    table = text.split("## Verdicts by device")[1].split("\n## ")[0].splitlines()
+    header = next(line for line in table if line.startswith("| target |"))
+    assert header.count("training slice") == 1 and header.index("bbbbbbbb") < header.index("training slice")
+    row = next(line for line in table if line.startswith("| baseline test accuracy"))
+    assert row.split("|")[2:4] == [" **met** ", " **not met** (slice) "]
+    assert results.scale_text(full) == "all of AG News"
+
+
+def test_the_main_benchmark_on_the_slice_reuses_the_pareto_slice_steps(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import __main__ as bench
+    from benchmarks import pareto
+
+    for module in (steps, pareto):
+        monkeypatch.setattr(module, "CACHE", tmp_path)
+    monkeypatch.setenv("EDGEKD_BENCH_MAIN", "slice")
+    main, grid = bench.main_steps(), pareto.steps(pareto.SLICE)
+    assert set(main) == set(steps.pipeline())  # every part finds the steps it reads
+    assert main["teacher"] is not None and main["teacher"].key == grid["teacher"].key
+    assert main["no_teacher"].key == grid["control plain 42"].key
+    assert main["students"].stage.students == ["layers=3", "layers=2"] and main["students"].after == [grid["teacher"].name]
+    assert bench._scale_record()["train_rows"] == pareto.SLICE.train_rows
+    old = tmp_path / "dev.json"
+    old.write_text(json.dumps({"steps": {"teacher": {}}}))  # a full run (no scale recorded)
+    assert bench._results_so_far(old) == {"scale": bench._scale_record()}  # not mixed into the slice run
+    old.write_text(json.dumps({"steps": {"teacher": {}}, "scale": bench._scale_record()}))
+    assert bench._results_so_far(old)["steps"] == {"teacher": {}}
+    monkeypatch.delenv("EDGEKD_BENCH_MAIN")
+    assert bench._results_so_far(old) == {"scale": {"name": "full"}}
+    monkeypatch.setenv("EDGEKD_BENCH_MAIN", "half")
+    with pytest.raises(SystemExit, match="use full or slice"):
+        bench.main_steps()
+
+
 def test_the_pytorch_speed_row_needs_the_controlled_comparison() -> None:
     title = "3-layer student >= 1.8x faster than teacher"
     old = {"steps": {"students": {"comparison": [{"model": "teacher", "latency_p50_ms": 18.0},
@@ -202,6 +252,7 @@ def _every_step(monkeypatch: pytest.MonkeyPatch, cache: Path) -> dict[str, objec
     _, imbalance, vocab, adapt, pareto, diffattn, _ = modules
     plans = [steps.pipeline(), vocab.steps(), *(imbalance.steps(s) for s in (imbalance.SLICE, imbalance.SMOKE)),
              *(adapt.steps(s) for s in (adapt.FULL, adapt.SLICE, adapt.SMOKE)), *(pareto.steps(g) for g in pareto.GRIDS.values()),
+             pareto.main_steps(pareto.SLICE),
              *(diffattn.steps(d, seed, sc) for sc in (diffattn.SMOKE, diffattn.FULL) for d in ("ag_news", "arabic_news_ant")
                for seed in {*diffattn.seeds(d, sc), 42, 43})]
     found: dict[str, object] = {}
