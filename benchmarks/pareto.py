@@ -380,6 +380,12 @@ def chart(rows: list[dict[str, Any]], path: Path) -> None:
         for r in line:
             ax.annotate(r["model"], (r[cost] / scale, r["accuracy"]), fontsize=7, xytext=(4, -9),
                         textcoords="offset points")
+        teacher = next((r for r in rows if r["kind"] == "teacher"), None)
+        if teacher is not None:
+            bar = TARGET["min_accuracy_share"] * teacher["accuracy"]
+            ax.axhline(bar, color="#888888", ls="--", lw=0.8, zorder=1)
+            ax.annotate(f"{100 * TARGET['min_accuracy_share']:g}% of the teacher", (0.01, bar), fontsize=7,
+                        xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points")
         ax.set(xscale="log", xlabel=title, ylabel="test accuracy", title=f"accuracy vs {title.split(' (')[0]}")
         ax.grid(alpha=0.3)
     for key, color in colors.items():
@@ -420,10 +426,38 @@ def markdown(result: dict[str, Any], device_id: str, chart: str) -> list[str]:
         f"**not met** (fastest at >= 99% of the teacher: {t['fastest_accurate'] or 'none'}; most accurate at >= 8x: "
         f"{t['most_accurate_fast'] or 'none'})")
     lines += ["", f"Target: a student on the latency frontier at >= {t['min_speedup']:g}x the teacher pipeline with "
-              f">= {100 * t['min_accuracy_share']:g}% of its accuracy: {state}."]
+              f">= {100 * t['min_accuracy_share']:g}% of its accuracy: {state}.", "", compass(result["rows"])]
+    teacher_p50 = [g["teacher"]["p50_ms"] for g in result.get("latency_groups", {}).values()]
+    if teacher_p50:
+        lines += ["", f"The teacher pipeline's p50 ranged {min(teacher_p50):.2f}-{max(teacher_p50):.2f} ms across the "
+                  f"{len(teacher_p50)} timing groups (its row: their median), which is why every speed-up is the ratio "
+                  "within its own group, not to that median."]
     lines += _control_lines(result.get("controls"), result.get("torch_student_vs_teacher"))
     drops = [f"- {n}: {d}" for n, ds in result["dropped"].items() for d in ds]
     return lines + (["", "Artifacts export dropped:", *drops] if drops else [])
+
+
+def compass(rows: list[dict[str, Any]], goal: float = 10.0) -> str:
+    """Where the students stand against the 10x compass goal: the fastest at >= 99% of the teacher and the
+    most accurate past `goal`, each by the lower of its two speed-ups (interleaved, back to back)."""
+    def low(r: dict[str, Any]) -> float:
+        return min(r["speedup"], r.get("speedup_back_to_back") or r["speedup"])
+
+    def said(r: dict[str, Any]) -> str:
+        b2b = r.get("speedup_back_to_back")
+        return (f"{r['model']} ({r['speedup']:.2f}x interleaved, " + (f"{b2b:.2f}x back to back, " if b2b else "")
+                + f"{100 * r['accuracy_share']:.2f}% of the teacher)")
+
+    students = [r for r in rows if r["kind"] == "student"]
+    accurate = [r for r in students if r["accuracy_share"] >= TARGET["min_accuracy_share"]]
+    past = [r for r in students if low(r) >= goal]
+    best = max(accurate, key=low) if accurate else None
+    text = f"Compass goal {goal:g}x (both timings) at >= 99%: " + (
+        "**met**" if best is not None and low(best) >= goal else "**not met**")
+    text += f"; the fastest student at >= 99% is {said(best)}" if best else "; no student keeps 99%"
+    text += f"; the most accurate past {goal:g}x is {said(max(past, key=lambda r: r['accuracy']))}." if past else (
+        f"; none reaches {goal:g}x.")
+    return text
 
 
 def _control_lines(ctl: dict[str, Any] | None, torch_cmp: dict[str, Any] | None) -> list[str]:

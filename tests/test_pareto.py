@@ -149,3 +149,18 @@ def test_control_lines_call_noise_and_speed() -> None:
                for r in rows]
     assert "**inside the noise**" in "\n".join(pareto._control_lines(ctl | {"versus_plain": versus_plain(flipped)[0]},
                                                                      None))
+
+
+def test_compass_line_names_the_fastest_accurate_student_and_the_most_accurate_past_10x() -> None:
+    rows = [{"model": "teacher", "kind": "teacher", "accuracy": 0.90, "accuracy_share": 1.0, "speedup": 1.0},
+            {"model": "a int8", "kind": "student", "accuracy": 0.8915, "accuracy_share": 0.9905, "speedup": 9.88,
+             "speedup_back_to_back": 10.06},
+            {"model": "b int8", "kind": "student", "accuracy": 0.8914, "accuracy_share": 0.9860, "speedup": 12.11,
+             "speedup_back_to_back": 11.78},
+            {"model": "c int8", "kind": "student", "accuracy": 0.89, "accuracy_share": 0.99, "speedup": 12.0,
+             "speedup_back_to_back": 9.0}]  # faster interleaved, but its lower timing is 9.0x
+    text = pareto.compass(rows)
+    assert text.startswith("Compass goal 10x (both timings) at >= 99%: **not met**")
+    assert "the fastest student at >= 99% is a int8 (9.88x interleaved, 10.06x back to back, 99.05% of the teacher)" in text
+    assert "the most accurate past 10x is b int8 (12.11x" in text
+    assert pareto.compass(rows, goal=9.5).startswith("Compass goal 9.5x (both timings) at >= 99%: **met**")
