@@ -109,3 +109,13 @@ def test_session_modules_do_not_import_torch() -> None:
             "print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_openvino_compiles_in_f32_with_the_latency_hint_unless_asked() -> None:
+    """edgekd's OpenVINO properties (the benchmark's bare engine compiles with the same ones): f32 even
+    where the CPU has bf16, which OpenVINO would otherwise pick for an fp32 model."""
+    from edgekd.runtimes.openvino import compile_config
+
+    assert compile_config({}) == {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    assert compile_config({"threads": 2, "inference_precision": "bf16"})["INFERENCE_NUM_THREADS"] == 2
+    assert compile_config({"inference_precision": "bf16"})["INFERENCE_PRECISION_HINT"] == "bf16"

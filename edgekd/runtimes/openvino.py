@@ -17,6 +17,18 @@ from edgekd.errors import BundleError, require
 RT_INFO_PATH = ["edgekd", "contract"]
 
 
+
+def compile_config(options: dict[str, Any]) -> dict[str, Any]:
+    """The OpenVINO compile properties edgekd's runtime uses for load `options` (performance_hint,
+    inference_precision, threads)."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": options.get("performance_hint", "LATENCY"),
+                              # f32 unless asked: CPUs with bf16 (AVX512_BF16, AMX) would otherwise silently use it
+                              "INFERENCE_PRECISION_HINT": options.get("inference_precision", "f32")}
+    if options.get("threads"):
+        config["INFERENCE_NUM_THREADS"] = int(options["threads"])
+    return config
+
+
 class OpenVinoSession:
     """One compiled model and one infer request, used by one thread at a time.
 
@@ -41,11 +53,7 @@ class OpenVinoSession:
         self.embedded_contract = (model.get_rt_info(RT_INFO_PATH).astype(str) if model.has_rt_info(RT_INFO_PATH)
                                   else None)
         device = options.get("device", "CPU")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": options.get("performance_hint", "LATENCY"),
-                                  # f32 unless asked: CPUs with bf16 would otherwise silently use it
-                                  "INFERENCE_PRECISION_HINT": options.get("inference_precision", "f32")}
-        if options.get("threads"):
-            config["INFERENCE_NUM_THREADS"] = int(options["threads"])
+        config = compile_config(options)
         try:
             self._compiled = core.compile_model(model, device, config)
         except RuntimeError as exc:
