@@ -105,7 +105,8 @@ def _student_targets(r: dict[str, Any], teach: float | None, base: float | None)
     plain = _student(r, "no_teacher", "layers-3")
     if plain and s3:
         rows.append(("(context) distilled vs plain fine-tuned 3-layer student", f"{s3['accuracy']:.4f} vs "
-                     f"{plain['accuracy']:.4f}", "info", "train"))
+                     f"{plain['accuracy']:.4f} (one seed; the Pareto section's control compares two seeds against "
+                     "their noise)", "info", "train"))
     rows_t = [t for t in (_student(r, "students", "teacher"), _student(r, "no_teacher", "teacher")) if t]
     miss = next((t for t in rows_t if t.get("teacher_cache_hit") is False), None)
     hit = next((t for t in rows_t if t.get("teacher_cache_hit")), None)
