@@ -50,8 +50,8 @@ from benchmarks.steps import (
     read_json,
     run_step,
     step,
+    students_onward,
     train,
-    verify,
 )
 
 SECTION = "pareto"
@@ -149,23 +149,11 @@ def steps(g: Grid) -> dict[str, Step]:
 
 def main_steps(g: Grid) -> dict[str, Step]:
     """The main benchmark's steps (the keys of benchmarks/steps.py `pipeline`) on this grid's slice, for
-    `EDGEKD_BENCH_MAIN=slice`: the grid's teacher, baseline and seed-42 no-teacher control as they are;
-    both students distilled in one step, as the main benchmark does; the 3-layer one exported to every
-    target and the 2-layer one to ONNX, each verified on the whole test split."""
-    p, c, spec = steps(g), folder(g) / "main", data(_slice(g))
-    teacher, base = p["teacher"], p["baseline"]
-    teacher_dir, students_dir = out_dir(teacher), c / "students"
-    students = step(distill(teacher_dir, spec, ["layers=3", "layers=2"], students_dir, epochs=g.epochs), students_dir,
-                    after=[teacher])
-    bundle = step(export(students_dir / "layers-3", c / "bundle", "all", spec), c / "bundle", after=[students])
-    small = step(export(students_dir / "layers-2", c / "bundle-layers-2", "onnx", spec), c / "bundle-layers-2",
-                 after=[students])
-    checked = step(verify(c / "bundle", spec.path, c / "verify", teacher=teacher_dir, baseline=out_dir(base),
-                          max_samples=0), c / "verify", after=[bundle, teacher, base])
-    checked_small = step(verify(c / "bundle-layers-2", spec.path, c / "verify-layers-2", teacher=teacher_dir,
-                                backends=["onnx"], max_samples=0), c / "verify-layers-2", after=[small, teacher])
-    return {"baseline": base, "teacher": teacher, "students": students, "no_teacher": p["control plain 42"],
-            "bundle": bundle, "bundle_small": small, "verify": checked, "verify_small": checked_small}
+    `EDGEKD_BENCH_MAIN=slice`: the grid's teacher, baseline and seed-42 no-teacher control as they are, then
+    the main benchmark's students, bundles and verify runs (`students_onward`) on the slice."""
+    p = steps(g)
+    return {"baseline": p["baseline"], "teacher": p["teacher"], "no_teacher": p["control plain 42"]} | \
+        students_onward(data(_slice(g)), folder(g) / "main", p["teacher"], p["baseline"], g.epochs)
 
 
 def accuracy(bundle: Path, data: str, log: Any) -> dict[str, Any]:

@@ -158,27 +158,34 @@ def pipeline(dataset: str = "ag_news") -> dict[str, Step]:
     """The steps of the AG News benchmark, keyed by name, in dependency order."""
     spec = data(DATA / dataset)
     c = CACHE / dataset
-    teacher_dir, students_dir = c / "teacher", c / "students"
+    teacher_dir = c / "teacher"
     base = step(baseline(spec, c / "baseline"), c / "baseline")
     # The teacher: edgekd train's defaults (lr 5e-5, linear decay) for 3 epochs at max_length 64 (15% of
     # AG News texts are longer; at 128 an epoch costs ~2x on 2 CPU cores).
     teacher = step(train(spec, teacher_dir, epochs=3, lr=5e-5, batch_size=32, max_length=64), teacher_dir)
-    students = step(distill(teacher_dir, spec, ["layers=3", "layers=2"], students_dir, epochs=2), students_dir,
-                    after=[teacher])
     no_teacher = step(distill(teacher_dir, spec, ["layers=3"], c / "no_teacher", no_teacher=True, epochs=2),
                       c / "no_teacher", after=[teacher])
+    return {"baseline": base, "teacher": teacher, "no_teacher": no_teacher} | students_onward(spec, c, teacher, base, 2)
+
+
+def students_onward(spec: DataSpec, c: Path, teacher: Step, base: Step, epochs: Any) -> dict[str, Step]:
+    """The main benchmark's steps after its teacher and baseline, writing into `c`: both students distilled in
+    one step, their bundles and the verify runs (pipeline's, and the Pareto slice's `main_steps`)."""
+    teacher_dir, students_dir = out_dir(teacher), c / "students"
+    students = step(distill(teacher_dir, spec, ["layers=3", "layers=2"], students_dir, epochs=epochs), students_dir,
+                    after=[teacher])
     bundle = step(export(students_dir / "layers-3", c / "bundle", "all", spec), c / "bundle", after=[students])
     # The smallest student, ONNX only: the fastest edgekd model that still keeps >= 99% of the teacher.
     small = step(export(students_dir / "layers-2", c / "bundle-layers-2", "onnx", spec), c / "bundle-layers-2",
                  after=[students])
     # Every artifact of each bundle on the whole test split against the teacher (the 3-layer one with the
     # TF-IDF baseline beside it; the 2-layer one, ONNX only).
-    checked = step(verify(c / "bundle", spec.path, c / "verify", teacher=teacher_dir, baseline=c / "baseline",
+    checked = step(verify(c / "bundle", spec.path, c / "verify", teacher=teacher_dir, baseline=out_dir(base),
                           max_samples=0), c / "verify", after=[bundle, teacher, base])
     checked_small = step(verify(c / "bundle-layers-2", spec.path, c / "verify-layers-2", teacher=teacher_dir,
                                 backends=["onnx"], max_samples=0), c / "verify-layers-2", after=[small, teacher])
-    return {"baseline": base, "teacher": teacher, "students": students, "no_teacher": no_teacher,
-            "bundle": bundle, "bundle_small": small, "verify": checked, "verify_small": checked_small}
+    return {"students": students, "bundle": bundle, "bundle_small": small, "verify": checked,
+            "verify_small": checked_small}
 
 
 def step_env() -> dict[str, str]:
