@@ -2,8 +2,10 @@
 data, with selection on macro F1 and the schedule decided from the training rows) beat `--class-weight
 none`? On arabic_news_ant (title + text; natural imbalance, largest/smallest class 9.2) and an imbalanced
 AG News sample (2,000 / 600 / 200 / 60 training rows per class, test set as is), two seeds each: the
-TF-IDF baseline, the MiniLM teacher and its distilled 3-layer student, each class-weight setting trained
-end to end (the student distils the teacher of the same setting). Per model: accuracy, macro F1, the
+TF-IDF baseline, the MiniLM teacher (on arabic_news_ant with a vocabulary adapted to the training texts,
+`Setting.arabic_vocab`) and its distilled 3-layer student, each class-weight setting trained end to end (the
+student distils the teacher of the same setting). EDGEKD_BENCH_IMBALANCE_DATASETS=<name,...> runs only those
+datasets; the others' rows are carried from an earlier results file of the same setting (`carry`). Per model: accuracy, macro F1, the
 worst class's F1. Also the proxy sweep behind the `auto` threshold (`edgekd.train.imbalance.IMBALANCE_RATIO`):
 TF-IDF + LR with class_weight None vs balanced on AG News at largest/smallest ratios 1 to 33.
 
@@ -30,9 +32,11 @@ from typing import Any
 import numpy as np
 
 from benchmarks.steps import (
+    BASE,
     CACHE,
     DATA,
     Step,
+    adapt_vocab,
     baseline,
     command,
     data,
@@ -44,11 +48,12 @@ from benchmarks.steps import (
     step,
     train,
 )
+from edgekd.data import DataSpec
 
 SECTION = "imbalance"
 # The AG News sample's training rows per class (the issue's), largest to smallest.
 AG_SAMPLE = {"World": 2000, "Sports": 600, "Business": 200, "Sci/Tech": 60}
-WEIGHTS = ("none", "default")  # --class-weight none vs no flag (auto)
+WEIGHTS = ("default", "none")  # no flag (auto) vs --class-weight none
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,11 @@ class Setting:
     test_rows: int | None  # None: the whole test split
     epochs: str | None  # None: the default (decided from the training rows)
     sweep_ratios: tuple[float, ...]
+    # arabic_news_ant's teachers start from MiniLM with a vocabulary of this many tokens trained on the
+    # training rows (`edgekd adapt-vocab`, as `edgekd train`'s vocabulary-fit warning tells a user to do):
+    # with the English vocabulary MiniLM reads Arabic letter by letter and stays near the majority class
+    # (the English-vocabulary rows are in results/imbalance-linux-x86_64-amd-epyc-edd1ba49.json).
+    arabic_vocab: int = 16000
 
 
 # Wall time on 2 quiet CPU cores (MiniLM-L6 ~50 ms per training row at 64 tokens, ~2x at 128; AG News's
@@ -72,8 +82,8 @@ FULL = Setting("full", (42, 43), 1.0, None, None, None, (1, 1.5, 2, 3, 4, 6, 10,
 # arabic_news_ant training rows (file order; class shares as the whole split's, largest/smallest 10.4) with
 # the whole test split, and 3 epochs for every model instead of the schedule from the rows (13-15 epochs
 # here), so the comparison is class weight + selection metric at one fixed budget.
-SLICE = Setting("slice", (42, 43), 1.0, 2400, None, "3", (1, 1.5, 2, 3, 4, 6, 10, 20, 33))
-SMOKE = Setting("smoke", (42,), 0.05, 150, 60, "1", (1, 3, 10))
+SLICE = Setting("slice", (42, 43), 1.0, 2400, None, "3", (1, 1.5, 2, 3, 4, 6, 10, 20, 33), arabic_vocab=8000)
+SMOKE = Setting("smoke", (42,), 0.05, 150, 60, "1", (1, 3, 10), arabic_vocab=1000)
 SETTINGS = {s.name: s for s in (FULL, SLICE, SMOKE)}
 
 
@@ -101,7 +111,7 @@ def _write(root: Path, split: str, rows: list[tuple[str, str]]) -> None:
 
 
 def datasets(s: Setting) -> dict[str, dict[str, Any]]:
-    """name -> {"data": (path, text columns), "max_length"}. The AG News sample is written once into the
+    """name -> {"data": (path, text columns), "max_length", "vocab_size"} (vocab_size None: MiniLM's own). The AG News sample is written once into the
     cache folder (the first rows of each class in file order, the test split as is or its first rows in
     smoke)."""
     ag = folder(s) / "data" / "ag_news_imbalanced"
@@ -122,29 +132,51 @@ def datasets(s: Setting) -> dict[str, dict[str, Any]]:
             for split, n in (("train", s.arabic_train_rows), ("test", s.test_rows)):
                 _write(sliced, split, _rows(DATA / "arabic_news_ant" / f"{split}.csv.gz", ["title", "text"])[:n])
         arabic = (sliced, ("text",))
-    return {"ag_news_imbalanced": {"data": (ag, ("text",)), "max_length": 64},
-            "arabic_news_ant": {"data": arabic, "max_length": 128}}
+    return {"ag_news_imbalanced": {"data": (ag, ("text",)), "max_length": 64, "vocab_size": None},
+            "arabic_news_ant": {"data": arabic, "max_length": 128, "vocab_size": s.arabic_vocab}}
+
+
+def chosen(names: list[str]) -> list[str]:
+    """The datasets EDGEKD_BENCH_IMBALANCE_DATASETS (a comma list) names, or all of them: a run on one
+    device can redo one dataset while the others' rows come from an earlier device's results file."""
+    wanted = [n for n in os.environ.get("EDGEKD_BENCH_IMBALANCE_DATASETS", "").split(",") if n]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise SystemExit(f"EDGEKD_BENCH_IMBALANCE_DATASETS: unknown {', '.join(unknown)}; use {', '.join(names)}")
+    return wanted or names
 
 
 def steps(s: Setting) -> dict[str, Step]:
-    """Every step, keyed "<dataset> baseline <seed>" / "<dataset> teacher|student <weight> <seed>"."""
+    """Every step of the chosen datasets, keyed "<dataset> baseline|adapt <seed>" / "<dataset> teacher|student
+    <weight> <seed>" (adapt: the vocabulary the dataset's teachers start from, when it has one)."""
     out: dict[str, Step] = {}
     epochs = {"epochs": s.epochs} if s.epochs else {}  # None: the schedule from the training rows
-    for name, d in datasets(s).items():
+    every = datasets(s)
+    made: dict[tuple[str, int], tuple[DataSpec, Path, str, list[Step]]] = {}
+    for name in chosen(list(every)):
+        d = every[name]
         path, columns = d["data"]
         for seed in s.seeds:
             c = folder(s) / name / f"seed{seed}"
             spec = data(path, columns, seed=seed)
             out[f"{name} baseline {seed}"] = step(baseline(spec, c / "baseline"), c / "baseline")
-            for weight in WEIGHTS:
-                flag = {} if weight == "default" else {"class_weight": weight}  # default: TrainConfig's auto
-                teacher_dir, student_dir = c / f"teacher-{weight}", c / f"student-{weight}"
-                teacher = out[f"{name} teacher {weight} {seed}"] = step(
-                    train(spec, teacher_dir, max_length=d["max_length"], **flag, **epochs), teacher_dir)
-                # The student distils the teacher of the same setting, at the teacher's max_length.
-                out[f"{name} student {weight} {seed}"] = step(
-                    distill(teacher_dir, spec, ["layers=3"], student_dir, **flag, **epochs), student_dir,
-                    after=[teacher])
+            model, upstream = BASE, []
+            if d["vocab_size"]:  # per seed: the seed carves the validation rows, so the training texts differ
+                base = c / f"base-vocab{d['vocab_size']}"
+                out[f"{name} adapt {seed}"] = step(adapt_vocab(BASE, spec, d["vocab_size"], base), base)
+                model, upstream = str(base), [out[f"{name} adapt {seed}"]]
+            made[name, seed] = spec, c, model, upstream
+    # The default's models of every seed before any `none` one: a run stopped part way has the target's.
+    for weight in WEIGHTS:
+        flag = {} if weight == "default" else {"class_weight": weight}  # default: TrainConfig's auto
+        for (name, seed), (spec, c, model, upstream) in made.items():
+            teacher_dir, student_dir = c / f"teacher-{weight}", c / f"student-{weight}"
+            teacher = out[f"{name} teacher {weight} {seed}"] = step(
+                train(spec, teacher_dir, model=model, max_length=every[name]["max_length"], **flag, **epochs),
+                teacher_dir, after=upstream)
+            # The student distils the teacher of the same setting, at the teacher's max_length.
+            out[f"{name} student {weight} {seed}"] = step(
+                distill(teacher_dir, spec, ["layers=3"], student_dir, **flag, **epochs), student_dir, after=[teacher])
     return out
 
 
@@ -218,7 +250,16 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
     log(f"imbalance ({s.name}): TF-IDF + LR threshold sweep")
     result: dict[str, Any] = {"setting": s.name, "seeds": list(s.seeds), "sweep": threshold_sweep(s), "models": []}
     commands, missing = {}, []
-    for name, st in steps(s).items():
+    planned = steps(s)
+    for name, st in planned.items():
+        if name.split()[1] == "adapt":  # the vocabulary the teachers start from: nothing to score
+            if run:
+                run_step(st, log)
+            if run or finished(st) is not None:
+                commands[name] = command(st)
+            else:
+                missing.append(name)
+            continue
         wall = run_step(st, log)["wall_time_s"] if run else finished_wall_time(st)
         if wall is None:
             missing.append(name)
@@ -227,6 +268,7 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
         dataset, kind, *rest = name.split()
         result["models"].append({"dataset": dataset, "model": kind, "class_weight": rest[0] if len(rest) == 2 else "-",
                                  "seed": int(rest[-1]), **scores(out_dir(st)), "wall_time_s": wall})
+    result["carried"] = carry(s, set(datasets(s)) - {n.split()[0] for n in planned}, result["models"], commands)
     result["commands"] = commands
     result["verdict"] = verdict(result["models"])
     result["target"] = target(result["models"])
@@ -234,6 +276,26 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
         result["partial"] = True
         result["missing"] = missing
     return result
+
+
+def carry(s: Setting, names: set[str], models: list[dict[str, Any]], commands: dict[str, str]) -> dict[str, str]:
+    """Add to `models` and `commands` the rows of the datasets in `names` (not run now) from the first
+    results/imbalance-*.json of the same setting that has them; {dataset: device id it was measured on}."""
+    from benchmarks.__main__ import RESULTS
+
+    carried: dict[str, str] = {}
+    for path in sorted(RESULTS.glob(f"{SECTION}-*.json")):
+        earlier = read_json(path)
+        if earlier.get("setting") != s.name:
+            continue
+        device = earlier["device"]["device_id"]
+        for name in sorted(names - set(carried)):
+            rows = [{**m, "device": m.get("device", device)} for m in earlier.get("models", []) if m["dataset"] == name]
+            if rows:
+                carried[name] = rows[0]["device"]
+                models.extend(rows)
+                commands.update({k: v for k, v in earlier.get("commands", {}).items() if k.split()[0] == name})
+    return carried
 
 
 def finished_wall_time(st: Step) -> float | None:
@@ -276,7 +338,11 @@ SETTING_NOTES = {"slice": [
     "sample as the issue gives it (2,000 / 600 / 200 / 60 rows, whole test split), the first 2,400 arabic_news_ant "
     "training rows (class shares as the whole split's, largest/smallest 10.4; whole test split, 4,331 articles) "
     "and `--epochs 3` for every teacher and student instead of the schedule from the rows, so this compares class "
-    "weight + selection metric at one fixed budget. The TF-IDF baseline trains on the same rows.", ""]}
+    "weight + selection metric at one fixed budget. The TF-IDF baseline trains on the same rows. arabic_news_ant's "
+    "teachers start from MiniLM with an 8,000-token vocabulary trained on each seed's training rows (`edgekd "
+    "adapt-vocab`, what `edgekd train`'s vocabulary-fit warning asks for; its word embeddings train at their own "
+    "rate, `--embedding-lr` auto); the rows with MiniLM's English vocabulary, which stayed near the majority class, "
+    "are in results/imbalance-linux-x86_64-amd-epyc-edd1ba49.json.", ""]}
 
 
 def target(models: list[dict[str, Any]]) -> dict[str, Any]:
@@ -315,6 +381,9 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
                 f"; warm-up from the training rows, `--epochs {SETTINGS[result['setting']].epochs}`")
              + f") vs `--class-weight none`, seeds {', '.join(map(str, result['seeds']))}, test split.", "",
              *SETTING_NOTES.get(result["setting"], []),
+             *[f"{name}: carried from the run on `{device}` (results/{SECTION}-{device}.json); this run redid the "
+               f"other datasets." for name, device in (result.get("carried") or {}).items()],
+             *([""] if result.get("carried") else []),
              *([f"**Partial run**: not yet measured: {', '.join(result['missing'])}.", ""] if result.get("partial") else []),
              "| dataset | model | class weight | seed | accuracy | macro F1 | worst class (F1) | F1 = 0 | epochs run / planned "
              "| wall (min) |",

@@ -245,8 +245,11 @@ def print_decisions(checkpoint: str | Path, console: Any = None) -> None:
     best = card.get("best_validation") or {}
     kept = f", kept epoch {best['epoch']:g} (validation {d['select_metric']} {best[d['select_metric']]:.4f})" \
         if best.get("epoch") is not None else ""
+    rate, body = d.get("embedding_lr"), (card.get("training") or {}).get("lr")
+    embedding = f"; word embeddings at lr {rate:g} (body {body:g})" if rate is not None and rate != body else ""
     console = console or Console()
     console.print(f"{Path(checkpoint).name}: class weight {d['class_weight']}, selected on {d['select_metric']}, "
                   f"{d['epochs']:g} epochs planned (ran {card.get('epochs_run') or 0:g}), warm-up {d['warmup_ratio']:g}"
-                  f"{kept}; imbalance {d.get('imbalance_ratio')} (threshold {d['imbalance_threshold']:g})",
+                  f"{kept}; imbalance {d.get('imbalance_ratio')} (threshold {d['imbalance_threshold']:g})"
+                  f"{embedding}",
                   markup=False, highlight=False)

@@ -49,7 +49,8 @@ def train_config(section: TeacherConfig | StudentsConfig, recipe: Recipe) -> Tra
     from edgekd.train.common import TrainConfig
 
     extra = {"max_length": section.max_length} if isinstance(section, TeacherConfig) else {}
-    return TrainConfig(epochs=section.epochs, lr=section.lr, batch_size=section.batch_size, seed=recipe.data.seed,
+    return TrainConfig(epochs=section.epochs, lr=section.lr, embedding_lr=section.embedding_lr,
+                       batch_size=section.batch_size, seed=recipe.data.seed,
                        class_weight=section.class_weight, select_metric=section.select_metric,
                        patience=section.patience, **extra)
 

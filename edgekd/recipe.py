@@ -75,6 +75,8 @@ class TeacherConfig:
     path: str | None = None
     epochs: float | None = _train("epochs")  # None: from the number of training rows (see `edgekd train --help`)
     lr: float = _train("lr")
+    # word-embedding matrix's peak rate (edgekd train --embedding-lr); None: auto (higher on an adapt-vocab base)
+    embedding_lr: float | None = _train("embedding_lr")
     batch_size: int = _train("batch_size")
     max_length: int = _train("max_length")
     class_weight: str = _train("class_weight")  # auto | none | balanced | sqrt (edgekd train --class-weight)
@@ -100,6 +102,7 @@ class StudentsConfig:
     specs: list[str] = field(default_factory=lambda: ["layers=3"])
     epochs: float | None = _train("epochs")  # None: from the number of training rows
     lr: float = _distill("train").lr
+    embedding_lr: float | None = _train("embedding_lr")  # None: auto (a student's rows are its teacher's: lr)
     batch_size: int = _train("batch_size")
     temperature: float = _distill("temperature")
     alpha: float = _distill("alpha")
@@ -263,6 +266,9 @@ def _validate(recipe: Recipe) -> None:
                 raise RecipeError(f"recipe key '{section}.{key}' is {getattr(cfg, key)!r}; use one of {', '.join(allowed)}")
         if cfg.patience < 0:
             raise RecipeError(f"recipe key '{section}.patience' is {cfg.patience}; use 0 (no early stopping) or more")
+        if cfg.embedding_lr is not None and not cfg.embedding_lr > 0:
+            raise RecipeError(f"recipe key '{section}.embedding_lr' is {cfg.embedding_lr}; use a rate above 0, "
+                              "or null for auto")
     from edgekd.exporters import TARGETS  # the backend registry's export targets
 
     bad = [t for t in recipe.export.targets if t not in TARGETS]

@@ -273,3 +273,42 @@ def test_a_failed_masked_lm_run_leaves_nothing_behind(tiny_bert: Path, splits: S
     with pytest.raises(ModelError, match="lower --mlm-lr"):
         adapt_vocab(str(tiny_bert), splits, tmp_path / "out", SIZE, log=lambda m: None, mlm=MlmConfig(epochs=1))
     assert list(tmp_path.iterdir()) == []  # neither the output nor its staging folder
+
+
+def test_adapted_base_trains_its_embeddings_at_their_own_rate(adapted: Path, splits: SimpleNamespace,
+                                                              tiny_bert: Path, tmp_path: Path) -> None:
+    """A fresh adapt-vocab base gets ADAPTED_EMBEDDING_LR for its word embeddings, anything else the body's
+    rate; one Adam step (no warm-up) moves each touched parameter by about its group's rate, so the
+    update sizes show the rates the optimizer really used."""
+    import torch
+
+    from edgekd.train.adapt import ADAPTED_EMBEDDING_LR, embedding_lr_for
+    from edgekd.train.common import TrainConfig
+    from edgekd.train.teacher import build_trainer, load_base_model
+
+    assert embedding_lr_for(1e-4, None, adapted)[0] == ADAPTED_EMBEDDING_LR
+    assert embedding_lr_for(1e-4, None, tiny_bert) == (1e-4, embedding_lr_for(1e-4, None, tiny_bert)[1])
+    assert embedding_lr_for(1e-4, 2e-4, adapted)[0] == 2e-4  # the user's rate wins
+    teacher = tmp_path / "teacher"  # a fine-tuned checkpoint from that base: its rows are trained
+    teacher.mkdir()
+    (teacher / "edgekd-model.json").write_text(json.dumps({"role": "teacher", "vocab_adaptation": {}}))
+    assert embedding_lr_for(1e-4, None, teacher)[0] == 1e-4
+
+    labels = [str(i) for i in range(int(splits.train.labels.max()) + 1)]
+    data = SimpleNamespace(train=splits.train, validation=splits.validation, labels=labels)
+    body_lr, rate = 1e-5, 1e-3
+    config = TrainConfig(epochs=1.0, lr=body_lr, embedding_lr=rate, batch_size=len(splits.train), max_length=32,
+                         warmup_ratio=0.0, weight_decay=0.0, class_weight="none", select_metric="accuracy",
+                         patience=0, progress=False)
+    model, tokenizer, _ = load_base_model(str(adapted), labels)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = build_trainer(model, tokenizer, data, tmp_path / "run", config)
+    trainer.train()
+    groups = trainer.optimizer.param_groups
+    weight = trainer.model.get_input_embeddings().weight
+    assert sum(any(p is weight for p in g["params"]) for g in groups) == 1
+    moved = {n: float((p.detach() - before[n]).abs().max()) for n, p in trainer.model.named_parameters()}
+    assert moved["bert.embeddings.word_embeddings.weight"] == pytest.approx(rate, rel=0.05)
+    assert moved["bert.encoder.layer.0.attention.self.query.weight"] == pytest.approx(body_lr, rel=0.05)
+    assert torch.equal(before["bert.embeddings.word_embeddings.weight"][0],  # [PAD] never in a batch row's grad
+                       trainer.model.get_input_embeddings().weight[0].detach())

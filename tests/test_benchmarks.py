@@ -399,3 +399,37 @@ def test_imbalance_publishes_a_step_only_while_its_config_still_matches(tmp_path
     assert imbalance.finished_wall_time(s) == 7.5
     steps.runner().stamp_path(s).write_text(json.dumps({"hash": "another config", "seconds": 1.0}))
     assert imbalance.finished_wall_time(s) is None
+
+
+def test_imbalance_runs_chosen_datasets_and_carries_the_others(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """EDGEKD_BENCH_IMBALANCE_DATASETS plans only the datasets it names (arabic_news_ant's teachers start from
+    an adapt-vocab step of their own seed, the default's models before `none`'s), and `carry` takes the others'
+    rows, commands and device from an earlier results file of the same setting."""
+    import benchmarks.__main__ as bench
+    from benchmarks import imbalance, steps
+
+    for module in (imbalance, steps):
+        monkeypatch.setattr(module, "CACHE", tmp_path / "cache")
+    monkeypatch.setenv("EDGEKD_BENCH_IMBALANCE_DATASETS", "arabic_news_ant")
+    plan = imbalance.steps(imbalance.SMOKE)
+    assert {n.split()[0] for n in plan} == {"arabic_news_ant"}
+    assert list(plan)[:3] == ["arabic_news_ant baseline 42", "arabic_news_ant adapt 42", "arabic_news_ant teacher default 42"]
+    teacher = plan["arabic_news_ant teacher none 42"]
+    adapt = plan["arabic_news_ant adapt 42"]
+    assert teacher.stage.model == str(adapt.outputs[0]) and teacher.after == [adapt.name]
+    monkeypatch.setenv("EDGEKD_BENCH_IMBALANCE_DATASETS", "arabic_news_ant,nope")
+    with pytest.raises(SystemExit, match="unknown nope"):
+        imbalance.steps(imbalance.SMOKE)
+
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "results")
+    (tmp_path / "results").mkdir()
+    earlier = {"device": {"device_id": "dev-0"}, "setting": "smoke",
+               "models": [_imbalance_row("ag_news_imbalanced", "baseline", "-", 42, 0.5),
+                          _imbalance_row("arabic_news_ant", "baseline", "-", 42, 0.7)],
+               "commands": {"ag_news_imbalanced baseline 42": "edgekd baseline ...", "arabic_news_ant baseline 42": "x"}}
+    (tmp_path / "results" / "imbalance-dev-0.json").write_text(json.dumps(earlier))
+    (tmp_path / "results" / "imbalance-dev-9.json").write_text(json.dumps(earlier | {"setting": "slice"}))
+    models, commands = [_imbalance_row("arabic_news_ant", "baseline", "-", 42, 0.8)], {"arabic_news_ant baseline 42": "y"}
+    assert imbalance.carry(imbalance.SMOKE, {"ag_news_imbalanced"}, models, commands) == {"ag_news_imbalanced": "dev-0"}
+    assert [(m["dataset"], m.get("device")) for m in models] == [("arabic_news_ant", None), ("ag_news_imbalanced", "dev-0")]
+    assert commands == {"arabic_news_ant baseline 42": "y", "ag_news_imbalanced baseline 42": "edgekd baseline ..."}

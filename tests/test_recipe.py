@@ -100,3 +100,17 @@ def test_calibration_samples_is_calibration_size() -> None:
     assert parse_recipe(base, ["export.calibration_size=64"]).export.calibration_size == 64  # the override wins
     with pytest.raises(RecipeError, match="'export.calibration_samples' and 'export.calibration_size' are the same"):
         parse_recipe({"data": {"path": "d"}, "export": {"calibration_samples": 32, "calibration_size": 64}})
+
+
+def test_embedding_lr_reaches_the_train_and_distill_commands() -> None:
+    """`teacher.embedding_lr` / `students.embedding_lr` become `--embedding-lr` on the step commands (unset:
+    no flag, the auto rate); a rate <= 0 is refused naming the key."""
+    from edgekd.commands.train import training_flags
+    from edgekd.pipeline import train_config
+
+    recipe = parse_recipe({"data": {"path": "d"}, "teacher": {"embedding_lr": 0.002}})
+    flags = training_flags(train_config(recipe.teacher, recipe))
+    assert flags[flags.index("--embedding-lr") + 1] == "0.002"
+    assert "--embedding-lr" not in training_flags(train_config(recipe.students, recipe))
+    with pytest.raises(RecipeError, match=r"'students.embedding_lr' is 0.0; use a rate above 0, or null for auto"):
+        parse_recipe({"data": {"path": "d"}, "students": {"embedding_lr": 0}})

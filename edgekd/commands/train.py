@@ -40,6 +40,7 @@ def training_flags(config: TrainConfig, max_length: bool = True) -> list[str]:
             "--patience", str(config.patience), "--lr", str(config.lr), "--batch-size", str(config.batch_size),
             *(["--max-length", str(config.max_length)] if max_length else []),
             *([] if config.warmup_ratio is None else ["--warmup-ratio", str(config.warmup_ratio)]),
+            *([] if config.embedding_lr is None else ["--embedding-lr", str(config.embedding_lr)]),
             *([] if config.progress else ["--no-progress"])]
 
 
@@ -69,6 +70,12 @@ def add_optimisation_arguments(parser: argparse.ArgumentParser, lr: float) -> No
     group.add_argument("--warmup-ratio", type=float, default=None,
                        help="share of steps spent warming up (default: 0.1 under 10,000 training rows, else 0.06)")
     group.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default: {lr:g})")
+    from edgekd.train.adapt import ADAPTED_EMBEDDING_LR
+
+    group.add_argument("--embedding-lr", type=float, default=None,
+                       help="peak learning rate of the word-embedding matrix (default: auto = "
+                            f"{ADAPTED_EMBEDDING_LR:g} on a fresh `edgekd adapt-vocab` base, whose rows are FVT "
+                            "estimates, else --lr)")
     group.add_argument("--batch-size", type=int, default=default.batch_size,
                        help=f"per-device batch size (default: {default.batch_size})")
     group.add_argument("--max-length", type=int, default=None,
@@ -90,7 +97,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, warmup_ratio=args.warmup_ratio,
                        max_length=field_default(TrainConfig, "max_length") if args.max_length is None else args.max_length,
                        seed=args.seed, progress=not args.no_progress, class_weight=args.class_weight,
-                       select_metric=args.select_metric, patience=args.patience)
+                       select_metric=args.select_metric, patience=args.patience, embedding_lr=args.embedding_lr)
 
 
 def check_train_config(config: TrainConfig) -> None:
@@ -98,6 +105,7 @@ def check_train_config(config: TrainConfig) -> None:
     from edgekd.train.imbalance import check_choices
 
     for flag, value, low in (("--epochs", config.epochs, 0.0), ("--lr", config.lr, 0.0),
+                             ("--embedding-lr", config.embedding_lr, 0.0),
                              ("--batch-size", config.batch_size, 0), ("--max-length", config.max_length, 0)):
         if value is not None and value <= low:
             raise RecipeError(f"{flag} must be > {low:g}, got {value}")

@@ -50,6 +50,13 @@ UNKNOWN_CHARS_WARN = 0.01
 # URLs turn up in text of every language).
 ALWAYS = frozenset(c for c in string.printable if not c.isspace())
 MIN_SIZE = 100
+# Peak learning rate of the word embeddings when fine-tuning starts from a fresh adapt-vocab base. FVT
+# makes a new word the mean of its old pieces; under an English vocabulary the pieces of an Arabic word are
+# single letters, so each word starts as a bag of letters. At the body's 5e-5 to 1e-4 those rows hardly
+# move in a few hundred steps and the classifier stays near the majority class (arabic_news_ant slice:
+# 0.36-0.51 accuracy); a separate, higher rate for that one matrix lets them learn the words. Measured in
+# benchmarks/RESULTS.md (section adapt, the embedding learning-rate sweep).
+ADAPTED_EMBEDDING_LR = 3e-3
 VERB = "adapt-vocab"
 
 
@@ -262,6 +269,21 @@ def adapt_vocab(model_ref: str, splits: Splits, out: Path, size: int,
     write_card(staging, {"role": "base", "base_model": model_ref, "vocab_adaptation": record})
     staging.rename(out)
     return record
+
+
+def embedding_lr_for(lr: float, embedding_lr: float | None, model_path: Path | str) -> tuple[float, str]:
+    """(peak learning rate of the word embeddings, why) for fine-tuning the model at `model_path` with
+    body learning rate `lr`: `embedding_lr` when the user set it; ADAPTED_EMBEDDING_LR when the model is a
+    fresh `adapt-vocab` base (card role `base` with `vocab_adaptation`: its rows are FVT estimates, not
+    trained ones); else `lr` (pretrained or already fine-tuned rows, such as a student's from its teacher)."""
+    if embedding_lr is not None:
+        return embedding_lr, "set by --embedding-lr"
+    card = read_card(model_path) if Path(model_path).is_dir() else {}
+    if card.get("role") == "base" and "vocab_adaptation" in card:
+        rate = max(lr, ADAPTED_EMBEDDING_LR)
+        return rate, (f"{rate:g}: the vocabulary was swapped by adapt-vocab, so its embeddings are FVT estimates "
+                      "that must move far; at the body's rate they barely do")
+    return lr, "the body's rate: the embeddings are pretrained or already fine-tuned"
 
 
 def inherit(out: Path, source: Path | Checkpoint) -> None:

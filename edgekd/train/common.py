@@ -38,6 +38,9 @@ class TrainConfig:
     class_weight: str = "auto"  # auto | none | balanced | sqrt: weights of the cross-entropy term
     select_metric: str = "auto"  # auto | accuracy | f1_macro: picks the best validation checkpoint
     patience: int = PATIENCE  # evaluations without improvement before stopping early; 0 = never
+    # peak learning rate of the word-embedding matrix; None: auto (`embedding_lr_for`: a higher one for the
+    # FVT rows of a fresh `adapt-vocab` base, else `lr`)
+    embedding_lr: float | None = None
 
     def resolved(self, train_labels: np.ndarray, labels: list[str]) -> tuple[TrainConfig, Any]:
         """(this config with every auto setting decided from the training labels, the TrainingPlan)."""

@@ -170,7 +170,7 @@ def distill_student(spec: StudentSpec, teacher: Checkpoint | Path, splits: Split
     """
     from edgekd.train.imbalance import best_epoch, validation_history
     from edgekd.train.students import build_student, evenly_spaced_layers
-    from edgekd.train.teacher import build_trainer, finish_checkpoint, library_versions
+    from edgekd.train.teacher import build_trainer, decisions, finish_checkpoint, library_versions
     from edgekd.train.width import prune_width
 
     train, plan = config.train.resolved(splits.train.labels, list(splits.labels))
@@ -178,6 +178,13 @@ def distill_student(spec: StudentSpec, teacher: Checkpoint | Path, splits: Split
     set_seed(config.train.seed)
     teacher = Checkpoint.open(teacher)
     student, tokenizer, layers = build_student(spec, teacher, list(splits.labels))
+    from edgekd.models import resolve_model
+    from edgekd.train.adapt import embedding_lr_for
+
+    # the student's rows come from its teacher (already fine-tuned) or from the model it names
+    source = teacher.path if spec.reference is None else resolve_model(spec.reference)
+    embedding_lr, why = embedding_lr_for(config.train.lr, config.train.embedding_lr, source)
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, embedding_lr=embedding_lr))
     # ffn=/heads=: prune the copied layers by importance on the training texts (None: no pruning).
     width = prune_width(spec, student, tokenizer, splits.train, config.train.max_length,
                         config.train.seed, config.attention_weight)
@@ -214,7 +221,7 @@ def distill_student(spec: StudentSpec, teacher: Checkpoint | Path, splits: Split
         "width_pruning": width,
         "labels": list(splits.labels), "data": data_spec.to_dict() if data_spec is not None else None,
         "dataset_fingerprint": splits.fingerprint, "base_model": spec.text, "training": dataclasses.asdict(config.train),
-        "decisions": plan.record(), "select_metric": config.train.select_metric,
+        "decisions": decisions(plan, embedding_lr, why), "select_metric": config.train.select_metric,
         "best_validation": best_epoch(trainer.state.log_history, config.train.select_metric),
         "validation_history": validation_history(trainer.state.log_history),
         "epochs_run": trainer.state.epoch, "test_accuracy": metrics["accuracy"], "test_f1_macro": metrics["f1_macro"],

@@ -47,13 +47,27 @@ except ImportError:  # pragma: no cover - exercised only without the train extra
 class ClassWeightedTrainer(_Trainer):
     """`Trainer` whose loss is the (optionally class-weighted) cross-entropy of the logits."""
 
-    def __init__(self, *args: Any, class_weights: Any = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, class_weights: Any = None, embedding_lr: float | None = None, **kwargs: Any) -> None:
         import torch
 
         super().__init__(*args, **kwargs)
         # [num_labels] float32, or None (plain cross-entropy)
         self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.embedding_lr = embedding_lr  # None or the body's rate: one rate for every parameter
         self.model_accepts_loss_kwargs = False
+
+    def create_optimizer(self) -> Any:
+        """The Trainer's optimizer, with the word-embedding matrix moved to a group of its own at
+        `embedding_lr` (no weight decay) when that differs from the body's rate. The scheduler, built after
+        this, warms up and decays each group from its own peak."""
+        optimizer = super().create_optimizer()
+        if self.embedding_lr is None or self.embedding_lr == self.args.learning_rate:
+            return optimizer
+        weight = self.model.get_input_embeddings().weight
+        for group in optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if p is not weight]
+        optimizer.add_param_group({"params": [weight], "lr": self.embedding_lr, "weight_decay": 0.0})
+        return optimizer
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
@@ -106,6 +120,10 @@ def train_teacher(splits: Splits, data_spec: DataSpec | None, model_ref: str, ou
     if fit["warning"] and warn is not None:
         warn(fit["warning"])
     model = diff.prepare(model, diff_attention)
+    from edgekd.train.adapt import embedding_lr_for
+
+    embedding_lr, why = embedding_lr_for(config.lr, config.embedding_lr, path)
+    config = dataclasses.replace(config, embedding_lr=embedding_lr)
     trainer = build_trainer(model, tokenizer, splits, out, config, class_weights=plan.weights)
     diff.attach_ramp(trainer)
     start = time.perf_counter()
@@ -128,7 +146,7 @@ def train_teacher(splits: Splits, data_spec: DataSpec | None, model_ref: str, ou
         "training": dataclasses.asdict(config),
         "train_samples": len(splits.train.texts),
         "vocabulary_fit": fit,
-        "decisions": plan.record(),
+        "decisions": decisions(plan, embedding_lr, why),
         "select_metric": config.select_metric,
         "best_validation": selected,
         "validation_history": validation_history(trainer.state.log_history),
@@ -143,6 +161,12 @@ def train_teacher(splits: Splits, data_spec: DataSpec | None, model_ref: str, ou
     diff.record(out, trainer.model, diff_attention)
     inherit_adaptation(out, Path(path))  # a base model from `edgekd adapt-vocab`: its record follows
     return metrics
+
+
+def decisions(plan: Any, embedding_lr: float, why: str) -> dict[str, Any]:
+    """The card's `decisions`: the training plan's record plus the word embeddings' rate and its reason."""
+    record = plan.record()
+    return {**record, "embedding_lr": embedding_lr, "reasons": {**record["reasons"], "embedding_lr": why}}
 
 
 def build_trainer(model: Any, tokenizer: Any, splits: Splits, out: Path, config: TrainConfig,
@@ -162,6 +186,7 @@ def build_trainer(model: Any, tokenizer: Any, splits: Splits, out: Path, config:
     train = text_dataset(tokenizer, splits.train.texts, splits.train.labels, config.max_length, train_logits)
     validation = text_dataset(tokenizer, splits.validation.texts, splits.validation.labels,
                               config.max_length, validation_logits)
+    extra.setdefault("embedding_lr", config.embedding_lr)
     return (trainer_cls or ClassWeightedTrainer)(
         model=model, args=training_arguments(out, config), train_dataset=train, eval_dataset=validation,
         data_collator=PaddingCollator(tokenizer), processing_class=tokenizer,
