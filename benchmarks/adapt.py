@@ -269,7 +269,9 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
                                       for n, v in result["verdict"].items()), "",
               "| step | command | wall time |", "|---|---|---|"]
     lines += [f"| {c['step']} | `{c['command']}` | {c['wall_time_s']:.1f} s |" for c in result["commands"]]
-    return lines
+    from benchmarks.embedding_lr import markdown as sweep
+
+    return lines + sweep()
 
 
 def main() -> None:

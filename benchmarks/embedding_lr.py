@@ -92,6 +92,31 @@ def sweep_arm(base: str, embedding_lr: float, seed: int = 42) -> list[dict[str, 
     return out
 
 
+def markdown() -> list[str]:
+    """The sweep's table for the adapt section of RESULTS.md, from every results/embedding-lr-*.json."""
+    from benchmarks.__main__ import RESULTS
+
+    lines = []
+    for path in sorted(RESULTS.glob("embedding-lr-*.json")):
+        result = json.loads(path.read_text(encoding="utf-8"))
+        lines += ["", f"### The word-embedding learning rate after the swap (`{result['device']['device_id']}`)", "",
+                  "Why `--embedding-lr` is auto 3e-3 on an adapted base (`edgekd.train.adapt.ADAPTED_EMBEDDING_LR`): "
+                  "the base from `edgekd adapt-vocab` on a stratified 2,400-row sample, trained directly as a 3-layer "
+                  "classifier (layers 0, 2, 5; body at 1e-4, AdamW, batch 32, max_length 128, seed 42) with the "
+                  "word-embedding matrix at each rate; first 1,500 test articles (`benchmarks/embedding_lr.py` has "
+                  "the whole setup). Only the comparison between rates counts, not the level.", "",
+                  "| vocabulary | embedding lr | epoch 1 acc / F1m | epoch 2 | epoch 3 |", "|---|---|---|---|---|"]
+        arms: dict[tuple[str, float], dict[int, dict[str, Any]]] = {}
+        for r in result["rows"]:
+            arms.setdefault((r["vocab"], r["embedding_lr"]), {})[r["epoch"]] = r
+        for (vocab, rate), by_epoch in sorted(arms.items()):
+            cells = [f"{by_epoch[e]['accuracy']:.4f} / {by_epoch[e]['f1_macro']:.4f}" if e in by_epoch else "stopped"
+                     for e in range(1, EPOCHS + 1)]
+            lines.append(f"| {vocab} | {rate:g}{' (= body)' if rate == BODY_LR else ''} | {' | '.join(cells)} |")
+        lines += ["", *(f"- {n}" for n in result.get("notes", [])), "", "```", *result["commands"], "```"]
+    return lines
+
+
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         raise SystemExit(__doc__.split("\n\n")[-2].strip())
