@@ -275,3 +275,24 @@ def test_the_schedule_reason_says_which_parts_were_given():
     assert given.epochs == 3 and given.reasons["schedule"].startswith("3 epochs given; auto warm-up")
     both = plan_training(labels, ["a", "b"], 32, epochs=3, warmup_ratio=0.2)
     assert "schedule" not in both.reasons and both.warmup_ratio == 0.2
+
+
+def test_decisions_line_names_the_embedding_rate_only_when_it_differs(tmp_path: Path) -> None:
+    """The card's `decisions` (plan + embedding rate and reason) and the one line train/distill print from it."""
+    import io
+
+    from rich.console import Console
+
+    from edgekd.metrics import print_decisions
+    from edgekd.train.imbalance import plan_training
+    from edgekd.train.teacher import decisions
+
+    plan = plan_training(np.array([0] * 30 + [1] * 3), ["a", "b"], batch_size=8)
+    for rate, shown in ((3e-3, True), (5e-5, False)):
+        record = decisions(plan, rate, "why")
+        assert record["embedding_lr"] == rate and record["reasons"]["embedding_lr"] == "why"
+        assert set(plan.record()["reasons"]) < set(record["reasons"])
+        (tmp_path / "edgekd-model.json").write_text(json.dumps({"decisions": record, "training": {"lr": 5e-5}}))
+        out = io.StringIO()
+        print_decisions(tmp_path, Console(file=out, width=300))
+        assert ("word embeddings at lr 0.003 (body 5e-05)" in out.getvalue()) is shown
