@@ -17,7 +17,7 @@ from edgekd import bundle as bundle_mod
 from edgekd.cli import main as cli_main
 from edgekd.data import Split
 from edgekd.errors import ModelError
-from edgekd.train.adapt import adapt_vocab, old_pieces
+from edgekd.train.adapt import ADAPTED_EMBEDDING_LR, adapt_vocab, old_pieces
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 SIZE = 600
@@ -229,6 +229,7 @@ def test_masked_lm_pretraining_teaches_the_encoder_and_keeps_a_normal_base(
     assert mlm["texts"] == len(splits.train.texts) and mlm["steps"] == 3 * -(-len(splits.train.texts) // 16)
     assert len(mlm["train_loss_per_epoch"]) == 3 and mlm["held_out"]["texts"] == len(splits.validation.texts)
     assert mlm["held_out"]["after"]["loss"] < mlm["held_out"]["before"]["loss"] - 0.5
+    assert mlm["embedding_lr"] == ADAPTED_EMBEDDING_LR and mlm["lr"] == 2e-3  # the FVT rows' own rate
     assert json.loads((out / "edgekd-model.json").read_text())["vocab_adaptation"]["mlm"] == mlm
     trained, fvt = load_file(str(out / "model.safetensors")), load_file(str(adapted / "model.safetensors"))
     assert trained.keys() == fvt.keys()  # the same base model layout, no masked-LM head
@@ -282,7 +283,7 @@ def test_adapted_base_trains_its_embeddings_at_their_own_rate(adapted: Path, spl
     update sizes show the rates the optimizer really used."""
     import torch
 
-    from edgekd.train.adapt import ADAPTED_EMBEDDING_LR, embedding_lr_for
+    from edgekd.train.adapt import embedding_lr_for
     from edgekd.train.common import TrainConfig
     from edgekd.train.teacher import build_trainer, load_base_model
 

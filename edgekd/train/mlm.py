@@ -93,11 +93,12 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
         AutoModelForMaskedLM,
         AutoTokenizer,
         DataCollatorForLanguageModeling,
-        Trainer,
         TrainingArguments,
     )
 
+    from edgekd.train.adapt import ADAPTED_EMBEDDING_LR
     from edgekd.train.common import cpu_only, set_seed
+    from edgekd.train.teacher import EmbeddingRateTrainer
 
     if config.epochs <= 0:
         raise ModelError(f"--mlm-epochs must be above 0, got {config.epochs:g} (leave it out for none)")
@@ -117,10 +118,13 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
         data_seed=seed, report_to="none", push_to_hub=False, disable_tqdm=True,
         dataloader_num_workers=0, remove_unused_columns=False)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MASK_PROBABILITY)
+    # Masked LM always starts from a fresh swap: the FVT rows (and the decoder tied to them) get the rate the
+    # fine-tune would give them (`adapt.embedding_lr_for`), not the body's.
+    embedding_lr = max(config.lr, ADAPTED_EMBEDDING_LR)
     log(f"masked-LM pre-training on {len(train_texts):,} training texts, {config.epochs:g} epochs "
-        f"(max_length {config.max_length}, lr {config.lr:g})")
-    trainer = Trainer(model=mlm, args=args, train_dataset=_dataset(tokenizer, train_texts, config.max_length),
-                      data_collator=collator)
+        f"(max_length {config.max_length}, lr {config.lr:g}, word embeddings {embedding_lr:g})")
+    trainer = EmbeddingRateTrainer(model=mlm, args=args, train_dataset=_dataset(tokenizer, train_texts, config.max_length),
+                                   data_collator=collator, embedding_lr=embedding_lr)
     trainer.train()
     after = held_out_scores(mlm, tokenizer, held, config.max_length, seed)
     if not np.isfinite(after["loss"]):
@@ -138,7 +142,7 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
     log(f"masked-LM held-out loss {before['loss']:.3f} -> {after['loss']:.3f}, "
         f"masked-token accuracy {before['accuracy']:.3f} -> {after['accuracy']:.3f}")
     return {"objective": f"masked LM, {MASK_PROBABILITY:.0%} of tokens (BERT 80/10/10), training split only",
-            "epochs": config.epochs, "lr": config.lr, "max_length": config.max_length,
+            "epochs": config.epochs, "lr": config.lr, "embedding_lr": embedding_lr, "max_length": config.max_length,
             "batch_size": config.batch_size, "seed": seed, "texts": len(train_texts),
             "steps": int(trainer.state.global_step), "train_loss_per_epoch": losses,
             "held_out": {"texts": len(held), "before": before, "after": after},

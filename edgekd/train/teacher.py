@@ -44,17 +44,13 @@ except ImportError:  # pragma: no cover - exercised only without the train extra
     _Trainer = object
 
 
-class ClassWeightedTrainer(_Trainer):
-    """`Trainer` whose loss is the (optionally class-weighted) cross-entropy of the logits."""
+class EmbeddingRateTrainer(_Trainer):
+    """`Trainer` whose word-embedding matrix may train at a rate of its own (`embedding_lr`; see
+    `train.adapt.embedding_lr_for`). A decoder tied to that matrix (masked LM) is the same parameter."""
 
-    def __init__(self, *args: Any, class_weights: Any = None, embedding_lr: float | None = None, **kwargs: Any) -> None:
-        import torch
-
+    def __init__(self, *args: Any, embedding_lr: float | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # [num_labels] float32, or None (plain cross-entropy)
-        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
         self.embedding_lr = embedding_lr  # None or the body's rate: one rate for every parameter
-        self.model_accepts_loss_kwargs = False
 
     def create_optimizer(self) -> Any:
         """The Trainer's optimizer, with the word-embedding matrix moved to a group of its own at
@@ -68,6 +64,18 @@ class ClassWeightedTrainer(_Trainer):
             group["params"] = [p for p in group["params"] if p is not weight]
         optimizer.add_param_group({"params": [weight], "lr": self.embedding_lr, "weight_decay": 0.0})
         return optimizer
+
+
+class ClassWeightedTrainer(EmbeddingRateTrainer):
+    """`Trainer` whose loss is the (optionally class-weighted) cross-entropy of the logits."""
+
+    def __init__(self, *args: Any, class_weights: Any = None, **kwargs: Any) -> None:
+        import torch
+
+        super().__init__(*args, **kwargs)
+        # [num_labels] float32, or None (plain cross-entropy)
+        self.class_weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32)
+        self.model_accepts_loss_kwargs = False
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
