@@ -381,6 +381,10 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     text = "\n".join(adapt.markdown(result, "dev"))
     assert "1 epochs of masked-LM training on the 540 training texts" in text and "9.100 -> 6.200" in text
     assert "**Partial run**" in text and f"| adapted | {short} |" in text and f"| english | {long} |" not in text
+    # the section ends with the committed embedding learning-rate sweep, one row per (vocabulary, rate)
+    assert "### The word-embedding learning rate after the swap" in text
+    assert "| adapted | 0.0001 (= body) | 0.2933 / 0.0756 | stopped | stopped |" in text
+    assert "| adapted | 0.003 | 0.7940 / 0.6576 | 0.8173 / 0.7745 | 0.8193 / 0.7900 |" in text
 
 
 def test_imbalance_publishes_a_step_only_while_its_config_still_matches(tmp_path: Path,
