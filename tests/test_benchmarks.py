@@ -369,7 +369,10 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     monkeypatch.setattr(adapt, "_headline", lambda d: {"accuracy": 0.5, "f1_macro": 0.4, "n": 150})
     monkeypatch.setattr(adapt, "tokenization", lambda d, texts, n: {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5})
     monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {"precision": "int8", "accuracy": 0.45, "f1_macro": 0.4, "n": 150})
-    monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: {v: {"p50_ms": 3.0} for v in bundles})
+    # the English student without an int8 artifact (accuracy control dropped it): its fp32 timing stands in
+    monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: {
+        **{f"{v} fp32": {"p50_ms": 4.0 + (v == "english")} for v in bundles},
+        **{f"{v} int8": {"p50_ms": 3.0} for v in bundles if v != "english"}})
     result = adapt.study(lambda m: None, run=False)
     assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [
         ("english", short), ("adapted", short), ("adapted-mlm", short)]
@@ -381,6 +384,9 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     text = "\n".join(adapt.markdown(result, "dev"))
     assert "1 epochs of masked-LM training on the 540 training texts" in text and "9.100 -> 6.200" in text
     assert "**Partial run**" in text and f"| adapted | {short} |" in text and f"| english | {long} |" not in text
+    p50 = {r["vocab"]: (r["student_p50_ms"], r["student_fp32_p50_ms"]) for r in result["rows"]}
+    assert p50 == {"english": (5.0, 5.0), "adapted": (3.0, 4.0), "adapted-mlm": (3.0, 4.0)}
+    assert "| 3.00 | 4.00 |" in text and "| 5.00 | 5.00 |" in text
     # the section ends with the committed embedding learning-rate sweep, one row per (vocabulary, rate)
     assert "### The word-embedding learning rate after the swap" in text
     assert "| adapted | 0.0001 (= body) | 0.2933 / 0.0756 | stopped | stopped |" in text
