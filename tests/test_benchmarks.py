@@ -305,8 +305,12 @@ def test_the_published_commands_are_the_configs_the_steps_run(tmp_path: Path, mo
     by_output = {str(s.outputs[0]): s for s in every.values()}
     text = (steps.ROOT / "benchmarks" / "RESULTS.md").read_text(encoding="utf-8")
     commands = re.findall(r"(?m)(?:`|^)edgekd ((?:baseline|train|distill|export|verify|adapt-vocab|prune-vocab) [^`\n]+)", text)
+    # the embedding learning-rate sweep's setup (run by hand into a folder of the user's, not a runner step)
+    sweep = {c.removeprefix("edgekd ") for path in (steps.ROOT / "benchmarks" / "results").glob("embedding-lr-*.json")
+             for c in json.loads(path.read_text(encoding="utf-8"))["commands"]}
+    assert sweep & set(commands)  # RESULTS.md shows it: skipped below by name, not by a loose rule
     matched = 0
-    for line in commands:
+    for line in (c for c in commands if c not in sweep):
         argv = [a.replace("$CACHE", str(cache)).replace("../shared", str(steps.DATA.parent)) for a in line.split()]
         stage = importlib.import_module(COMMANDS[argv[0]]).stage_from_args(parse(argv))
         out = str(stage.config.out_dir if argv[0] == "verify" else stage.out)
