@@ -5,9 +5,10 @@ AG News sample (2,000 / 600 / 200 / 60 training rows per class, test set as is),
 TF-IDF baseline, the MiniLM teacher (on arabic_news_ant with a vocabulary adapted to the training texts,
 `Setting.arabic_vocab`) and its distilled 3-layer student, each class-weight setting trained end to end (the
 student distils the teacher of the same setting). EDGEKD_BENCH_IMBALANCE_DATASETS=<name,...> runs only those
-datasets; the others' rows are carried from an earlier results file of the same setting (`carry`). Per model: accuracy, macro F1, the
-worst class's F1. Also the proxy sweep behind the `auto` threshold (`edgekd.train.imbalance.IMBALANCE_RATIO`):
-TF-IDF + LR with class_weight None vs balanced on AG News at largest/smallest ratios 1 to 33.
+datasets; the others' rows are carried from an earlier results file of the same setting (`carry`). Per model:
+accuracy, macro F1, the worst class's F1. Also the proxy sweep behind the `auto` threshold
+(`edgekd.train.imbalance.IMBALANCE_RATIO`): TF-IDF + LR with class_weight None vs balanced on AG News at
+largest/smallest ratios 1 to 33.
 
 `python -m benchmarks imbalance` (2 CPU cores: ~15 h, see the comment above FULL);
 `EDGEKD_BENCH_IMBALANCE=slice python -m benchmarks imbalance` runs the stated training slice (SLICE: the
@@ -111,9 +112,9 @@ def _write(root: Path, split: str, rows: list[tuple[str, str]]) -> None:
 
 
 def datasets(s: Setting) -> dict[str, dict[str, Any]]:
-    """name -> {"data": (path, text columns), "max_length", "vocab_size"} (vocab_size None: MiniLM's own). The AG News sample is written once into the
-    cache folder (the first rows of each class in file order, the test split as is or its first rows in
-    smoke)."""
+    """name -> {"data": (path, text columns), "max_length", "vocab_size"} (vocab_size None: MiniLM's own).
+    The AG News sample is written once into the cache folder (the first rows of each class in file order, the
+    test split as is or its first rows in smoke)."""
     ag = folder(s) / "data" / "ag_news_imbalanced"
     if not (ag / "test.csv").is_file():
         quota = {k: max(2, round(v * s.scale)) for k, v in AG_SAMPLE.items()}

@@ -271,6 +271,12 @@ def adapt_vocab(model_ref: str, splits: Splits, out: Path, size: int,
     return record
 
 
+def swapped_embedding_lr(lr: float) -> float:
+    """The word embeddings' rate on a fresh vocabulary swap (FVT rows) when the body trains at `lr`: the
+    fine-tune from an adapt-vocab base (`embedding_lr_for`) and adapt-vocab's own masked-LM step."""
+    return max(lr, ADAPTED_EMBEDDING_LR)
+
+
 def embedding_lr_for(lr: float, embedding_lr: float | None, model_path: Path | str) -> tuple[float, str]:
     """(peak learning rate of the word embeddings, why) for fine-tuning the model at `model_path` with
     body learning rate `lr`: `embedding_lr` when the user set it; ADAPTED_EMBEDDING_LR when the model is a
@@ -280,7 +286,7 @@ def embedding_lr_for(lr: float, embedding_lr: float | None, model_path: Path | s
         return embedding_lr, "set by --embedding-lr"
     card = read_card(model_path) if Path(model_path).is_dir() else {}
     if card.get("role") == "base" and "vocab_adaptation" in card:
-        rate = max(lr, ADAPTED_EMBEDDING_LR)
+        rate = swapped_embedding_lr(lr)
         return rate, (f"{rate:g}: the vocabulary was swapped by adapt-vocab, so its embeddings are FVT estimates "
                       "that must move far; at the body's rate they barely do")
     return lr, "the body's rate: the embeddings are pretrained or already fine-tuned"

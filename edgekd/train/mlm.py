@@ -96,7 +96,7 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
         TrainingArguments,
     )
 
-    from edgekd.train.adapt import ADAPTED_EMBEDDING_LR
+    from edgekd.train.adapt import swapped_embedding_lr
     from edgekd.train.common import cpu_only, set_seed
     from edgekd.train.teacher import EmbeddingRateTrainer
 
@@ -119,8 +119,8 @@ def continue_pretraining(base: Path, train_texts: list[str], held_out: list[str]
         dataloader_num_workers=0, remove_unused_columns=False)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=MASK_PROBABILITY)
     # Masked LM always starts from a fresh swap: the FVT rows (and the decoder tied to them) get the rate the
-    # fine-tune would give them (`adapt.embedding_lr_for`), not the body's.
-    embedding_lr = max(config.lr, ADAPTED_EMBEDDING_LR)
+    # fine-tune would give them, not the body's.
+    embedding_lr = swapped_embedding_lr(config.lr)
     log(f"masked-LM pre-training on {len(train_texts):,} training texts, {config.epochs:g} epochs "
         f"(max_length {config.max_length}, lr {config.lr:g}, word embeddings {embedding_lr:g})")
     trainer = EmbeddingRateTrainer(model=mlm, args=args, train_dataset=_dataset(tokenizer, train_texts, config.max_length),
