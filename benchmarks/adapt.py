@@ -95,19 +95,19 @@ VOCABS = ("english", "adapted", "adapted-mlm")
 
 
 def steps(s: Setting) -> dict[str, Step]:
-    """baseline, adapt, then per max_length and vocabulary (VOCABS): teacher, student, bundle, with adapt-mlm
-    before the first adapted-mlm arm (the shorter max_length's English and adapted arms first, so a run stopped
-    part way has one comparison whole)."""
+    """baseline, adapt, then per vocabulary arm and max_length: teacher, student, bundle. The English and
+    adapted arms at every max_length come first, then adapt-mlm and its arms, so a run stopped part way has the
+    main comparisons whole (the masked-LM arm only adds to them)."""
     c, spec = folder(s), _data(s)
     base_dir, mlm_dir = c / f"base-vocab{s.vocab_size}", c / f"base-vocab{s.vocab_size}-mlm{s.mlm_epochs}"
     adapt = step(adapt_vocab(BASE, spec, s.vocab_size, base_dir), base_dir)
     adapt_mlm = step(adapt_vocab(BASE, spec, s.vocab_size, mlm_dir, mlm_epochs=float(s.mlm_epochs)), mlm_dir)
     out = {"baseline": step(baseline(spec, c / "baseline"), c / "baseline"), "adapt": adapt}
     arms = {"english": (BASE, []), "adapted": (str(base_dir), [adapt]), "adapted-mlm": (str(mlm_dir), [adapt_mlm])}
-    for n in s.max_lengths:
-        for vocab, (model, upstream) in arms.items():
-            if vocab == "adapted-mlm":
-                out.setdefault("adapt-mlm", adapt_mlm)  # just before its first arm: the others come first
+    for vocab, (model, upstream) in arms.items():
+        if vocab == "adapted-mlm":
+            out["adapt-mlm"] = adapt_mlm  # just before its first arm: the others come first
+        for n in s.max_lengths:
             v = f"{vocab}-{n}"
             teacher_dir, student_dir, bundle_dir = c / "teachers" / v, c / "students" / v, c / "bundles" / v
             teacher = out[f"teacher {v}"] = step(

@@ -386,6 +386,9 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     assert list(result["verdict"]) == [str(short), f"{short} adapted-mlm"]
     assert plan["adapt-mlm"].stage.mlm.epochs == 1 and plan["adapt"].stage.mlm.epochs == 0
     assert plan[f"teacher adapted-mlm-{short}"].after == [plan["adapt-mlm"].name]
+    # both max_lengths' English and adapted arms run before the masked-LM step and its arms
+    order = list(plan)
+    assert order.index(f"bundle adapted-{long}") < order.index("adapt-mlm") < order.index(f"teacher adapted-mlm-{short}")
     text = "\n".join(adapt.markdown(result, "dev"))
     assert "1 epochs of masked-LM training on the 540 training texts" in text and "9.100 -> 6.200" in text
     assert "**Partial run**" in text and f"| adapted | {short} |" in text and f"| english | {long} |" not in text
