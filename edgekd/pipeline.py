@@ -139,7 +139,8 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         # targets as `--target` gives them (a comma list), so the config equals the command's
         options = ExportOptions(targets=",".join(e.targets), int8=e.int8, require_int8=e.require_int8,
                                 calibration_size=e.calibration_size, gates=gates.copy(),
-                                max_accuracy_drop=e.max_accuracy_drop, coreml_precision=e.coreml_precision, force=True)
+                                max_accuracy_drop=e.max_accuracy_drop, coreml_precision=e.coreml_precision,
+                                embedding_bits=e.embedding_bits, force=True)
         steps.append(Step.of(f"export {name}", export.ExportStage(exported, bundle, options, data),
                              [bundle / "edgekd.json"], [export_after]))
         steps.append(Step.of(f"verify {name}", verify_stage(recipe, bundle, exported, paths), [bundle / "reports"],

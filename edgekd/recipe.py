@@ -127,6 +127,8 @@ class ExportConfig:
     max_accuracy_drop: float | None = field_default(ExportOptions, "max_accuracy_drop")
     # Core ML compute precision: fp16 (ANE-friendly) or fp32
     coreml_precision: str = field_default(ExportOptions, "coreml_precision")
+    # ONNX int8 word-embedding rows: 8, or 4 (blockwise int4, kept only when accuracy control passes it)
+    embedding_bits: int = field_default(ExportOptions, "embedding_bits")
     # prune each student's vocabulary to the tokens its training data uses at least this often before
     # export (`edgekd prune-vocab`, a `prune-vocab <student>` step); None = export the student as trained
     prune_vocab_min_count: int | None = None
@@ -277,6 +279,12 @@ def _validate(recipe: Recipe) -> None:
     if recipe.export.coreml_precision not in ("fp16", "fp32"):
         raise RecipeError(f"recipe key 'export.coreml_precision' is {recipe.export.coreml_precision!r}; "
                           "use fp16 or fp32")
+    if recipe.export.embedding_bits not in (4, 8):
+        raise RecipeError(f"recipe key 'export.embedding_bits' is {recipe.export.embedding_bits!r}; use 8, or 4 "
+                          "(ONNX int8: 4-bit word-embedding rows)")
+    if recipe.export.embedding_bits == 4 and not (recipe.export.int8 and "onnx" in recipe.export.targets):
+        raise RecipeError("recipe key 'export.embedding_bits' is 4, a setting of the ONNX int8 artifact: set "
+                          "export.int8: true and list onnx in export.targets")
     from edgekd.verify.parity import GATE_METRICS
 
     for precision, metrics in recipe.verify.gates.items():

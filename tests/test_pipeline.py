@@ -245,7 +245,7 @@ def test_every_stage_step_is_the_command_it_records() -> None:
     from edgekd.cli import COMMANDS, parse
 
     recipe = load_recipe(RECIPES / "demo.yaml", ["out=/tmp/edgekd-demo-plan", "teacher.vocab_size=8000", "teacher.mlm_epochs=1.5",
-                                                 "export.prune_vocab_min_count=2", "students.epochs=2",
+                                                 "export.prune_vocab_min_count=2", "export.embedding_bits=4", "students.epochs=2",
                                                  "verify.gates.int8.agreement=0.97"])
     steps, _ = pipeline.plan(recipe)
     staged = [s for s in steps if s.verb]

@@ -22,8 +22,9 @@ def _int8_data() -> ExportData:
                       validation=(val[:60], [AG_LABELS.index(n) for n in val_labels[:60]]))
 
 
-def _options(int8: bool) -> ExportOptions:
-    return ExportOptions(targets=["onnx"], int8=int8, calibration_size=16, check_per_class=8)
+def _options(int8: bool, embedding_bits: int = 8) -> ExportOptions:
+    return ExportOptions(targets=["onnx"], int8=int8, calibration_size=16, check_per_class=8,
+                         embedding_bits=embedding_bits)
 
 
 def _assert_valid_bundle(out: Path) -> None:
@@ -35,8 +36,9 @@ def _assert_valid_bundle(out: Path) -> None:
     assert not [p.name for p in out.rglob("*") if p.name.endswith(("-inferred.onnx", ".data"))]
 
 
+@pytest.mark.parametrize("embedding_bits", [8, 4])  # 4: ORT's weight-only quantizer runs too
 def test_int8_export_to_relative_spaced_path_leaves_cwd_and_environ(
-        tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedding_bits: int) -> None:
     caller = tmp_path / "caller cwd"
     (caller / "runs dir").mkdir(parents=True)
     (caller / "notes.txt").write_text("the caller's own file\n")
@@ -46,7 +48,7 @@ def test_int8_export_to_relative_spaced_path_leaves_cwd_and_environ(
     before = sorted(str(p.relative_to(caller)) for p in caller.rglob("*"))
 
     out = Path("runs dir") / "my bundle"  # relative, with spaces, below the caller's cwd
-    export_bundle(tiny_bert, out, _int8_data(), _options(int8=True), log=lambda m: None)
+    export_bundle(tiny_bert, out, _int8_data(), _options(int8=True, embedding_bits=embedding_bits), log=lambda m: None)
 
     assert chdirs == [] and os.getcwd() == cwd  # not even a chdir that is undone afterwards
     assert dict(os.environ) == environ

@@ -83,12 +83,16 @@ class ExportJob:
         texts, labels = self.validation
         return list(texts) + list(self.agreement_texts), list(labels)
 
-    def decide_int8(self, backend: str, candidates: list[Int8Candidate]) -> Int8Decision:
+    def decide_int8(self, backend: str, candidates: list[Int8Candidate], stage: str | None = None) -> Int8Decision:
         """Accuracy control for one backend against the PyTorch reference, gated by the int8 rows
-        of the gate table; the decision (with every candidate's numbers) goes into the manifest."""
+        of the gate table; the decision (with every candidate's numbers) goes into the manifest. A later
+        `stage` of the same backend's int8 (ONNX's 4-bit embedding rows) is recorded inside its record."""
         _, labels = self.int8_eval_texts()
         decision = select_int8(self.int8_reference, labels, candidates, self.gates, log=self.log)
-        self.results.accuracy_control[backend] = decision.record()
+        if stage is None:
+            self.results.accuracy_control[backend] = decision.record()
+        else:
+            self.results.accuracy_control[backend][stage] = decision.record()
         return decision
 
     def drop(self, name: str, stage: str, reason: str, numbers: Any = None) -> None:

@@ -58,6 +58,8 @@ class ExportOptions:
     max_accuracy_drop: float | None = None
     coreml_precision: str = "fp16"
     compute_units: str = "ALL"
+    # 4: ONNX int8 stores the word-embedding rows in 4 bits (accuracy control keeps 8 when 4 fails)
+    embedding_bits: int = 8
     force: bool = False
     # Held-out texts per length class (short / medium / truncated-long) in the post-export check.
     check_per_class: int = CHECK_PER_CLASS
@@ -89,6 +91,11 @@ def validate(model_dir: Path, out: Path, options: ExportOptions) -> list[str]:
         raise RecipeError(f"--max-accuracy-drop must be in [0, 1), got {options.max_accuracy_drop}")
     if options.require_int8 and not options.int8:
         raise RecipeError("--require-int8 needs --int8 (recipe: export.int8: true)")
+    if options.embedding_bits not in (4, 8):
+        raise RecipeError(f"--embedding-bits must be 4 or 8, got {options.embedding_bits}")
+    if options.embedding_bits == 4 and not (options.int8 and "onnx" in targets):
+        raise RecipeError("--embedding-bits 4 is a setting of the ONNX int8 artifact: pass --int8 and --target onnx "
+                          "(recipe: export.int8: true, onnx in export.targets)")
     for name in targets:
         get_exporter(name).check_dependencies()
     return targets
@@ -144,7 +151,7 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
                         int8=options.int8, gates=gates, calibration=calibration,
                         validation=validation, agreement_texts=agreement, int8_reference=int8_reference, log=log,
                         options={"coreml_precision": options.coreml_precision,
-                                 "compute_units": options.compute_units})
+                                 "compute_units": options.compute_units, "embedding_bits": options.embedding_bits})
         manifest = job.manifest()
         for name in targets:
             log(f"exporting {name}" + (" (fp32 + int8 with accuracy control)" if options.int8 else ""))

@@ -31,6 +31,14 @@ GELU_OPS = {"Erf", "Gelu", "BiasGelu", "FastGelu", "QuickGelu"}
 FFN_ELEMENTWISE_OPS = GELU_OPS | {"Add", "Mul", "Div", "Sub", "Pow", "Cast"}
 FFN_MAX_HOPS = 8  # elementwise ops walked back from a down-projection (opset-17 Erf GELU + bias Add: 6)
 CALIBRATION_BATCH = 8
+# `--embedding-bits 4`: after the int8 decision, the word-embedding table (most of a small student's
+# weights) is stored as symmetric int4 rows in blocks along the hidden axis, one fp32 scale per block
+# (ORT's weight-only quantizer: Gather -> com.microsoft GatherBlockQuantized). Tried from the largest
+# block (smallest file) to the smallest (closest to the float rows); accuracy control keeps the first
+# that passes the int8 gates, else the 8-bit rows stay.
+EMBEDDING_BLOCK_SIZES = (128, 64, 32)
+INT4_OPSET = 21  # int4 initializers need default-domain opset 21 and IR version 10
+INT4_IR_VERSION = 10
 
 
 def embed_contract(path: Path, contract: str) -> None:
@@ -130,15 +138,112 @@ class OnnxExporter(Exporter):
         decision = job.decide_int8("onnx", candidates)
         if decision.chosen is None:
             return None
+        chosen, row, extra = work / f"{decision.chosen.name}.onnx", decision.chosen_row, {}
+        rows: dict[str, Any] = {"bits": 8}
+        if job.options.get("embedding_bits", 8) == 4:
+            # the chosen setting again, with the word-embedding lookup left float for the 4-bit pass
+            rebuild = {"static-qdq": (_static(job, not_weights, word=True), source),
+                       "static-qdq-ffn-float": (_static(job, ffn_float, word=True), source),
+                       "dynamic": (_dynamic_keeping_word_float, fp32)}[decision.chosen.name]
+            rows, four_bit = _embedding_rows(job, decision.chosen.name, *rebuild, work, texts)
+            if four_bit is not None:
+                chosen, row, extra = four_bit[0], four_bit[1], {"opset": INT4_OPSET}
         out = job.bundle / "onnx" / "model.int8.onnx"
-        shutil.copyfile(work / f"{decision.chosen.name}.onnx", out)
+        shutil.copyfile(chosen, out)
         embed_contract(out, job.contract)
-        settings = dict(decision.chosen.settings, variant=decision.chosen.name,
+        settings = dict(decision.chosen.settings, variant=decision.chosen.name, embedding_rows=rows,
                         calibration_size=len(job.calibration.texts) if job.calibration else 0,
-                        validation_accuracy=decision.chosen_row["accuracy"],
-                        source_validation_accuracy=decision.reference_accuracy)
+                        validation_accuracy=row["accuracy"], source_validation_accuracy=decision.reference_accuracy)
         float_ops = [f"type:{t}" for t in KEPT_FLOAT_BY_DESIGN] + _float_compute_nodes(out)
-        return Artifact("onnx", "int8", "onnx/model.int8.onnx", quantization=settings, float_ops=float_ops)
+        return Artifact("onnx", "int8", "onnx/model.int8.onnx", quantization=settings, float_ops=float_ops,
+                        extra=extra)
+
+
+def _embedding_rows(job: ExportJob, variant: str, quantize: Any, src: Path, work: Path,
+                    texts: list[str]) -> tuple[dict[str, Any], tuple[Path, dict[str, Any]] | None]:
+    """The 4-bit word-embedding pass over the int8 setting accuracy control chose (`variant`): `quantize`
+    rebuilds it with the word-embedding Gather float, then each EMBEDDING_BLOCK_SIZES candidate turns that
+    Gather into GatherBlockQuantized and is gated like any int8 candidate (its decision is recorded in the
+    manifest under accuracy_control.onnx.embedding_rows). Returns the record for the artifact's
+    `quantization.embedding_rows` and (path, decision row) of the kept candidate, or None when every
+    block size failed (the 8-bit rows stay; the record says why)."""
+    from edgekd.calibration.accuracy import rejection_reason
+
+    base = work / f"{variant}-word-float.onnx"
+
+    def build(block: int) -> Any:
+        def _build() -> Any:
+            if not base.is_file():
+                quantize(src, base)
+            out = work / f"{variant}-embedding-int4-b{block}.onnx"
+            _word_embedding_int4(base, out, block)
+            return _ort_logits(out, job, texts)
+        return _build
+
+    settings = {"bits": 4, "symmetric": True, "op": "com.microsoft GatherBlockQuantized", "axis": "hidden"}
+    candidates = [Int8Candidate(f"{variant}+embedding-int4-b{b}", dict(settings, block_size=b), build(b))
+                  for b in EMBEDDING_BLOCK_SIZES]
+    decision = job.decide_int8("onnx", candidates, stage="embedding_rows")
+    if decision.chosen is None:
+        reason = rejection_reason(decision.record()).replace("no int8 setting", "no 4-bit embedding setting")
+        job.log(f"onnx int8: 8-bit word-embedding rows kept ({reason})")
+        return {"bits": 8, "requested_bits": 4, "reason": reason}, None
+    block = decision.chosen.settings["block_size"]
+    return dict(decision.chosen.settings), (work / f"{variant}-embedding-int4-b{block}.onnx", decision.chosen_row)
+
+
+def word_embedding_gather(graph: Any) -> Any:
+    """The word-embedding lookup: the Gather whose table is a constant and whose indices are the model
+    input `input_ids` (one per BERT-like graph, fused or not, float or with other nodes quantized)."""
+    weights = _weight_names(graph)
+    found = [n for n in graph.node if n.op_type == "Gather" and len(n.input) == 2
+             and n.input[1] == "input_ids" and n.input[0] in weights]
+    if len(found) != 1 or not found[0].name:
+        raise ValueError(f"expected one named word-embedding Gather fed by input_ids, found {len(found)}")
+    return found[0]
+
+
+def _word_embedding_int4(src: Path, dst: Path, block_size: int) -> None:
+    """Store the word-embedding table of `src` as 4-bit rows (`EMBEDDING_BLOCK_SIZES`) into `dst`; every
+    other node is left as it is. The default-domain opset is raised to INT4_OPSET (int4 tensors need it;
+    the ops used here mean the same from 17 to 21) before ORT's quantizer would force it with a warning."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat
+
+    model = onnx.load(str(src))
+    word = word_embedding_gather(model.graph).name
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx") and entry.version < INT4_OPSET:
+            entry.version = INT4_OPSET
+    model.ir_version = max(model.ir_version, INT4_IR_VERSION)
+    nbits = _nbits_quantizer()
+    config = nbits.DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True,
+                                                quant_format=QuantFormat.QOperator, op_types_to_quantize=("Gather",),
+                                                quant_axes=(("Gather", 1),))
+    others = [n.name for n in model.graph.node if n.op_type == "Gather" and n.name != word]
+    quantizer = nbits.MatMulNBitsQuantizer(model, nodes_to_exclude=others, algo_config=config)
+    quantizer.process()
+    converted = [n.name for n in quantizer.model.model.graph.node if n.op_type == "GatherBlockQuantized"]
+    if converted != [f"{word}_Q4"]:
+        raise ValueError(f"the 4-bit pass converted {converted}, expected only the word embedding {word}")
+    quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
+
+
+def _nbits_quantizer() -> Any:
+    """onnxruntime.quantization.matmul_nbits_quantizer, imported without its side effect: the module
+    calls logging.basicConfig(level=INFO) on import, which would give the host process's root logger a
+    handler and an INFO level. The root logger's handlers and level are put back as they were."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        from onnxruntime.quantization import matmul_nbits_quantizer
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+    return matmul_nbits_quantizer
 
 
 # Where ORT's quantizers write scratch files (read in onnxruntime 1.32's source and traced: nothing
@@ -151,21 +256,33 @@ class OnnxExporter(Exporter):
 #   `save_as_external_data` (models over 2 GB, not a student), at `external_data_location`.
 
 
-def _static(job: ExportJob, exclude: list[str]) -> Any:
-    """A quantize(src, dst) for static QDQ int8 that keeps exactly the nodes `exclude` float."""
+def _static(job: ExportJob, exclude: list[str], word: bool = False) -> Any:
+    """A quantize(src, dst) for static QDQ int8 that keeps exactly the nodes `exclude` float (and,
+    with `word`, the word-embedding lookup too: the 4-bit embedding pass quantizes it)."""
     def quantize(src: Path, dst: Path) -> None:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
         # A copy of the list: the caller records `exclude` as is, whatever ORT does to its argument.
+        excluded = list(exclude) + ([_word_gather_name(src)] if word else [])
         quantize_static(str(src), str(dst), _Reader(job), quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=STATIC_OPS, per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
+                        weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     return quantize
 
 
-def _dynamic(src: Path, dst: Path) -> None:
+def _dynamic_keeping_word_float(src: Path, dst: Path) -> None:
+    _dynamic(src, dst, [_word_gather_name(src)])
+
+
+def _word_gather_name(path: Path) -> str:
+    import onnx
+
+    return str(word_embedding_gather(onnx.load(str(path), load_external_data=False).graph).name)
+
+
+def _dynamic(src: Path, dst: Path, exclude: list[str] | None = None) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -175,7 +292,8 @@ def _dynamic(src: Path, dst: Path) -> None:
     shutil.copyfile(src, staged)
     # Fused com.microsoft ops hide tensor types from ONNX shape inference; they are all float.
     quantize_dynamic(str(staged), str(dst), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
-                     weight_type=QuantType.QInt8, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                     weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude or []),
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     staged.unlink()
 
 
