@@ -107,6 +107,9 @@ def test_4bit_rows_pass_or_fall_back_to_8bit_with_the_reason(tiny_bert: Path, tm
     assert rows == {"bits": 4, "symmetric": True, "op": "com.microsoft GatherBlockQuantized", "axis": "hidden",
                     "block_size": onnx_mod.EMBEDDING_BLOCK_SIZES[0]}
     assert int8.extra["opset"] == onnx_mod.INT4_OPSET
+    # the post-export record and the summary show the decision that made the shipped file, not the 8-bit one
+    assert kept4.parity["onnx-int8"]["decision"]["name"] == f"static-qdq+embedding-int4-b{rows['block_size']}"
+    assert kept8.parity["onnx-int8"]["decision"]["name"] == "static-qdq"
     path4, path8 = (tmp_path / d / "onnx" / "model.int8.onnx" for d in ("open", "strict"))
     assert _graph_ops(path4).count("GatherBlockQuantized") == 1
     # the 30,522 x 32 table: 1 byte per value at 8 bits, half a byte plus a 4-byte scale per row at 4

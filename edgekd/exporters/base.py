@@ -228,13 +228,22 @@ class Exporter:
         result = {"engine": session.engine, **total, "by_length": by_length}
         if artifact.precision == "int8":
             decision = job.results.accuracy_control.get(self.name, {})
-            chosen = next((t for t in decision.get("tried", []) if t.get("accepted")), {})
+            chosen = kept_try(decision)
             return {"status": "passed", "decided_by": "accuracy control", "gate": decision.get("gates"),
                     "decision": {k: chosen.get(k) for k in ("name", "n", "agreement", "agreement_ci", "flips",
                                                             "accuracy_drop", "n_accuracy")}, **result}
         failed = check.gate_failures(artifact.precision, total, job.gates)
         return {"status": "failed" if failed else "passed", "gate": check.gates(artifact.precision, job.gates),
                 "failed": failed, **result}
+
+
+def kept_try(record: dict[str, Any]) -> dict[str, Any]:
+    """The accepted try of an accuracy-control record that made the shipped int8 artifact: a later stage's
+    (a record nested in it, as ONNX's 4-bit embedding rows) when that stage kept one, else the first
+    decision's; {} when none was accepted."""
+    stages = [record, *(v for v in record.values() if isinstance(v, dict) and "tried" in v)]
+    accepted = [t for r in stages for t in r.get("tried", []) if t.get("accepted")]
+    return accepted[-1] if accepted else {}
 
 
 # What a drop record keeps of a failed check (the per-length detail stays in the parity record).
