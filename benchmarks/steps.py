@@ -71,11 +71,12 @@ def distill(teacher: Path, spec: DataSpec, students: list[str], out: Path, no_te
     return DistillStage(str(teacher), spec, list(students), out, config, max_length=max_length)
 
 
-def export(model: Path, out: Path, targets: str, spec: DataSpec, int8: bool = True) -> ExportStage:
-    """`edgekd export --force` with the dataset as calibration and accuracy-control data."""
+def export(model: Path, out: Path, targets: str, spec: DataSpec, int8: bool = True, **options: Any) -> ExportStage:
+    """`edgekd export --force` with the dataset as calibration and accuracy-control data; `options`: other
+    ExportOptions fields (embedding_bits, ...)."""
     from edgekd.exporters.bundle_writer import ExportOptions
 
-    return ExportStage(Path(model), out, ExportOptions(targets=targets, int8=int8, force=True), spec)
+    return ExportStage(Path(model), out, ExportOptions(targets=targets, int8=int8, force=True, **options), spec)
 
 
 def adapt_vocab(model: str, spec: DataSpec, size: int, out: Path, mlm_epochs: float = 0.0) -> AdaptVocabStage:

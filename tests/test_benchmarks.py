@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks import results, steps, timing
@@ -245,12 +246,13 @@ def _every_step(monkeypatch: pytest.MonkeyPatch, cache: Path) -> dict[str, objec
     import importlib
 
     modules = [importlib.import_module(f"benchmarks.{m}") for m in ("steps", "imbalance", "vocab", "adapt", "pareto",
-                                                                    "diffattn", "serve")]
+                                                                    "diffattn", "serve", "embeddings")]
     for module in modules:
         if hasattr(module, "CACHE"):
             monkeypatch.setattr(module, "CACHE", cache)
-    _, imbalance, vocab, adapt, pareto, diffattn, _ = modules
-    plans = [steps.pipeline(), vocab.steps(), *(imbalance.steps(s) for s in (imbalance.SLICE, imbalance.SMOKE)),
+    _, imbalance, vocab, adapt, pareto, diffattn, _, embeddings = modules
+    plans = [steps.pipeline(), vocab.steps(), embeddings.steps(),
+             *(imbalance.steps(s) for s in (imbalance.SLICE, imbalance.SMOKE)),
              *(adapt.steps(s) for s in (adapt.FULL, adapt.SLICE, adapt.SMOKE)), *(pareto.steps(g) for g in pareto.GRIDS.values()),
              pareto.main_steps(pareto.SLICE),
              *(diffattn.steps(d, seed, sc) for sc in (diffattn.SMOKE, diffattn.FULL) for d in ("ag_news", "arabic_news_ant")
@@ -451,3 +453,52 @@ def test_imbalance_runs_chosen_datasets_and_carries_the_others(monkeypatch: pyte
     assert imbalance.carry(imbalance.SMOKE, {"ag_news_imbalanced"}, models, commands) == {"ag_news_imbalanced": "dev-0"}
     assert [(m["dataset"], m.get("device")) for m in models] == [("arabic_news_ant", None), ("ag_news_imbalanced", "dev-0")]
     assert commands == {"arabic_news_ant baseline 42": "y", "ag_news_imbalanced baseline 42": "edgekd baseline ..."}
+
+
+def test_embeddings_rows_compare_with_the_unpruned_8bit_int8(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embeddings part: each bundle's int8 against the unpruned 8-bit int8 (agreement and drop recomputed
+    from the predictions here), the shipped rows as the manifest says, and the target judged on ONNX int8."""
+    from benchmarks import embeddings
+
+    monkeypatch.setattr(embeddings, "CACHE", tmp_path)
+    monkeypatch.setattr(steps, "CACHE", tmp_path)
+    plan = embeddings.steps()
+    assert [n for n in plan if n.startswith("bundle_")] == [
+        f"bundle_{v}_e{b}" for v in ("unpruned", "min-1", "min-2") for b in (8, 4)]
+    assert plan["bundle_min-1_e4"].stage.options.embedding_bits == 4 and "--embedding-bits" not in plan[
+        "bundle_min-1_e8"].command
+    y = [0, 1, 2, 3] * 25
+    ref = [*y[:99], 0]  # the unpruned int8: 99 of 100 right
+    size = {"bundle_unpruned_e8": 15.8e6, "bundle_unpruned_e4": 11.4e6, "bundle_min-1_e8": 12.9e6,
+            "bundle_min-1_e4": 8.8e6, "bundle_min-2_e8": 11.7e6, "bundle_min-2_e4": 8.1e6}
+    preds = {n: ref if n.endswith("e8") else [*ref[:98], 3, 0] for n in size}  # 4-bit: one more flip
+    preds["bundle_min-1_e4"] = ref
+
+    def evaluate(bundle: Path, log: object) -> dict[str, object]:
+        name = next(n for n, s in plan.items() if steps.out_dir(s) == bundle)
+        acc = float(np.mean(np.asarray(preds[name]) == np.asarray(y)))
+        return {a: {"bytes": size[name] * (4 if a == "onnx-fp32" else 1), "accuracy": acc, "predictions": preds[name]}
+                for a in ("onnx-fp32", "onnx-int8")}
+
+    for name, s in plan.items():
+        steps.out_dir(s).mkdir(parents=True, exist_ok=True)
+        if name.startswith("prune_"):
+            (steps.out_dir(s) / "edgekd-model.json").write_text(json.dumps({"vocab_pruning": {"vocab_size": 23184}}))
+        if name.startswith("bundle_"):
+            rows = {"bits": 4, "block_size": 64} if name.endswith("e4") else {"bits": 8}
+            if name == "bundle_min-2_e4":
+                rows = {"bits": 8, "requested_bits": 4, "reason": "..."}
+            (steps.out_dir(s) / "edgekd.json").write_text(json.dumps({"artifacts": [
+                {"precision": "fp32", "quantization": {}},
+                {"precision": "int8", "quantization": {"variant": "static-qdq", "embedding_rows": rows}}]}))
+    monkeypatch.setattr(embeddings, "run_step", lambda s, log: {"command": "c", "wall_time_s": 1.0})
+    monkeypatch.setattr(embeddings.vocab, "evaluate", evaluate)
+    result = embeddings.study(lambda m: None)
+    by = {(r["min_count"], r["embedding_bits"]): r["artifacts"]["onnx-int8"] for r in result["rows"]}
+    assert by[(None, 8)] == {"mb": 15.8, "accuracy": 0.99, "agreement_with_same": 1.0, "agreement_with_int8": 1.0,
+                             "drop_points_vs_int8": 0.0}
+    assert by[(None, 4)]["agreement_with_int8"] == 0.99 and by[(None, 4)]["drop_points_vs_int8"] == 1.0
+    assert result["target"]["verdict"] == {"holding": ["min-1, 4-bit rows"], "met": True}  # 8.8 MB, same predictions
+    text = "\n".join(embeddings.markdown(result, "dev"))
+    assert "| 1 | 23,184 | 4-bit | onnx-int8 | 4-bit, block 64 | 8.80 | 0.9900 | +0.00 | 1.0000 |" in text
+    assert "8-bit (4-bit rejected by accuracy control)" in text and "**met** by min-1, 4-bit rows." in text
