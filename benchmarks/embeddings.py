@@ -17,7 +17,19 @@ import time
 from typing import Any
 
 from benchmarks import vocab
-from benchmarks.steps import CACHE, Step, data, distill, export, out_dir, prune_vocab, read_json, run_step, step, train
+from benchmarks.steps import (
+    CACHE,
+    Step,
+    data,
+    distill,
+    export,
+    out_dir,
+    prune_vocab,
+    read_json,
+    run_step,
+    step,
+    train,
+)
 
 SECTION = "embeddings"
 TEACHER_ROWS = 1500  # make demo's slice (recipes/demo.yaml)
