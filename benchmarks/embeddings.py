@@ -78,8 +78,10 @@ def study(log: Any) -> dict[str, Any]:
     for name, s in all_steps.items():
         if name.startswith("bundle_"):
             evals[name] = vocab.evaluate(out_dir(s), log)
+    # the evaluations' own times (cached by sha256 with the predictions), as a cached step counts its first run
     commands.append({"step": "eval", "command": "edgekd.load(bundle, 'onnx', precision).logits(test texts) for every "
-                     "bundle", "wall_time_s": round(time.perf_counter() - started, 1)})
+                     "bundle", "wall_time_s": round(sum(a.get("seconds", 0) for e in evals.values() for a in e.values()), 1),
+                     "wall_time_this_run_s": round(time.perf_counter() - started, 1)})
     reference = evals["bundle_unpruned_e8"]
     rows = []
     for m in (None, *MIN_COUNTS):
@@ -95,8 +97,28 @@ def study(log: Any) -> dict[str, Any]:
                                        for a in ("onnx-fp32", "onnx-int8")}})
     return {"teacher_rows": TEACHER_ROWS, "teacher_epochs": TEACHER_EPOCHS, "student_epochs": STUDENT_EPOCHS,
             "max_length": MAX_LENGTH, "teacher": vocab._metrics(out_dir(all_steps["teacher"])),
-            "student": vocab._metrics(out_dir(all_steps["student"])), "rows": rows,
+            "student": vocab._metrics(out_dir(all_steps["student"])), "rows": rows, "sources": sources(evals),
             "target": TARGET | {"verdict": verdict(rows)}, "commands": commands}
+
+
+def sources(evals: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where the flips against the unpruned 8-bit int8 come from, one change at a time, as test-split agreement
+    of two artifacts that differ only in it: int8 itself (the unpruned int8 vs its fp32), pruning (fp32 vs the
+    unpruned fp32), and 4-bit rows (the 4-bit int8 vs the 8-bit int8 of the same checkpoint)."""
+    import numpy as np
+
+    def agree(a: tuple[str, str], b: tuple[str, str]) -> float:
+        x, y = (np.asarray(evals[f"bundle_{v}"][art]["predictions"]) for v, art in (a, b))
+        return round(float(np.mean(x == y)), 4)
+
+    out = [{"change": "int8 (unpruned, 8-bit rows) vs its fp32",
+            "agreement": agree(("unpruned_e8", "onnx-int8"), ("unpruned_e8", "onnx-fp32"))}]
+    out += [{"change": f"pruning at min-count {m}, fp32 vs unpruned fp32",
+             "agreement": agree((f"min-{m}_e8", "onnx-fp32"), ("unpruned_e8", "onnx-fp32"))} for m in MIN_COUNTS]
+    out += [{"change": f"4-bit rows vs 8-bit rows, int8 of {_variant(m)}",
+             "agreement": agree((f"{_variant(m)}_e4", "onnx-int8"), (f"{_variant(m)}_e8", "onnx-int8"))}
+            for m in (None, *MIN_COUNTS)]
+    return out
 
 
 def _compare(e: dict[str, Any], same: dict[str, Any], int8: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +171,9 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
                          f"{shipped if name.endswith('int8') else 'fp32'} | {a['mb']:.2f} | {a['accuracy']:.4f} | "
                          f"{a['drop_points_vs_int8']:+.2f} | {a['agreement_with_int8']:.4f} |")
     v = t["verdict"]
+    if result.get("sources"):
+        lines += ["", "Where the flips come from (test-split agreement of two artifacts that differ in one change only): "
+                  + "; ".join(f"{x['change']}: {x['agreement']:.4f}" for x in result["sources"]) + "."]
     lines += ["", f"Target: a {t['layers']}-layer int8 student of at most {t['max_mb']:g} MB within {t['max_drop_points']:g} "
               f"point of the unpruned student's accuracy and >= {t['min_agreement']:.1%} agreement with it (here: the "
               "ONNX int8 artifact; OpenVINO and Core ML keep 8-bit rows): "

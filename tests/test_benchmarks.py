@@ -502,3 +502,6 @@ def test_embeddings_rows_compare_with_the_unpruned_8bit_int8(tmp_path: Path, mon
     text = "\n".join(embeddings.markdown(result, "dev"))
     assert "| 1 | 23,184 | 4-bit | onnx-int8 | 4-bit, block 64 | 8.80 | 0.9900 | +0.00 | 1.0000 |" in text
     assert "8-bit (4-bit rejected by accuracy control)" in text and "**met** by min-1, 4-bit rows." in text
+    src = {x["change"]: x["agreement"] for x in result["sources"]}
+    assert src["4-bit rows vs 8-bit rows, int8 of unpruned"] == 0.99 and src["4-bit rows vs 8-bit rows, int8 of min-1"] == 1.0
+    assert src["int8 (unpruned, 8-bit rows) vs its fp32"] == 1.0 and "4-bit rows vs 8-bit rows, int8 of min-2: 0.9900" in text
