@@ -210,6 +210,7 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
                          "student_fp32_p50_ms": timings[f"{vocab} fp32"]["p50_ms"],
                          # the artifact scored beside it (int8, or fp32 where accuracy control kept no int8)
                          "student_p50_ms": timings[f"{vocab} {scored['precision']}"]["p50_ms"]})
+    carried = carry(s, {n for n in s.max_lengths if all(r["max_length"] != n for r in rows)}, rows, commands)
     tfidf = _headline(out_dir(all_steps["baseline"]))
     adaptation = next(read_json(out_dir(all_steps[k]) / "edgekd-model.json")["vocab_adaptation"]
                       for k in ("adapt", "adapt-mlm") if k not in missing)
@@ -217,8 +218,32 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
            if "adapt-mlm" not in missing else None)
     return {"setting": s.name, "train_rows": s.train_rows, "test_rows": s.test_rows, "vocab_size": s.vocab_size,
             "epochs": s.epochs, "mlm_epochs": s.mlm_epochs, "mlm": mlm, "adaptation": adaptation, "baseline": tfidf, "rows": rows,
-            "verdict": verdict(rows, tfidf), "commands": commands,
+            "verdict": verdict(rows, tfidf), "commands": commands, **({"carried": carried} if carried else {}),
             **({"partial": True, "missing": missing} if missing else {})}
+
+
+def carry(s: Setting, lengths: set[int], rows: list[dict[str, Any]], commands: list[dict[str, Any]]) -> dict[str, str]:
+    """Add to `rows` and `commands` a max_length's whole comparison (every vocabulary's row, their latencies from
+    one interleaved run) from the newest results/adapt-*.json of the same setting, for the `lengths` this cache
+    cannot give now (a step there to be redone); {max_length: "results file (device)"}. Rows stay in plan order."""
+    from benchmarks.__main__ import RESULTS
+
+    carried: dict[str, str] = {}
+    for path in sorted(RESULTS.glob(f"{SECTION}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+        earlier = read_json(path)
+        if earlier.get("setting") != s.name:
+            continue
+        for n in sorted(lengths - {int(k) for k in carried}):
+            old = [r for r in earlier.get("rows", []) if r["max_length"] == n]
+            if not old:
+                continue
+            carried[str(n)] = f"{path.name} ({earlier['device']['device_id']})"
+            rows.extend(dict(r, carried=True) for r in old)
+            have = {c["step"] for c in commands}
+            commands.extend(dict(c, carried=True) for c in earlier.get("commands", [])
+                            if c["step"].endswith(f"-{n}") and c["step"] not in have)
+    rows.sort(key=lambda r: (r["max_length"], VOCABS.index(r["vocab"])))
+    return carried
 
 
 def verdict(rows: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, Any]:
@@ -257,13 +282,17 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
                 "table at a max_length once its teacher, student and bundle there, and the English ones, have "
                 "finished).", ""]
                if result.get("partial") else []),
+             *([f"max_length {n}: carried whole from {src}, an earlier run of this setting (this cache had a step "
+                "there to redo); its rows and steps are marked *carried*." for n, src in result["carried"].items()]
+               + [""] if result.get("carried") else []),
              "| vocabulary | max_length | tokens / 1k chars | texts truncated | teacher acc / F1m | student acc / F1m "
              "| student ONNX int8 acc / F1m | ONNX student p50 ms (batch 1) | ONNX fp32 p50 ms |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         t, s, q = r["teacher"], r["student"], r["student_onnx_int8"]
         fp32 = f"{r['student_fp32_p50_ms']:.2f}" if "student_fp32_p50_ms" in r else "-"  # results before it was timed
-        lines.append(f"| {r['vocab']} | {r['max_length']} | {r['tokenization']['tokens_per_1000_chars']:.1f} | "
+        lines.append(f"| {r['vocab']}{' (*carried*)' if r.get('carried') else ''} | {r['max_length']} | "
+                     f"{r['tokenization']['tokens_per_1000_chars']:.1f} | "
                      f"{r['tokenization']['truncated_share']:.1%} | {t['accuracy']:.4f} / {t['f1_macro']:.4f} | "
                      f"{s['accuracy']:.4f} / {s['f1_macro']:.4f} | {q['accuracy']:.4f} / {q['f1_macro']:.4f} "
                      f"({q['precision']}) | {r['student_p50_ms']:.2f} | {fp32} |")
@@ -277,7 +306,8 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
                                       f"{v['english_teacher']:.4f} -> {'**met**' if v['met'] else '**not met**'}"
                                       for n, v in result["verdict"].items()), "",
               "| step | command | wall time |", "|---|---|---|"]
-    lines += [f"| {c['step']} | `{c['command']}` | {c['wall_time_s']:.1f} s |" for c in result["commands"]]
+    lines += [f"| {c['step']}{' (*carried*)' if c.get('carried') else ''} | `{c['command']}` | {c['wall_time_s']:.1f} s |"
+              for c in result["commands"]]
     from benchmarks.embedding_lr import markdown as sweep
 
     return lines + sweep()

@@ -505,3 +505,31 @@ def test_embeddings_rows_compare_with_the_unpruned_8bit_int8(tmp_path: Path, mon
     src = {x["change"]: x["agreement"] for x in result["sources"]}
     assert src["4-bit rows vs 8-bit rows, int8 of unpruned"] == 0.99 and src["4-bit rows vs 8-bit rows, int8 of min-1"] == 1.0
     assert src["int8 (unpruned, 8-bit rows) vs its fp32"] == 1.0 and "4-bit rows vs 8-bit rows, int8 of min-2: 0.9900" in text
+
+
+def test_adapt_carries_a_whole_max_length_from_an_earlier_run_of_its_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A max_length this cache cannot give (a step there to redo) comes whole from the newest results file of the
+    same setting: every vocabulary's row and its steps' commands, marked carried; other settings' files are not read."""
+    import benchmarks.__main__ as main
+    from benchmarks import adapt
+
+    monkeypatch.setattr(main, "RESULTS", tmp_path)
+    short, long = adapt.SMOKE.max_lengths
+    row = {"tokenization": {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5},
+           **{k: {"accuracy": 0.5, "f1_macro": 0.4} for k in ("teacher", "student")},
+           "student_onnx_int8": {"precision": "int8", "accuracy": 0.45, "f1_macro": 0.4}, "student_p50_ms": 3.0}
+    earlier = {"setting": "smoke", "device": {"device_id": "dev-a"},
+               "rows": [dict(row, vocab=v, max_length=n) for n in (short, long) for v in ("english", "adapted")],
+               "commands": [{"step": f"teacher {v}-{n}", "command": "c", "wall_time_s": 1.0}
+                            for n in (short, long) for v in ("english", "adapted")]}
+    (tmp_path / "adapt-dev-a.json").write_text(json.dumps(earlier))
+    (tmp_path / "adapt-dev-b.json").write_text(json.dumps(dict(earlier, setting="slice", device={"device_id": "b"})))
+    rows = [dict(row, vocab="english", max_length=short), dict(row, vocab="adapted", max_length=short)]
+    commands = [{"step": f"teacher english-{short}", "command": "now", "wall_time_s": 2.0}]
+    carried = adapt.carry(adapt.SMOKE, {long}, rows, commands)
+    assert carried == {str(long): "adapt-dev-a.json (dev-a)"}
+    assert [(r["vocab"], r["max_length"], r.get("carried", False)) for r in rows] == [
+        ("english", short, False), ("adapted", short, False), ("english", long, True), ("adapted", long, True)]
+    assert [c["step"] for c in commands if c.get("carried")] == [f"teacher english-{long}", f"teacher adapted-{long}"]
+    assert adapt.carry(adapt.SMOKE, set(), rows, commands) == {}
