@@ -207,6 +207,7 @@ def _word_embedding_int4(src: Path, dst: Path, block_size: int) -> None:
     """Store the word-embedding table of `src` as 4-bit rows (`EMBEDDING_BLOCK_SIZES`) into `dst`; every
     other node is left as it is. The default-domain opset is raised to INT4_OPSET (int4 tensors need it;
     the ops used here mean the same from 17 to 21) before ORT's quantizer would force it with a warning."""
+    import numpy as np
     import onnx
     from onnxruntime.quantization import QuantFormat
 
@@ -222,7 +223,10 @@ def _word_embedding_int4(src: Path, dst: Path, block_size: int) -> None:
                                                 quant_axes=(("Gather", 1),))
     others = [n.name for n in model.graph.node if n.op_type == "Gather" and n.name != word]
     quantizer = nbits.MatMulNBitsQuantizer(model, nodes_to_exclude=others, algo_config=config)
-    quantizer.process()
+    # An all-zero row (the padding token's) has scale 0: ORT divides by it, then maps it to 0 (np.where), so
+    # numpy's "invalid value" warning is noise; errstate is thread-local and restored on exit.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        quantizer.process()
     converted = [n.name for n in quantizer.model.model.graph.node if n.op_type == "GatherBlockQuantized"]
     if converted != [f"{word}_Q4"]:
         raise ValueError(f"the 4-bit pass converted {converted}, expected only the word embedding {word}")
