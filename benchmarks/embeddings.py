@@ -14,6 +14,7 @@ an hour on 2 cores; the vocab part's 12,000-row models take 75 min before the fi
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from benchmarks import vocab
@@ -39,7 +40,7 @@ BITS = (8, 4)
 TARGET = vocab.TARGET  # at most 9 MB, <= 0.1 pt below and >= 99.5% agreement with the unpruned student
 
 
-def folder() -> Any:
+def folder() -> Path:
     return CACHE / "ag_news-embeddings"
 
 
@@ -51,11 +52,11 @@ def steps() -> dict[str, Step]:
     student = step(distill(c / "teacher", sliced, ["layers=2"], c / "student", epochs=STUDENT_EPOCHS, lr=2e-4),
                    c / "student", after=[teacher])
     out = {"teacher": teacher, "student": student}
-    sources = {None: student}
+    checkpoints = {None: student}
     for m in MIN_COUNTS:
-        sources[m] = out[f"prune_{m}"] = step(prune_vocab(c / "student", whole, c / f"pruned-{m}", m), c / f"pruned-{m}",
+        checkpoints[m] = out[f"prune_{m}"] = step(prune_vocab(c / "student", whole, c / f"pruned-{m}", m), c / f"pruned-{m}",
                                               after=[student])
-    for m, source in sources.items():
+    for m, source in checkpoints.items():
         for bits in BITS:
             bundle = c / "bundles" / f"{_variant(m)}-e{bits}"
             out[f"bundle_{_variant(m)}_e{bits}"] = step(
