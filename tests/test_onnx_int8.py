@@ -107,9 +107,9 @@ def test_recorded_exclusions_are_the_lists_passed(tiny_bert: Path, tiny_source: 
     settings: dict[str, dict[str, Any]] = {}
     real_static, real_candidate = onnx_mod._static, onnx_mod.Int8Candidate
 
-    def static_spy(job: Any, exclude: list[str]) -> Any:
+    def static_spy(job: Any, exclude: list[str], **kwargs: Any) -> Any:
         passed.append(exclude)
-        return real_static(job, exclude)
+        return real_static(job, exclude, **kwargs)
 
     def candidate_spy(name: str, candidate_settings: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         settings[name] = candidate_settings

@@ -69,12 +69,12 @@ class Int8Decision:
         }
 
 
-def rejection_reason(record: dict[str, Any]) -> str:
+def rejection_reason(record: dict[str, Any], what: str = "int8 setting") -> str:
     """One line from a decision record (`Int8Decision.record()`): on how many texts accuracy control
-    decided and why each setting it tried was rejected."""
+    decided and why each setting it tried (`what`: their kind) was rejected."""
     n_val, n = record["n_validation"], record["n_agreement"]
     tried = "; ".join(f"{t['name']}: {t.get('error') or t['failed']}" for t in record["tried"])
-    return (f"accuracy control on {n_val} validation + {n - n_val} agreement texts: no int8 setting passed "
+    return (f"accuracy control on {n_val} validation + {n - n_val} agreement texts: no {what} passed "
             f"the int8 gates ({tried})")
 
 

@@ -3,6 +3,7 @@ then int8 chosen by accuracy control among static QDQ (calibrated) and dynamic q
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,7 +120,16 @@ class OnnxExporter(Exporter):
         not_weights = _activation_only_ops(source)
         ffn_float = sensitive + not_weights  # passed to the quantizer and recorded: one list
 
-        def build(name: str, quantize: Any, src: Path = source) -> Any:
+        def quantizer(name: str, word: bool = False) -> tuple[Any, Path]:
+            """The candidate `name`'s quantize(src, dst) and the model it reads; `word`: the word-embedding
+            lookup left float too (the 4-bit embedding pass rebuilds the chosen setting so)."""
+            if name == "dynamic":
+                return functools.partial(_dynamic, word=word), fp32
+            return _static(job, {"static-qdq": not_weights, "static-qdq-ffn-float": ffn_float}[name], word=word), source
+
+        def build(name: str) -> Any:
+            quantize, src = quantizer(name)
+
             def _build() -> Any:
                 quantize(src, work / f"{name}.onnx")
                 return _ort_logits(work / f"{name}.onnx", job, texts)
@@ -128,12 +138,11 @@ class OnnxExporter(Exporter):
         candidates = [
             Int8Candidate("static-qdq", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS, "per_channel": True,
                                          "calibrate_method": "MinMax", "nodes_excluded": not_weights},
-                          build("static-qdq", _static(job, not_weights))),
+                          build("static-qdq")),
             Int8Candidate("static-qdq-ffn-float", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS,
                                                    "per_channel": True, "nodes_excluded": ffn_float},
-                          build("static-qdq-ffn-float", _static(job, ffn_float))),
-            Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True},
-                          build("dynamic", _dynamic, fp32)),
+                          build("static-qdq-ffn-float")),
+            Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True}, build("dynamic")),
         ]
         decision = job.decide_int8("onnx", candidates)
         if decision.chosen is None:
@@ -141,10 +150,7 @@ class OnnxExporter(Exporter):
         chosen, row, extra = work / f"{decision.chosen.name}.onnx", decision.chosen_row, {}
         rows: dict[str, Any] = {"bits": 8}
         if job.options.get("embedding_bits", 8) == 4:
-            # the chosen setting again, with the word-embedding lookup left float for the 4-bit pass
-            rebuild = {"static-qdq": (_static(job, not_weights, word=True), source),
-                       "static-qdq-ffn-float": (_static(job, ffn_float, word=True), source),
-                       "dynamic": (_dynamic_keeping_word_float, fp32)}[decision.chosen.name]
+            rebuild = quantizer(decision.chosen.name, word=True)
             rows, four_bit = _embedding_rows(job, decision.chosen.name, *rebuild, work, texts)
             if four_bit is not None:
                 chosen, row, extra = four_bit[0], four_bit[1], {"opset": INT4_OPSET}
@@ -171,13 +177,15 @@ def _embedding_rows(job: ExportJob, variant: str, quantize: Any, src: Path, work
 
     base = work / f"{variant}-word-float.onnx"
 
+    def path(block: int) -> Path:
+        return work / f"{variant}-embedding-int4-b{block}.onnx"
+
     def build(block: int) -> Any:
         def _build() -> Any:
             if not base.is_file():
                 quantize(src, base)
-            out = work / f"{variant}-embedding-int4-b{block}.onnx"
-            _word_embedding_int4(base, out, block)
-            return _ort_logits(out, job, texts)
+            _word_embedding_int4(base, path(block), block)
+            return _ort_logits(path(block), job, texts)
         return _build
 
     settings = {"bits": 4, "symmetric": True, "op": "com.microsoft GatherBlockQuantized", "axis": "hidden"}
@@ -185,11 +193,10 @@ def _embedding_rows(job: ExportJob, variant: str, quantize: Any, src: Path, work
                   for b in EMBEDDING_BLOCK_SIZES]
     decision = job.decide_int8("onnx", candidates, stage="embedding_rows")
     if decision.chosen is None:
-        reason = rejection_reason(decision.record()).replace("no int8 setting", "no 4-bit embedding setting")
+        reason = rejection_reason(decision.record(), what="4-bit embedding setting")
         job.log(f"onnx int8: 8-bit word-embedding rows kept ({reason})")
         return {"bits": 8, "requested_bits": 4, "reason": reason}, None
-    block = decision.chosen.settings["block_size"]
-    return dict(decision.chosen.settings), (work / f"{variant}-embedding-int4-b{block}.onnx", decision.chosen_row)
+    return dict(decision.chosen.settings), (path(decision.chosen.settings["block_size"]), decision.chosen_row)
 
 
 def word_embedding_gather(graph: Any) -> Any:
@@ -276,17 +283,14 @@ def _static(job: ExportJob, exclude: list[str], word: bool = False) -> Any:
     return quantize
 
 
-def _dynamic_keeping_word_float(src: Path, dst: Path) -> None:
-    _dynamic(src, dst, [_word_gather_name(src)])
-
-
 def _word_gather_name(path: Path) -> str:
     import onnx
 
     return str(word_embedding_gather(onnx.load(str(path), load_external_data=False).graph).name)
 
 
-def _dynamic(src: Path, dst: Path, exclude: list[str] | None = None) -> None:
+def _dynamic(src: Path, dst: Path, word: bool = False) -> None:
+    """Dynamic int8 of `src` into `dst` (with `word`, the word-embedding lookup left float)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -296,7 +300,7 @@ def _dynamic(src: Path, dst: Path, exclude: list[str] | None = None) -> None:
     shutil.copyfile(src, staged)
     # Fused com.microsoft ops hide tensor types from ONNX shape inference; they are all float.
     quantize_dynamic(str(staged), str(dst), op_types_to_quantize=DYNAMIC_OPS, per_channel=True,
-                     weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude or []),
+                     weight_type=QuantType.QInt8, nodes_to_exclude=[_word_gather_name(src)] if word else [],
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     staged.unlink()
 
