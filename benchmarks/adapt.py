@@ -226,11 +226,11 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
     carried = carry(s, {n for n in s.max_lengths if all(r["max_length"] != n for r in rows)}, rows, commands)
     tfidf = _headline(out_dir(all_steps["baseline"]))
     adaptation = next(read_json(out_dir(all_steps[k]) / "edgekd-model.json")["vocab_adaptation"]
-                      for k in ("adapt", "adapt-mlm") if k not in missing)
+                      for k in ("adapt", "adapt-mlm") if k in all_steps and k not in missing)
     mlm = (read_json(out_dir(all_steps["adapt-mlm"]) / "edgekd-model.json")["vocab_adaptation"].get("mlm")
-           if "adapt-mlm" not in missing else None)
-    return {"setting": s.name, "note": s.note, "train_rows": s.train_rows, "test_rows": s.test_rows, "vocab_size": s.vocab_size,
-            "epochs": s.epochs, "mlm_epochs": s.mlm_epochs, "mlm": mlm, "adaptation": adaptation, "baseline": tfidf, "rows": rows,
+           if "adapt-mlm" in all_steps and "adapt-mlm" not in missing else None)
+    return {"setting": s.name, "note": s.note, "train_rows": s.train_rows, "test_rows": s.test_rows,
+            "vocab_size": s.vocab_size, "epochs": s.epochs, "mlm_epochs": s.mlm_epochs, "mlm": mlm, "adaptation": adaptation, "baseline": tfidf, "rows": rows,
             "verdict": verdict(rows, tfidf), "commands": commands, **({"carried": carried} if carried else {}),
             **({"partial": True, "missing": missing} if missing else {})}
 

@@ -403,6 +403,42 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     assert "| adapted | 0.003 | 0.7940 / 0.6576 | 0.8173 / 0.7745 | 0.8193 / 0.7900 |" in text
 
 
+def test_an_adapt_setting_without_the_masked_lm_arm_plans_and_publishes_only_its_arms(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A setting naming its arms (FULL1: English and adapted) plans no masked-LM step, publishes whole without
+    one, and its note heads the section."""
+    import dataclasses
+
+    from benchmarks import adapt
+
+    full1 = adapt.steps(adapt.FULL1)
+    assert not [n for n in full1 if "mlm" in n] and {n.rsplit("-", 1)[-1] for n in full1 if " " in n} == {"128"}
+    assert full1["teacher adapted-128"].stage.train.epochs == 1.0 and full1["adapt"].stage.size == 16000
+    s = dataclasses.replace(adapt.SMOKE, vocabs=("english", "adapted"), note="Cut to fit one session.")
+    monkeypatch.setattr(adapt, "setting", lambda: s)
+    for module in (steps, adapt):
+        monkeypatch.setattr(module, "CACHE", tmp_path)
+    plan = adapt.steps(s)
+    assert not [n for n in plan if "mlm" in n]
+    for st in plan.values():
+        steps.out_dir(st).mkdir(parents=True, exist_ok=True)
+        _stamp(st, 3.0)
+    card = {"vocab_adaptation": {"vocab_size": 2000, "corpus_rows": 540, "init": {"copied": 1, "mean_of_pieces": 2, "unk": 0}}}
+    (steps.out_dir(plan["adapt"]) / "edgekd-model.json").write_text(json.dumps(card))
+    monkeypatch.setattr(adapt, "_headline", lambda d: {"accuracy": 0.5, "f1_macro": 0.4, "n": 150})
+    monkeypatch.setattr(adapt, "tokenization", lambda d, texts, n: {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5})
+    monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {"precision": "int8", "accuracy": 0.45, "f1_macro": 0.4, "n": 150})
+    monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: {
+        f"{v} {p}": {"p50_ms": 3.0} for v in bundles for p in ("fp32", "int8")})
+    result = adapt.study(lambda m: None, run=False)
+    assert "partial" not in result and result["mlm"] is None and result["note"] == "Cut to fit one session."
+    assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [
+        (v, n) for n in s.max_lengths for v in ("english", "adapted")]
+    assert list(result["verdict"]) == [str(n) for n in s.max_lengths]
+    text = "\n".join(adapt.markdown(result, "dev"))
+    assert "Cut to fit one session." in text and "masked-LM training on" not in text
+
+
 def test_imbalance_publishes_a_step_only_while_its_config_still_matches(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """`finished_wall_time` (what `python -m benchmarks.imbalance` publishes without running): the wall time of
