@@ -314,7 +314,8 @@ def settings_part(tag: str, device: dict[str, Any], run: bool = True) -> None:
     part = importlib.import_module(f"benchmarks.{tag}")
     result = _study(device, lambda: part.study(log, run=run))
     smoke = part.folder(part.setting()) if result["setting"] == "smoke" else None
-    _publish(tag, result, part.markdown(result, device["device_id"]), part.SECTION, smoke)
+    name = part.results_tag(result) if hasattr(part, "results_tag") else tag  # adapt: one file per setting
+    _publish(name, result, part.markdown(result, device["device_id"]), part.SECTION, smoke)
 
 
 def adapt_part(device: dict[str, Any]) -> None:

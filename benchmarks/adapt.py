@@ -10,7 +10,8 @@ The TF-IDF + logistic regression baseline is the reference (0.874 in issue 16).
 published like the full run); `EDGEKD_BENCH_ADAPT=smoke` the same steps on a tiny slice (SMOKE) into its
 own cache folder, to check that the part runs. Every step is a
 typed stage config (benchmarks/steps.py) run and cached by edgekd's step runner. Writes
-results/adapt-<device-id>.json and the `adapt` section of RESULTS.md (smoke: only the cache folder).
+results/adapt-<device-id>.json (full) or results/adapt-<setting>-<device-id>.json and the `adapt` section of
+RESULTS.md, which keeps the newest table of every other published setting (smoke: only the cache folder).
 """
 
 from __future__ import annotations
@@ -295,7 +296,20 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
              *([f"max_length {n}: carried whole from {src}, an earlier run of this setting (this cache had a step "
                 "there to redo); its rows and steps are marked *carried*." for n, src in result["carried"].items()]
                + [""] if result.get("carried") else []),
-             "| vocabulary | max_length | tokens / 1k chars | texts truncated | teacher acc / F1m | student acc / F1m "
+             *_table(result)]
+    lines += ["", "Both p50 columns come from one interleaved run, call by call, over the same test articles (batch 1, "
+              "truncated at max_length); the fp32 column compares the vocabularies at the same precision."]
+    lines += ["", _target(result), "", "| step | command | wall time |", "|---|---|---|"]
+    lines += [f"| {c['step']}{' (*carried*)' if c.get('carried') else ''} | `{c['command']}` | {c['wall_time_s']:.1f} s |"
+              for c in result["commands"]]
+    from benchmarks.embedding_lr import markdown as sweep
+
+    return lines + others(result) + sweep()
+
+
+def _table(result: dict[str, Any]) -> list[str]:
+    """The comparison table of one result (and the note on fp32 stand-ins when it has any)."""
+    lines = ["| vocabulary | max_length | tokens / 1k chars | texts truncated | teacher acc / F1m | student acc / F1m "
              "| student ONNX int8 acc / F1m | ONNX student p50 ms (batch 1) | ONNX fp32 p50 ms |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -309,18 +323,42 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
     if any(r["student_onnx_int8"]["precision"] != "int8" for r in result["rows"]):
         lines += ["", "(fp32): accuracy control kept no int8 artifact for that student (the bundle manifest's `dropped` "
                   "gives the gate each int8 setting missed); its ONNX fp32 artifact is scored and timed instead."]
-    lines += ["", "Both p50 columns come from one interleaved run, call by call, over the same test articles (batch 1, "
-              "truncated at max_length); the fp32 column compares the vocabularies at the same precision."]
-    lines += ["", "Target: an adapted-vocabulary 3-layer student beats the TF-IDF baseline and the English-vocabulary "
-              "teacher: " + "; ".join(f"max_length {n}: {v['student_int8']:.4f} vs {v['tfidf']:.4f} / "
-                                      f"{v['english_teacher']:.4f} -> {'**met**' if v['met'] else '**not met**'}"
-                                      for n, v in result["verdict"].items()), "",
-              "| step | command | wall time |", "|---|---|---|"]
-    lines += [f"| {c['step']}{' (*carried*)' if c.get('carried') else ''} | `{c['command']}` | {c['wall_time_s']:.1f} s |"
-              for c in result["commands"]]
-    from benchmarks.embedding_lr import markdown as sweep
+    return lines
 
-    return lines + sweep()
+
+def _target(result: dict[str, Any]) -> str:
+    return ("Target: an adapted-vocabulary 3-layer student beats the TF-IDF baseline and the English-vocabulary "
+            "teacher: " + "; ".join(f"max_length {n}: {v['student_int8']:.4f} vs {v['tfidf']:.4f} / "
+                                    f"{v['english_teacher']:.4f} -> {'**met**' if v['met'] else '**not met**'}"
+                                    for n, v in result["verdict"].items()))
+
+
+def results_tag(result: dict[str, Any]) -> str:
+    """The results file's tag: adapt-<device>.json for the full setting, adapt-<setting>-<device>.json for the
+    others, so publishing one setting keeps the others' results."""
+    return SECTION if result["setting"] == "full" else f"{SECTION}-{result['setting']}"
+
+
+def others(result: dict[str, Any]) -> list[str]:
+    """A subsection per other setting with a committed results file (the newest, any device): its note, table
+    and verdict, so the section keeps every scale measured (smoke never publishes)."""
+    from benchmarks.__main__ import RESULTS
+
+    newest: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path in sorted(RESULTS.glob(f"{SECTION}-*.json"), key=lambda p: p.stat().st_mtime):
+        earlier = read_json(path)
+        if earlier.get("setting") not in (None, result["setting"]) and earlier.get("rows"):
+            newest[earlier["setting"]] = (path, earlier)
+    lines: list[str] = []
+    for name, (path, earlier) in newest.items():
+        note = earlier.get("note") or (SETTINGS[name].note if name in SETTINGS else "")
+        lines += ["", f"### The `{name}` setting (results/{path.name}, `{earlier['device']['device_id']}`)", "",
+                  *([note, ""] if note else []),
+                  f"TF-IDF + LR on the same rows: {earlier['baseline']['accuracy']:.4f}; {earlier['epochs']} epochs per "
+                  f"model; {earlier['adaptation']['vocab_size']:,}-token adapted vocabulary."
+                  + (" Partial run: the rows below are the max_lengths that had finished." if earlier.get("partial") else ""),
+                  "", *_table(earlier), "", _target(earlier)]
+    return lines
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ test_steps.py), its timing cross-check and its verdicts (no model runs: results 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -356,6 +357,7 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     the measurements faked), the other is listed as missing and the section says the run is partial."""
     from benchmarks import adapt
 
+    monkeypatch.setattr(adapt, "others", lambda result: [])  # the committed results of other settings
     monkeypatch.setenv("EDGEKD_BENCH_ADAPT", "smoke")
     for module in (steps, adapt):
         monkeypatch.setattr(module, "CACHE", tmp_path)
@@ -414,6 +416,7 @@ def test_an_adapt_setting_without_the_masked_lm_arm_plans_and_publishes_only_its
     full1 = adapt.steps(adapt.FULL1)
     assert not [n for n in full1 if "mlm" in n] and {n.rsplit("-", 1)[-1] for n in full1 if " " in n} == {"128"}
     assert full1["teacher adapted-128"].stage.train.epochs == 1.0 and full1["adapt"].stage.size == 16000
+    monkeypatch.setattr(adapt, "others", lambda result: [])
     s = dataclasses.replace(adapt.SMOKE, vocabs=("english", "adapted"), note="Cut to fit one session.")
     monkeypatch.setattr(adapt, "setting", lambda: s)
     for module in (steps, adapt):
@@ -569,3 +572,32 @@ def test_adapt_carries_a_whole_max_length_from_an_earlier_run_of_its_setting(
         ("english", short, False), ("adapted", short, False), ("english", long, True), ("adapted", long, True)]
     assert [c["step"] for c in commands if c.get("carried")] == [f"teacher english-{long}", f"teacher adapted-{long}"]
     assert adapt.carry(adapt.SMOKE, set(), rows, commands) == {}
+
+
+def test_the_adapt_section_keeps_every_other_published_setting_and_each_setting_has_its_own_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Publishing one setting writes adapt-<setting>-<device>.json (full: adapt-<device>.json) and its section
+    ends with the newest table of each other setting, read back from its results file."""
+    import benchmarks.__main__ as main
+    from benchmarks import adapt
+
+    monkeypatch.setattr(main, "RESULTS", tmp_path)
+    assert [adapt.results_tag({"setting": s}) for s in ("full", "full1", "slice")] == [
+        "adapt", "adapt-full1", "adapt-slice"]
+    row = {"tokenization": {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5},
+           **{k: {"accuracy": 0.5, "f1_macro": 0.4} for k in ("teacher", "student")},
+           "student_onnx_int8": {"precision": "int8", "accuracy": 0.8271, "f1_macro": 0.4}, "student_p50_ms": 3.0}
+    slice_result = {"setting": "slice", "device": {"device_id": "dev-a"}, "epochs": "3", "partial": True,
+                    "baseline": {"accuracy": 0.8308}, "adaptation": {"vocab_size": 8000},
+                    "rows": [dict(row, vocab=v, max_length=128) for v in ("english", "adapted")],
+                    "verdict": {"128": {"student_int8": 0.8271, "tfidf": 0.8308, "english_teacher": 0.5, "met": False}}}
+    older = dict(slice_result, device={"device_id": "dev-old"})
+    (tmp_path / "adapt-slice-dev-old.json").write_text(json.dumps(older))
+    os.utime(tmp_path / "adapt-slice-dev-old.json", (1, 1))  # older: the newest file of a setting is shown
+    (tmp_path / "adapt-slice-dev-a.json").write_text(json.dumps(slice_result))
+    (tmp_path / "adapt-full1-dev-a.json").write_text(json.dumps(dict(slice_result, setting="full1")))  # this one
+    text = "\n".join(adapt.others({"setting": "full1"}))
+    assert "### The `slice` setting (results/adapt-slice-dev-a.json, `dev-a`)" in text and "dev-old" not in text
+    assert adapt.SLICE.note in text and "TF-IDF + LR on the same rows: 0.8308; 3 epochs" in text
+    assert "| adapted | 128 |" in text and "max_length 128: 0.8271 vs 0.8308 / 0.5000 -> **not met**" in text
+    assert "full1" not in text and "Partial run" in text
