@@ -158,7 +158,29 @@ def int8_scores(bundle: Path, spec: DataSpec) -> dict[str, Any]:
     pred = edgekd.load(str(bundle), backend="onnx", precision=precision).logits(test.texts, batch_size=32).argmax(1)
     m = classification_metrics(np.asarray(test.labels), pred, manifest["labels"])
     return {"precision": precision, "accuracy": round(m["accuracy"], 4), "f1_macro": round(m["f1_macro"], 4),
-            "n": len(test.texts)}
+            "n": len(test.texts), "correct": pred == np.asarray(test.labels)}
+
+
+def tfidf_correct(baseline_dir: Path, spec: DataSpec) -> np.ndarray:
+    """Per test text, whether the saved TF-IDF baseline is right (label names compared, so its label order
+    does not matter), in the order `edgekd.load` scores them."""
+    from edgekd.data import load_splits
+    from edgekd.train.baseline import load_baseline
+
+    model, splits = load_baseline(baseline_dir), load_splits(spec)
+    test, names = splits.test, np.asarray(splits.labels)[splits.test.labels]
+    return np.asarray(model.labels)[model.logits(list(test.texts)).argmax(1)] == names
+
+
+def margin(student_correct: np.ndarray, tfidf: np.ndarray) -> dict[str, Any]:
+    """Student minus TF-IDF accuracy on the same test texts with its paired (McNemar) 95% interval, and the
+    discordant counts that decide it."""
+    from edgekd.verify.parity import paired_drop_interval
+
+    lo, hi = paired_drop_interval(tfidf, student_correct)  # an interval of (TF-IDF - student)
+    return {"points": round(100 * float(np.mean(student_correct) - np.mean(tfidf)), 2),
+            "ci_points": [round(-100 * hi, 2), round(-100 * lo, 2)], "n": int(len(tfidf)),
+            "only_student": int((student_correct & ~tfidf).sum()), "only_tfidf": int((~student_correct & tfidf).sum())}
 
 
 def latency(bundles: dict[str, Path], texts: list[str], runs: int) -> dict[str, Any]:
@@ -206,7 +228,7 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
 
     test = list(load_splits(spec).test.texts)
     texts = test[: s.latency_texts]
-    rows = []
+    rows, tfidf_right = [], tfidf_correct(out_dir(all_steps["baseline"]), spec)
     for n in s.max_lengths:
         done = [v for v in s.vocabs if not {f"{kind} {v}-{n}" for kind in ("teacher", "student", "bundle")} & set(missing)]
         if "english" not in done or len(done) < 2:
@@ -221,6 +243,8 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
                          "teacher": _headline(out_dir(all_steps[f"teacher {v}"])),
                          "student": _headline(out_dir(all_steps[f"student {v}"])),
                          "student_onnx_int8": (scored := int8_scores(out_dir(all_steps[f"bundle {v}"]), spec)),
+                         **({"vs_tfidf": margin(correct, tfidf_right)}
+                            if (correct := scored.pop("correct", None)) is not None and vocab != "english" else {}),
                          "student_fp32_p50_ms": timings[f"{vocab} fp32"]["p50_ms"],
                          # the artifact scored beside it (int8, or fp32 where accuracy control kept no int8)
                          "student_p50_ms": timings[f"{vocab} {scored['precision']}"]["p50_ms"]})
@@ -269,7 +293,8 @@ def verdict(rows: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, A
         acc = r["student_onnx_int8"]["accuracy"]
         key = str(r["max_length"]) if r["vocab"] == "adapted" else f"{r['max_length']} {r['vocab']}"
         out[key] = {"student_int8": acc, "tfidf": baseline["accuracy"], "english_teacher": english["teacher"]["accuracy"],
-                    "met": acc > max(baseline["accuracy"], TFIDF_ISSUE, english["teacher"]["accuracy"])}
+                    "met": acc > max(baseline["accuracy"], TFIDF_ISSUE, english["teacher"]["accuracy"]),
+                    **({"vs_tfidf": r["vs_tfidf"]} if "vs_tfidf" in r else {})}
     return out
 
 
@@ -330,6 +355,9 @@ def _target(result: dict[str, Any]) -> str:
     return ("Target: an adapted-vocabulary 3-layer student beats the TF-IDF baseline and the English-vocabulary "
             "teacher: " + "; ".join(f"max_length {n}: {v['student_int8']:.4f} vs {v['tfidf']:.4f} / "
                                     f"{v['english_teacher']:.4f} -> {'**met**' if v['met'] else '**not met**'}"
+                                    + (f" (student - TF-IDF {m['points']:+.2f} pt, paired 95% CI {m['ci_points'][0]:+.2f} "
+                                       f"to {m['ci_points'][1]:+.2f}; right only for the student {m['only_student']}, "
+                                       f"only for TF-IDF {m['only_tfidf']}, of {m['n']:,})" if (m := v.get("vs_tfidf")) else "")
                                     for n, v in result["verdict"].items()))
 
 

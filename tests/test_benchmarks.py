@@ -358,6 +358,7 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     from benchmarks import adapt
 
     monkeypatch.setattr(adapt, "others", lambda result: [])  # the committed results of other settings
+    monkeypatch.setattr(adapt, "tfidf_correct", lambda d, spec: np.ones(150, bool))
     monkeypatch.setenv("EDGEKD_BENCH_ADAPT", "smoke")
     for module in (steps, adapt):
         monkeypatch.setattr(module, "CACHE", tmp_path)
@@ -430,7 +431,11 @@ def test_an_adapt_setting_without_the_masked_lm_arm_plans_and_publishes_only_its
     (steps.out_dir(plan["adapt"]) / "edgekd-model.json").write_text(json.dumps(card))
     monkeypatch.setattr(adapt, "_headline", lambda d: {"accuracy": 0.5, "f1_macro": 0.4, "n": 150})
     monkeypatch.setattr(adapt, "tokenization", lambda d, texts, n: {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5})
-    monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {"precision": "int8", "accuracy": 0.45, "f1_macro": 0.4, "n": 150})
+    i = np.arange(150)
+    right, tfidf = i < 90, ((i >= 10) & (i < 80)) | (i >= 140)  # only the student: 0-9, 80-89; only TF-IDF: 140-149
+    monkeypatch.setattr(adapt, "tfidf_correct", lambda d, spec: tfidf)
+    monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {
+        "precision": "int8", "accuracy": 0.5, "f1_macro": 0.4, "n": 150, "correct": right})
     monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: {
         f"{v} {p}": {"p50_ms": 3.0} for v in bundles for p in ("fp32", "int8")})
     result = adapt.study(lambda m: None, run=False)
@@ -438,8 +443,19 @@ def test_an_adapt_setting_without_the_masked_lm_arm_plans_and_publishes_only_its
     assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [
         (v, n) for n in s.max_lengths for v in ("english", "adapted")]
     assert list(result["verdict"]) == [str(n) for n in s.max_lengths]
+    # student - TF-IDF on the same texts, with its paired interval (recomputed here from the discordant counts)
+    m = result["verdict"][str(s.max_lengths[0])]["vs_tfidf"]
+    b, c = 20, 10
+    assert (m["only_student"], m["only_tfidf"], m["n"]) == (b, c, 150)
+    se = 100 * ((b + c - (b - c) ** 2 / 150) ** 0.5) / 150
+    assert m["points"] == pytest.approx(100 * (b - c) / 150, abs=0.01)
+    assert m["ci_points"] == pytest.approx([m["points"] - 1.96 * se, m["points"] + 1.96 * se], abs=0.01)
+    assert "vs_tfidf" not in next(r for r in result["rows"] if r["vocab"] == "english")
+    assert all("correct" not in r["student_onnx_int8"] for r in result["rows"])  # the arrays stay out of the JSON
     text = "\n".join(adapt.markdown(result, "dev"))
     assert "Cut to fit one session." in text and "masked-LM training on" not in text
+    assert f"student - TF-IDF +6.67 pt, paired 95% CI {m['ci_points'][0]:+.2f} to {m['ci_points'][1]:+.2f}; " \
+           "right only for the student 20, only for TF-IDF 10, of 150" in text
 
 
 def test_imbalance_publishes_a_step_only_while_its_config_still_matches(tmp_path: Path,
@@ -601,3 +617,18 @@ def test_the_adapt_section_keeps_every_other_published_setting_and_each_setting_
     assert adapt.SLICE.note in text and "TF-IDF + LR on the same rows: 0.8308; 3 epochs" in text
     assert "| adapted | 128 |" in text and "max_length 128: 0.8271 vs 0.8308 / 0.5000 -> **not met**" in text
     assert "full1" not in text and "Partial run" in text
+
+
+def test_tfidf_correct_recomputes_the_baselines_own_test_accuracy(tmp_path: Path) -> None:
+    """The adapt verdict's per-text TF-IDF correctness (label names compared) gives back the accuracy the
+    baseline step wrote, on a small real slice of arabic_news_ant."""
+    from benchmarks import adapt
+    from edgekd.train.baseline import train_baseline
+
+    spec = steps.data(steps.head_slice("arabic_news_ant", tmp_path / "data", {"train": 400, "test": 120}),
+                      text_columns=("title", "text"))
+    train_baseline(spec, tmp_path / "baseline")
+    right = adapt.tfidf_correct(tmp_path / "baseline", spec)
+    written = json.loads((tmp_path / "baseline" / "metrics.json").read_text())["accuracy"]
+    assert right.shape == (120,) and right.dtype == bool and 0 < right.mean() < 1
+    assert right.mean() == pytest.approx(written, abs=1e-12)
