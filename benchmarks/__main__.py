@@ -213,10 +213,14 @@ def speed_part(results: dict[str, Any]) -> None:
 
 
 def _study(device: dict[str, Any], study: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """A separate part's result: the device, what `study()` returns, and its wall time."""
+    """A separate part's result: the device, what `study()` returns, its wall time and when it was written
+    (UTC; a checkout's file times say nothing, so parts that read earlier results order them by it)."""
+    import datetime
+
     started = time.perf_counter()
     result = {"device": device, **study()}
     result["wall_time_s"] = round(time.perf_counter() - started, 1)
+    result["written"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return result
 
 

@@ -267,8 +267,7 @@ def carry(s: Setting, lengths: set[int], rows: list[dict[str, Any]], commands: l
     from benchmarks.__main__ import RESULTS
 
     carried: dict[str, str] = {}
-    for path in sorted(RESULTS.glob(f"{SECTION}-*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
-        earlier = read_json(path)
+    for path, earlier in reversed(oldest_first(RESULTS.glob(f"{SECTION}-*.json"))):
         if earlier.get("setting") != s.name:
             continue
         for n in sorted(lengths - {int(k) for k in carried}):
@@ -361,6 +360,13 @@ def _target(result: dict[str, Any]) -> str:
                                     for n, v in result["verdict"].items()))
 
 
+def oldest_first(paths: Any) -> list[tuple[Path, dict[str, Any]]]:
+    """(path, result) of each results file, oldest first: by the `written` time a result records, files
+    without one (written before it was recorded) first, by file time."""
+    loaded = [(p, read_json(p)) for p in paths]
+    return sorted(loaded, key=lambda pr: (pr[1].get("written", ""), pr[0].stat().st_mtime))
+
+
 def results_tag(result: dict[str, Any]) -> str:
     """The results file's tag: adapt-<device>.json for the full setting, adapt-<setting>-<device>.json for the
     others, so publishing one setting keeps the others' results."""
@@ -373,8 +379,7 @@ def others(result: dict[str, Any]) -> list[str]:
     from benchmarks.__main__ import RESULTS
 
     newest: dict[str, tuple[Path, dict[str, Any]]] = {}
-    for path in sorted(RESULTS.glob(f"{SECTION}-*.json"), key=lambda p: p.stat().st_mtime):
-        earlier = read_json(path)
+    for path, earlier in oldest_first(RESULTS.glob(f"{SECTION}-*.json")):
         if earlier.get("setting") not in (None, result["setting"]) and earlier.get("rows"):
             newest[earlier["setting"]] = (path, earlier)
     lines: list[str] = []

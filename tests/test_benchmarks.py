@@ -607,10 +607,11 @@ def test_the_adapt_section_keeps_every_other_published_setting_and_each_setting_
                     "baseline": {"accuracy": 0.8308}, "adaptation": {"vocab_size": 8000},
                     "rows": [dict(row, vocab=v, max_length=128) for v in ("english", "adapted")],
                     "verdict": {"128": {"student_int8": 0.8271, "tfidf": 0.8308, "english_teacher": 0.5, "met": False}}}
-    older = dict(slice_result, device={"device_id": "dev-old"})
+    # the newest result of a setting is shown, by the time it records: file times in a checkout say nothing
+    (tmp_path / "adapt-slice-dev-a.json").write_text(json.dumps(dict(slice_result, written="2026-12-06T23:00:00+00:00")))
+    older = dict(slice_result, device={"device_id": "dev-old"}, written="2026-11-30T00:10:00+00:00")
     (tmp_path / "adapt-slice-dev-old.json").write_text(json.dumps(older))
-    os.utime(tmp_path / "adapt-slice-dev-old.json", (1, 1))  # older: the newest file of a setting is shown
-    (tmp_path / "adapt-slice-dev-a.json").write_text(json.dumps(slice_result))
+    os.utime(tmp_path / "adapt-slice-dev-a.json", (1, 1))  # the newer result has the older file time
     (tmp_path / "adapt-full1-dev-a.json").write_text(json.dumps(dict(slice_result, setting="full1")))  # this one
     text = "\n".join(adapt.others({"setting": "full1"}))
     assert "### The `slice` setting (results/adapt-slice-dev-a.json, `dev-a`)" in text and "dev-old" not in text
