@@ -302,7 +302,7 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
     a = result["adaptation"]
     lines = ["## A native vocabulary for Arabic (issue 16)", "",
              f"`python -m benchmarks adapt` on `{device_id}` ({result['setting']}): arabic_news_ant (title + text), "
-             f"MiniLM-L6 teacher and a distilled 3-layer student ({result['epochs']} epochs each) with the English "
+             f"MiniLM-L6 teacher and a distilled 3-layer student ({_epochs(result)} each) with the English "
              f"vocabulary and with a {a['vocab_size']:,}-token vocabulary from `edgekd adapt-vocab` (trained on "
              f"{a['corpus_rows']:,} rows; FVT init: {a['init']['copied']:,} copied, {a['init']['mean_of_pieces']:,} "
              f"mean of pieces, {a['init']['unk']:,} [UNK]). TF-IDF + LR: {result['baseline']['accuracy']:.4f} "
@@ -329,6 +329,10 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
     from benchmarks.embedding_lr import markdown as sweep
 
     return lines + others(result) + sweep()
+
+
+def _epochs(result: dict[str, Any]) -> str:
+    return f"{result['epochs']} epoch" + ("" if float(result["epochs"]) == 1 else "s")
 
 
 def _table(result: dict[str, Any]) -> list[str]:
@@ -387,7 +391,7 @@ def others(result: dict[str, Any]) -> list[str]:
         note = earlier.get("note") or (SETTINGS[name].note if name in SETTINGS else "")
         lines += ["", f"### The `{name}` setting (results/{path.name}, `{earlier['device']['device_id']}`)", "",
                   *([note, ""] if note else []),
-                  f"TF-IDF + LR on the same rows: {earlier['baseline']['accuracy']:.4f}; {earlier['epochs']} epochs per "
+                  f"TF-IDF + LR on the same rows: {earlier['baseline']['accuracy']:.4f}; {_epochs(earlier)} per "
                   f"model; {earlier['adaptation']['vocab_size']:,}-token adapted vocabulary."
                   + (" Partial run: the rows below are the max_lengths that had finished." if earlier.get("partial") else ""),
                   "", *_table(earlier), "", _target(earlier)]
