@@ -254,7 +254,7 @@ def _every_step(monkeypatch: pytest.MonkeyPatch, cache: Path) -> dict[str, objec
     _, imbalance, vocab, adapt, pareto, diffattn, _, embeddings = modules
     plans = [steps.pipeline(), vocab.steps(), embeddings.steps(),
              *(imbalance.steps(s) for s in (imbalance.SLICE, imbalance.SMOKE)),
-             *(adapt.steps(s) for s in (adapt.FULL, adapt.SLICE, adapt.SMOKE)), *(pareto.steps(g) for g in pareto.GRIDS.values()),
+             *(adapt.steps(s) for s in adapt.SETTINGS.values()), *(pareto.steps(g) for g in pareto.GRIDS.values()),
              pareto.main_steps(pareto.SLICE),
              *(diffattn.steps(d, seed, sc) for sc in (diffattn.SMOKE, diffattn.FULL) for d in ("ag_news", "arabic_news_ant")
                for seed in {*diffattn.seeds(d, sc), 42, 43})]
