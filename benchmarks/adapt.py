@@ -161,15 +161,13 @@ def int8_scores(bundle: Path, spec: DataSpec) -> dict[str, Any]:
             "n": len(test.texts), "correct": pred == np.asarray(test.labels)}
 
 
-def tfidf_correct(baseline_dir: Path, spec: DataSpec) -> np.ndarray:
-    """Per test text, whether the saved TF-IDF baseline is right (label names compared, so its label order
-    does not matter), in the order `edgekd.load` scores them."""
-    from edgekd.data import load_splits
+def tfidf_correct(baseline_dir: Path, splits: Any) -> np.ndarray:
+    """Per text of `splits.test` (`edgekd.data.Splits`), whether the saved TF-IDF baseline is right (label
+    names compared, so its label order does not matter), in the order `edgekd.load` scores them."""
     from edgekd.train.baseline import load_baseline
 
-    model, splits = load_baseline(baseline_dir), load_splits(spec)
-    test, names = splits.test, np.asarray(splits.labels)[splits.test.labels]
-    return np.asarray(model.labels)[model.logits(list(test.texts)).argmax(1)] == names
+    model, names = load_baseline(baseline_dir), np.asarray(splits.labels)[splits.test.labels]
+    return np.asarray(model.labels)[model.logits(list(splits.test.texts)).argmax(1)] == names
 
 
 def margin(student_correct: np.ndarray, tfidf: np.ndarray) -> dict[str, Any]:
@@ -226,9 +224,10 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
         raise SystemExit(f"adapt ({s.name}): nothing to publish yet: {', '.join(missing)} not finished")
     from edgekd.data import load_splits
 
-    test = list(load_splits(spec).test.texts)
+    splits = load_splits(spec)
+    test = list(splits.test.texts)
     texts = test[: s.latency_texts]
-    rows, tfidf_right = [], tfidf_correct(out_dir(all_steps["baseline"]), spec)
+    rows, tfidf_right = [], tfidf_correct(out_dir(all_steps["baseline"]), splits)
     for n in s.max_lengths:
         done = [v for v in s.vocabs if not {f"{kind} {v}-{n}" for kind in ("teacher", "student", "bundle")} & set(missing)]
         if "english" not in done or len(done) < 2:
@@ -238,13 +237,15 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
         timings = latency(bundles, texts, s.runs)
         for vocab in done:
             v = f"{vocab}-{n}"
+            scored = int8_scores(out_dir(all_steps[f"bundle {v}"]), spec)
+            correct = scored.pop("correct", None)  # per text: for the margin, not the results file
             rows.append({"vocab": vocab, "max_length": n,
                          "tokenization": tokenization(out_dir(all_steps[f"teacher {v}"]), test, n),
                          "teacher": _headline(out_dir(all_steps[f"teacher {v}"])),
                          "student": _headline(out_dir(all_steps[f"student {v}"])),
-                         "student_onnx_int8": (scored := int8_scores(out_dir(all_steps[f"bundle {v}"]), spec)),
+                         "student_onnx_int8": scored,
                          **({"vs_tfidf": margin(correct, tfidf_right)}
-                            if (correct := scored.pop("correct", None)) is not None and vocab != "english" else {}),
+                            if correct is not None and vocab != "english" else {}),
                          "student_fp32_p50_ms": timings[f"{vocab} fp32"]["p50_ms"],
                          # the artifact scored beside it (int8, or fp32 where accuracy control kept no int8)
                          "student_p50_ms": timings[f"{vocab} {scored['precision']}"]["p50_ms"]})
@@ -358,10 +359,16 @@ def _target(result: dict[str, Any]) -> str:
     return ("Target: an adapted-vocabulary 3-layer student beats the TF-IDF baseline and the English-vocabulary "
             "teacher: " + "; ".join(f"max_length {n}: {v['student_int8']:.4f} vs {v['tfidf']:.4f} / "
                                     f"{v['english_teacher']:.4f} -> {'**met**' if v['met'] else '**not met**'}"
-                                    + (f" (student - TF-IDF {m['points']:+.2f} pt, paired 95% CI {m['ci_points'][0]:+.2f} "
-                                       f"to {m['ci_points'][1]:+.2f}; right only for the student {m['only_student']}, "
-                                       f"only for TF-IDF {m['only_tfidf']}, of {m['n']:,})" if (m := v.get("vs_tfidf")) else "")
-                                    for n, v in result["verdict"].items()))
+                                    + _margin_text(v.get("vs_tfidf")) for n, v in result["verdict"].items()))
+
+
+def _margin_text(m: dict[str, Any] | None) -> str:
+    """' (student - TF-IDF ... pt, paired 95% CI ...)' for a verdict with `margin`; '' for results before it."""
+    if not m:
+        return ""
+    return (f" (student - TF-IDF {m['points']:+.2f} pt, paired 95% CI {m['ci_points'][0]:+.2f} to "
+            f"{m['ci_points'][1]:+.2f}; right only for the student {m['only_student']}, only for TF-IDF "
+            f"{m['only_tfidf']}, of {m['n']:,})")
 
 
 def oldest_first(paths: Any) -> list[tuple[Path, dict[str, Any]]]:

@@ -358,7 +358,7 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     from benchmarks import adapt
 
     monkeypatch.setattr(adapt, "others", lambda result: [])  # the committed results of other settings
-    monkeypatch.setattr(adapt, "tfidf_correct", lambda d, spec: np.ones(150, bool))
+    monkeypatch.setattr(adapt, "tfidf_correct", lambda d, splits: np.ones(150, bool))
     monkeypatch.setenv("EDGEKD_BENCH_ADAPT", "smoke")
     for module in (steps, adapt):
         monkeypatch.setattr(module, "CACHE", tmp_path)
@@ -433,7 +433,7 @@ def test_an_adapt_setting_without_the_masked_lm_arm_plans_and_publishes_only_its
     monkeypatch.setattr(adapt, "tokenization", lambda d, texts, n: {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5})
     i = np.arange(150)
     right, tfidf = i < 90, ((i >= 10) & (i < 80)) | (i >= 140)  # only the student: 0-9, 80-89; only TF-IDF: 140-149
-    monkeypatch.setattr(adapt, "tfidf_correct", lambda d, spec: tfidf)
+    monkeypatch.setattr(adapt, "tfidf_correct", lambda d, splits: tfidf)
     monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {
         "precision": "int8", "accuracy": 0.5, "f1_macro": 0.4, "n": 150, "correct": right})
     monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: {
@@ -629,7 +629,9 @@ def test_tfidf_correct_recomputes_the_baselines_own_test_accuracy(tmp_path: Path
     spec = steps.data(steps.head_slice("arabic_news_ant", tmp_path / "data", {"train": 400, "test": 120}),
                       text_columns=("title", "text"))
     train_baseline(spec, tmp_path / "baseline")
-    right = adapt.tfidf_correct(tmp_path / "baseline", spec)
+    from edgekd.data import load_splits
+
+    right = adapt.tfidf_correct(tmp_path / "baseline", load_splits(spec))
     written = json.loads((tmp_path / "baseline" / "metrics.json").read_text())["accuracy"]
     assert right.shape == (120,) and right.dtype == bool and 0 < right.mean() < 1
     assert right.mean() == pytest.approx(written, abs=1e-12)
