@@ -381,8 +381,8 @@ def test_the_adapt_part_publishes_each_finished_max_length_and_says_what_is_miss
     monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {
         "precision": "fp32" if b.name.startswith("english") else "int8", "accuracy": 0.45, "f1_macro": 0.4, "n": 150})
     monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: {
-        **{f"{v} fp32": {"p50_ms": 4.0 + (v == "english")} for v in bundles},
-        **{f"{v} int8": {"p50_ms": 3.0} for v in bundles if v != "english"}})
+        **{f"{v} fp32": {"p50_ms": 4.0 + v.startswith("english")} for v in bundles},
+        **{f"{v} int8": {"p50_ms": 3.0} for v in bundles if not v.startswith("english")}})
     result = adapt.study(lambda m: None, run=False)
     assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [
         ("english", short), ("adapted", short), ("adapted-mlm", short)]
@@ -456,6 +456,53 @@ def test_an_adapt_setting_without_the_masked_lm_arm_plans_and_publishes_only_its
     assert "Cut to fit one session." in text and "masked-LM training on" not in text
     assert f"student - TF-IDF +6.67 pt, paired 95% CI {m['ci_points'][0]:+.2f} to {m['ci_points'][1]:+.2f}; " \
            "right only for the student 20, only for TF-IDF 10, of 150" in text
+
+
+def test_an_adapt_setting_without_an_english_arm_compares_with_the_english_arm_of_the_cache_it_shares(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """FULL1_256 trains only the adapted arm at 256 in full1's cache: its plan reuses full1's baseline, vocabulary
+    and English-128 steps (same output folders), and its table and verdict compare with that English arm, named
+    as such, timed in the same interleaved run."""
+    import dataclasses
+
+    from benchmarks import adapt
+
+    full1, long = adapt.steps(adapt.FULL1), adapt.steps(adapt.FULL1_256)
+    assert [n for n in long if " " in n and not n.startswith("adapt")] == [
+        "teacher english-128", "student english-128", "bundle english-128",
+        "teacher adapted-256", "student adapted-256", "bundle adapted-256"]
+    for name in ("baseline", "adapt", "teacher english-128", "bundle english-128"):
+        assert steps.out_dir(long[name]) == steps.out_dir(full1[name])
+    assert long["teacher adapted-256"].stage.train.max_length == 256 and not adapt.reference(adapt.FULL1)
+    s = dataclasses.replace(adapt.SMOKE, name="smoke-long", max_lengths=(256,), vocabs=("adapted",), cache="smoke",
+                            note="The adapted arm, longer.")
+    monkeypatch.setattr(adapt, "setting", lambda: s)
+    monkeypatch.setattr(adapt, "others", lambda result: [])
+    for module in (steps, adapt):
+        monkeypatch.setattr(module, "CACHE", tmp_path)
+    plan = adapt.steps(s)
+    english = adapt.SMOKE.max_lengths[-1]
+    assert f"teacher english-{english}" in plan and "teacher english-256" not in plan
+    for st in plan.values():
+        steps.out_dir(st).mkdir(parents=True, exist_ok=True)
+        _stamp(st, 3.0)
+    card = {"vocab_adaptation": {"vocab_size": 2000, "corpus_rows": 540, "init": {"copied": 1, "mean_of_pieces": 2, "unk": 0}}}
+    (steps.out_dir(plan["adapt"]) / "edgekd-model.json").write_text(json.dumps(card))
+    monkeypatch.setattr(adapt, "_headline", lambda d: {"accuracy": 0.3 if d.name.startswith("english") else 0.6,
+                                                       "f1_macro": 0.4, "n": 150})
+    monkeypatch.setattr(adapt, "tokenization", lambda d, texts, n: {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5})
+    monkeypatch.setattr(adapt, "tfidf_correct", lambda d, splits: np.arange(150) < 75)
+    monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {
+        "precision": "int8", "accuracy": 0.9, "f1_macro": 0.4, "n": 150, "correct": np.arange(150) < 93})
+    timed = []
+    monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: timed.append(sorted(bundles)) or {
+        f"{v} {p}": {"p50_ms": 2.0 if v.startswith("english") else 3.0} for v in bundles for p in ("fp32", "int8")})
+    result = adapt.study(lambda m: None, run=False)
+    assert timed == [["adapted-256", f"english-{english}"]]  # one interleaved run, both arms
+    assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [("english", english), ("adapted", 256)]
+    v = result["verdict"]["256"]
+    assert v["english_max_length"] == english and v["english_teacher"] == 0.3 and v["met"]
+    assert f"(English teacher at max_length {english}) -> **met**" in "\n".join(adapt.markdown(result, "dev"))
 
 
 def test_imbalance_publishes_a_step_only_while_its_config_still_matches(tmp_path: Path,
