@@ -71,14 +71,14 @@ FULL1 = Setting("full1", None, None, 16000, (128,), "1", 200, 300, vocabs=("engl
                 note="Whole training split, cut to fit one 2-core session (`EDGEKD_BENCH_ADAPT=full1`): 1 epoch for "
                      "every model, max_length 128 only, no masked-LM arm; validation carved from the training split, "
                      "the whole test split; the TF-IDF baseline trains on the same rows.")
-# The stated training slice for a 2-core session (the issue allows one): the first 2,400 training rows (as
-# the imbalance benchmark's slice; largest/smallest class 10.4), the whole test split, an 8,000-token
-# vocabulary (FULL's 16,000 for a corpus a tenth its size) and 3 epochs for every model.
 # full1's next step, in its cache folder (its baseline, vocabulary and 128 arms are reused): the adapted arm at
 # max_length 256, where 128 tokens read about 550 characters of an article; about 2 h here.
 FULL1_256 = Setting("full1-256", None, None, 16000, (256,), "1", 200, 300, vocabs=("adapted",), cache="full1",
                     note="full1 at max_length 256 (`EDGEKD_BENCH_ADAPT=full1-256`): the adapted arm only, 1 epoch per "
                          "model on the whole training split; the English arm is full1's, at 128.")
+# The stated training slice for a 2-core session (the issue allows one): the first 2,400 training rows (as
+# the imbalance benchmark's slice; largest/smallest class 10.4), the whole test split, an 8,000-token
+# vocabulary (FULL's 16,000 for a corpus a tenth its size) and 3 epochs for every model.
 SLICE = Setting("slice", 2400, 100_000, 8000, (128, 256), "3", 200, 300,
                 note="Stated training slice (`EDGEKD_BENCH_ADAPT=slice`; the full split takes many hours on 2 cores): "
                      "the first 2,400 training rows (validation carved from them), the whole test split; the TF-IDF "
@@ -248,6 +248,7 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
     test = list(splits.test.texts)
     texts = test[: s.latency_texts]
     rows, tfidf_right = [], tfidf_correct(out_dir(all_steps["baseline"]), splits)
+
     def finished_arm(vocab: str, n: int) -> bool:
         return not {f"{kind} {vocab}-{n}" for kind in ("teacher", "student", "bundle")} & set(missing)
 
