@@ -239,8 +239,9 @@ def _word_embedding_int4(src: Path, dst: Path, block_size: int) -> str:
     with np.errstate(invalid="ignore", divide="ignore"):
         quantizer.process()
     converted = [n for n in quantizer.model.model.graph.node if n.op_type == "GatherBlockQuantized"]
-    if [n.name for n in converted] != [f"{word}_Q4"]:
-        raise ValueError(f"the 4-bit pass converted {[n.name for n in converted]}, expected only the word embedding {word}")
+    names = [n.name for n in converted]
+    if names != [f"{word}_Q4"]:
+        raise ValueError(f"the 4-bit pass converted {names}, expected only the word embedding {word}")
     half = _fp16_scales(quantizer.model.model.graph, converted[0])
     quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
     return "fp16" if half else "fp32"
