@@ -140,7 +140,7 @@ def plan(recipe: Recipe) -> tuple[list[Step], dict[str, Path]]:
         options = ExportOptions(targets=",".join(e.targets), int8=e.int8, require_int8=e.require_int8,
                                 calibration_size=e.calibration_size, gates=gates.copy(),
                                 max_accuracy_drop=e.max_accuracy_drop, coreml_precision=e.coreml_precision,
-                                embedding_bits=e.embedding_bits, force=True)
+                                embedding_bits=e.embedding_bits, trim_positions=e.trim_positions, force=True)
         steps.append(Step.of(f"export {name}", export.ExportStage(exported, bundle, options, data),
                              [bundle / "edgekd.json"], [export_after]))
         steps.append(Step.of(f"verify {name}", verify_stage(recipe, bundle, exported, paths), [bundle / "reports"],

@@ -129,6 +129,8 @@ class ExportConfig:
     coreml_precision: str = field_default(ExportOptions, "coreml_precision")
     # ONNX int8 word-embedding rows: 8, or 4 (blockwise int4, kept only when accuracy control passes it)
     embedding_bits: int = field_default(ExportOptions, "embedding_bits")
+    # cut the position-embedding tables to the rows max_length reads (`--trim-positions`; lossless)
+    trim_positions: bool = field_default(ExportOptions, "trim_positions")
     # prune each student's vocabulary to the tokens its training data uses at least this often before
     # export (`edgekd prune-vocab`, a `prune-vocab <student>` step); None = export the student as trained
     prune_vocab_min_count: int | None = None

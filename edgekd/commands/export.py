@@ -58,6 +58,7 @@ class ExportStage(Stage):
                   else ["--compute-units", o.compute_units]),
                 *(["--int8"] if o.int8 else []), *(["--require-int8"] if o.require_int8 else []),
                 *([] if o.embedding_bits == 8 else ["--embedding-bits", str(o.embedding_bits)]),
+                *(["--trim-positions"] if o.trim_positions else []),
                 *([] if o.max_accuracy_drop is None else ["--max-accuracy-drop", str(o.max_accuracy_drop)]),
                 *gate_flags(o.gates)]
 
@@ -79,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--embedding-bits", type=int, choices=[4, 8], default=8,
                         help="ONNX int8: store the word-embedding rows in 4 bits (blockwise, ~half the table's "
                              "size) when accuracy control passes it, else keep 8 (default 8)")
+    parser.add_argument("--trim-positions", action="store_true",
+                        help="cut the position-embedding table to the rows max_length reads (lossless, checked; "
+                             "the artifacts then take no input longer than the bundle's max_length)")
     size = field_default(ExportOptions, "calibration_size")
     parser.add_argument("--calibration-size", type=int, default=size, help=f"calibration texts (default {size})")
     parser.add_argument("--max-accuracy-drop", type=float, default=None,
@@ -113,7 +117,8 @@ def stage_from_args(args: argparse.Namespace) -> ExportStage:
     options = ExportOptions(targets=args.target, int8=args.int8, require_int8=args.require_int8,
                             calibration_size=args.calibration_size, gates=gates_from_args(args),
                             max_accuracy_drop=args.max_accuracy_drop, coreml_precision=args.coreml_precision,
-                            compute_units=args.compute_units, embedding_bits=args.embedding_bits, force=args.force)
+                            compute_units=args.compute_units, embedding_bits=args.embedding_bits,
+                            trim_positions=args.trim_positions, force=args.force)
     return ExportStage(Path(args.model), Path(args.out), options, data_spec_from_args(args) if args.data else None)
 
 

@@ -60,6 +60,9 @@ class ExportOptions:
     compute_units: str = "ALL"
     # 4: ONNX int8 stores the word-embedding rows in 4 bits (accuracy control keeps 8 when 4 fails)
     embedding_bits: int = 8
+    # Cut the learned position tables to the rows max_length reads (exporters/positions.py); lossless,
+    # but the artifacts then take no longer input than the bundle's tokenizer makes
+    trim_positions: bool = False
     force: bool = False
     # Held-out texts per length class (short / medium / truncated-long) in the post-export check.
     check_per_class: int = CHECK_PER_CLASS
@@ -145,13 +148,16 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         session_manifest = Manifest(labels=labels, tokenizer=settings, contract=contract)
         reference, int8_reference = _references(model_dir, model, tmp, session_manifest, bundle_tokenizer, checks,
                                                 validation, agreement, log)
+        # after the references: every artifact's check compares it with the untrimmed checkpoint
+        trimmed = _trim_positions(model, settings, options, log)
         job = ExportJob(model_dir=model_dir, model=model, tokenizer=tokenizer, bundle_tokenizer=bundle_tokenizer,
                         labels=labels, settings=settings, contract=contract, bundle=tmp, workdir=Path(work),
                         check_sets=checks, reference=reference,
                         int8=options.int8, gates=gates, calibration=calibration,
                         validation=validation, agreement_texts=agreement, int8_reference=int8_reference, log=log,
                         options={"coreml_precision": options.coreml_precision,
-                                 "compute_units": options.compute_units, "embedding_bits": options.embedding_bits})
+                                 "compute_units": options.compute_units, "embedding_bits": options.embedding_bits,
+                                 "positions_trimmed": bool(trimmed)})
         manifest = job.manifest()
         for name in targets:
             log(f"exporting {name}" + (" (fp32 + int8 with accuracy control)" if options.int8 else ""))
@@ -160,6 +166,8 @@ def export_bundle(model_dir: str | Path, out: str | Path, data: ExportData, opti
         manifest.parity = job.results.parity
         manifest.dropped = job.dropped
         manifest.provenance = _provenance(model_dir, model_card, data, options, targets)
+        if trimmed:
+            manifest.provenance["position_rows"] = trimmed
         if calibration is not None:
             manifest.calibration = dict(calibration.record, validation_size=len(validation[0]),
                                         agreement_extra_size=len(agreement),
@@ -183,6 +191,22 @@ def _references(model_dir: Path, model: Any, staged: Path, manifest: Manifest, b
         return reference, None
     log(f"int8 decision texts: {len(validation[0])} validation + {len(agreement)} agreement")
     return reference, run_session(session, bundle_tokenizer, list(validation[0]) + agreement, batch_size=32)
+
+
+def _trim_positions(model: Any, settings: TokenizerSettings, options: ExportOptions,
+                    log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """With --trim-positions, cut the loaded model's position tables to the rows max_length reads (in
+    place: every target exports the trimmed model); the records, [] otherwise."""
+    if not options.trim_positions:
+        return []
+    from edgekd.exporters.positions import trim_position_rows
+
+    records = trim_position_rows(model, settings.max_length, settings.pad_id, settings.inputs)
+    for r in records:
+        log(f"position table {r['module']}: kept {r['rows']} of {r['of']} rows (max_length {settings.max_length})")
+    if not records:
+        log(f"--trim-positions: no learned position table longer than max_length {settings.max_length} needs")
+    return records
 
 
 def _require_int8(options: ExportOptions, targets: list[str], manifest: Manifest, dropped: list[dict[str, Any]]) -> None:

@@ -67,8 +67,9 @@ def raw_onnx(job: ExportJob) -> Path:
         out = job.workdir / "onnx-raw"
         # torch.onnx.export keeps process-wide state (GLOBALS.in_onnx_export): one export at a time
         with MODEL_BUILD_LOCK:
-            if card_of(job.model_dir) is not None:  # differential-attention layers: from_pretrained
-                # would drop them, so the loaded model itself is exported (same optimum ONNX config)
+            # differential-attention layers (from_pretrained would drop them) or trimmed position tables:
+            # the loaded model itself is exported (same optimum ONNX config)
+            if card_of(job.model_dir) is not None or job.options.get("positions_trimmed"):
                 onnx_export_from_model(job.model, out, opset=OPSET, task="text-classification", do_validation=False)
             else:
                 main_export(str(job.model_dir), out, task="text-classification", opset=OPSET, do_validation=False,
