@@ -46,7 +46,7 @@ def test_word_embedding_rows_are_the_blockwise_int4_table(tiny_bert: Path, tmp_p
     import onnx
     import onnxruntime as ort
 
-    src = onnx_mod.raw_onnx(SimpleNamespace(model_dir=tiny_bert, workdir=tmp_path, shared={}))
+    src = onnx_mod.raw_onnx(SimpleNamespace(model_dir=tiny_bert, workdir=tmp_path, shared={}, options={}))
     out = tmp_path / "emb4.onnx"
     onnx_mod._word_embedding_int4(src, out, block)
     float_model, model = onnx.load(str(src)), onnx.load(str(out))

@@ -21,7 +21,7 @@ DOWN = re.compile(r"/encoder/layer\.(\d+)/output/dense/MatMul$")
 
 def _source(model_dir: Path, work: Path) -> Path:
     """optimum's raw ONNX of a checkpoint, shape-inferred as the static quantizer reads it."""
-    job = SimpleNamespace(model_dir=model_dir, workdir=work, shared={})
+    job = SimpleNamespace(model_dir=model_dir, workdir=work, shared={}, options={})
     return onnx_mod._preprocess(onnx_mod.raw_onnx(job), work / "preprocessed.onnx")
 
 
@@ -98,6 +98,29 @@ def test_ffn_float_artifact_keeps_down_projections_float(tiny_source: Path, tiny
     assert set(ups) <= quantized
     # The plain static candidate does quantize them: the two candidates really differ.
     assert set(ups + downs) <= _fed_by_dequantize(_graph(out / "static-qdq.onnx"))
+
+
+def test_static_int8_quantizes_inputs_only_never_an_output(tiny_source: Path, tiny_bert: Path) -> None:
+    """No QuantizeLinear reads what a MatMul or Gemm wrote: the logits and each projection before its bias Add stay
+    float (ORT's default rounds them, which flips near-ties). (A lookup's rows are requantized at the table's own
+    scale, which is exact.) Recomputed another way: the int8 logits are not on a grid (a quantized output's
+    distinct values are whole multiples of one step apart)."""
+    import onnxruntime as ort
+
+    job = _calibration_job(tiny_bert)
+    out = tiny_source.parent / "static-inputs-only.onnx"
+    onnx_mod._static(job, onnx_mod._activation_only_ops(tiny_source))(tiny_source, out)
+    graph = _graph(out)
+    producer = {o: n.op_type for n in graph.node for o in n.output}
+    fed = [producer.get(n.input[0]) for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert fed and not set(fed) & {"MatMul", "Gemm"}, fed
+    assert producer[graph.output[0].name] == "Gemm"  # the classifier writes the logits itself
+    texts, _ = read_texts("ag_news", "test", 200)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(None, job.encode(texts[i:i + 20]))[0] for i in range(0, 200, 20)])
+    steps = np.diff(np.unique(logits))
+    multiples = steps / steps.min()
+    assert len(steps) > 10 and np.abs(multiples - np.round(multiples)).max() > 0.1
 
 
 def test_recorded_exclusions_are_the_lists_passed(tiny_bert: Path, tiny_source: Path, tmp_path: Path,

@@ -20,6 +20,11 @@ FUSION_MODEL_TYPE = {"bert": "bert", "distilbert": "bert", "roberta": "bert", "x
                      "mpnet": "bert", "electra": "bert", "minilm": "bert"}
 # Static int8: quantize the matrix products and the embedding lookup; LayerNorm, GELU, Softmax and
 # residual Adds stay float because their outlier activations break BERT-like models at int8.
+# Their inputs only: ORT's default also puts a QDQ pair on each one's OUTPUT, which rounds the logits
+# themselves (the classifier Gemm's output: a step of ~1/16 logit at a range of +-8, enough to flip
+# near-ties) and every projection before its bias Add. Measured on a 2-layer AG News student, the whole test
+# split (7,600): agreement with fp32 0.9918-0.9941 with output QDQ, 0.9962-0.9968 without, max |logit
+# error| 0.51-0.63 -> 0.19, batch-1 latency unchanged (ORT fuses DQ -> MatMul into MatMulIntegerToFloat).
 STATIC_OPS = ["MatMul", "Gemm", "Gather"]
 DYNAMIC_OPS = ["MatMul", "Gemm", "Gather", "Attention"]
 KEPT_FLOAT_BY_DESIGN = ["LayerNormalization", "SkipLayerNormalization", "Gelu", "BiasGelu", "FastGelu",
@@ -139,10 +144,12 @@ class OnnxExporter(Exporter):
 
         candidates = [
             Int8Candidate("static-qdq", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS, "per_channel": True,
-                                         "calibrate_method": "MinMax", "nodes_excluded": not_weights},
+                                         "calibrate_method": "MinMax", "outputs": "float",
+                                         "nodes_excluded": not_weights},
                           build("static-qdq")),
             Int8Candidate("static-qdq-ffn-float", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS,
-                                                   "per_channel": True, "nodes_excluded": ffn_float},
+                                                   "per_channel": True, "outputs": "float",
+                                                   "nodes_excluded": ffn_float},
                           build("static-qdq-ffn-float")),
             Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True}, build("dynamic")),
         ]
@@ -310,7 +317,8 @@ def _static(job: ExportJob, exclude: list[str], word: bool = False) -> Any:
                         op_types_to_quantize=STATIC_OPS, per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
                         calibrate_method=CalibrationMethod.MinMax,
-                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                       "OpTypesToExcludeOutputQuantization": list(STATIC_OPS)})
     return quantize
 
 
