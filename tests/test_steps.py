@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import pickle
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -216,3 +217,13 @@ def test_an_isolated_stage_runs_in_its_own_process_and_records_what_it_imported(
         runner.run(bad)
     errors = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("edgekd baseline: error: ")  # as the CLI says it
+
+
+def test_training_commands_import_no_export_recipe_or_verify_code() -> None:
+    """A step's stamp hashes every edgekd module its command imports, so a training step that imported the
+    exporters (through edgekd.recipe) went stale, and was retrained from scratch, on every export change."""
+    code = ("import sys, edgekd.commands.train, edgekd.commands.distill; "
+            "print(sorted(m for m in sys.modules if m.startswith(('edgekd.recipe', 'edgekd.exporters', "
+            "'edgekd.verify.runner', 'edgekd.pipeline'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
-from edgekd.commands._common import Stage, add_data_arguments, data_flags, data_spec_from_args
+from edgekd.commands._common import Stage, add_data_arguments, data_flags, data_spec_from_args, field_default
 from edgekd.commands.train import (
     add_optimisation_arguments,
     check_train_config,
@@ -16,10 +16,7 @@ from edgekd.commands.train import (
 )
 from edgekd.data import DataSpec
 from edgekd.errors import ModelError, RecipeError
-from edgekd.recipe import StudentsConfig
-
-if TYPE_CHECKING:
-    from edgekd.train.common import DistillConfig
+from edgekd.train.common import DistillConfig
 
 HELP = "distill students (layers=K | layers=i,j,k | model ref) from a teacher; compare them"
 
@@ -65,13 +62,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path,
                         help="output: the student checkpoint (one --student) or a directory of them")
     loss = parser.add_argument_group("loss")
-    # The loss defaults are DistillConfig's (train.common, torch-free), as the recipe's students section's.
-    default = StudentsConfig()
-    loss.add_argument("--temperature", type=float, default=default.temperature,
-                      help=f"softmax temperature T (default: {default.temperature:g})")
-    loss.add_argument("--alpha", type=float, default=default.alpha,
+    # The loss defaults are DistillConfig's (train.common, torch-free), as the recipe's students section's. Not
+    # read through edgekd.recipe: that imports the exporters and verify, and a distill step's cache stamp
+    # hashes every module the command imports, so an export change would mark every trained student stale.
+    temperature, alpha = field_default(DistillConfig, "temperature"), field_default(DistillConfig, "alpha")
+    loss.add_argument("--temperature", type=float, default=temperature,
+                      help=f"softmax temperature T (default: {temperature:g})")
+    loss.add_argument("--alpha", type=float, default=alpha,
                       help="weight of the soft-target KL term; 1-alpha weighs the (class-weighted) "
-                           f"cross-entropy (default: {default.alpha:g})")
+                           f"cross-entropy (default: {alpha:g})")
     loss.add_argument("--hidden-weight", type=float, default=0.0,
                       help="weight of the hidden-state MSE (same-tokenizer students; default: 0)")
     loss.add_argument("--attention-weight", type=float, default=0.0,
@@ -83,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="teacher-logit cache (default: $EDGEKD_CACHE/teacher-logits or "
                              "~/.cache/edgekd/teacher-logits)")
-    add_optimisation_arguments(parser, lr=default.lr)
+    add_optimisation_arguments(parser, lr=field_default(DistillConfig, "train").lr)
 
 
 def _check_loss(config: DistillConfig) -> None:
