@@ -1,6 +1,6 @@
 """4-bit word-embedding rows (`edgekd export --int8 --embedding-bits 4`) on AG News, issue 16's size target:
 a 2-layer student pruned at min-count 1 and 2 (and unpruned), each exported to ONNX with --int8 twice, with
-8-bit and with 4-bit embedding rows; every ONNX artifact runs the whole 7,600-text test split through
+8-bit and with 4-bit embedding rows (every bundle with --trim-positions: 64 of 512 position rows); every ONNX artifact runs the whole 7,600-text test split through
 `edgekd.load`, and each int8 artifact is compared with the unpruned student's 8-bit int8 (the artifact a user
 has without these options).
 
@@ -60,7 +60,7 @@ def steps() -> dict[str, Step]:
         for bits in BITS:
             bundle = c / "bundles" / f"{_variant(m)}-e{bits}"
             out[f"bundle_{_variant(m)}_e{bits}"] = step(
-                export(out_dir(source), bundle, "onnx", whole, embedding_bits=bits), bundle, after=[source])
+                export(out_dir(source), bundle, "onnx", whole, embedding_bits=bits, trim_positions=True), bundle, after=[source])
     return out
 
 
@@ -156,7 +156,8 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
              f"{result['student_epochs']} epochs on the same rows ({sm.get('accuracy', float('nan')):.4f}); pruned at "
              "min-count " + ", ".join(str(r["min_count"]) for r in result["rows"] if r["min_count"] and
                                       r["embedding_bits"] == 8) + ", and exported to ONNX with `--int8` and "
-             "`--embedding-bits 8` or `4`. With 4, accuracy control tries 4-bit rows in blocks of 128, 64, 32 over the "
+             "`--embedding-bits 8` or `4`, each with `--trim-positions` (the position table keeps the "
+             f"{result['max_length']} rows max_length reads, of 512). With 4, accuracy control tries 4-bit rows in blocks of 128, 64, 32 over the "
              "int8 setting it chose and keeps the first that passes the int8 gates, else the 8-bit rows stay (the "
              "row says which). Every artifact on all 7,600 test texts through `edgekd.load`; agreement and drop "
              "against the unpruned student's 8-bit int8 artifact. MB = 10^6 bytes.", "",
