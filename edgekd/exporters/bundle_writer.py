@@ -205,7 +205,8 @@ def _trim_positions(model: Any, settings: TokenizerSettings, options: ExportOpti
     for r in records:
         log(f"position table {r['module']}: kept {r['rows']} of {r['of']} rows (max_length {settings.max_length})")
     if not records:
-        log(f"--trim-positions: no learned position table longer than max_length {settings.max_length} needs")
+        log(f"--trim-positions: nothing to cut (no learned position table has rows past what max_length "
+            f"{settings.max_length} reads)")
     return records
 
 
