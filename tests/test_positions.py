@@ -20,22 +20,13 @@ from edgekd.exporters.positions import trim_position_rows
 INPUTS = ["input_ids", "attention_mask", "token_type_ids"]
 
 
-def _hf_logits(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
-    """Logits from the Hugging Face tokenizer's own padding and truncation: not the probe's inputs."""
-    import torch
-
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        return model(**enc).logits.numpy()
-
-
 def test_a_bert_table_keeps_max_length_rows_and_the_logits(tiny_bert: Path) -> None:
-    from edgekd.train.infer import load_checkpoint
+    from edgekd.train.infer import load_checkpoint, torch_logits
 
     model, tokenizer = load_checkpoint(tiny_bert)
     texts = read_texts("ag_news", "test", 40)[0]
     texts.append(" ".join(texts))  # longer than max_length: the truncated row uses the last position
-    before = _hf_logits(model, tokenizer, texts, 24)
+    before = torch_logits(model, tokenizer, texts, 24)  # the HF tokenizer's padding, not the probe's inputs
     original = model.bert.embeddings.position_embeddings.weight.detach().clone()
 
     records = trim_position_rows(model, 24, tokenizer.pad_token_id, INPUTS)
@@ -44,7 +35,7 @@ def test_a_bert_table_keeps_max_length_rows_and_the_logits(tiny_bert: Path) -> N
     table = model.bert.embeddings.position_embeddings
     assert table.weight.shape == (24, 32)
     assert (table.weight.detach() == original[:24]).all()
-    assert np.array_equal(_hf_logits(model, tokenizer, texts, 24), before)
+    assert np.array_equal(torch_logits(model, tokenizer, texts, 24), before)
     # a second trim finds nothing more to cut
     assert trim_position_rows(model, 24, tokenizer.pad_token_id, INPUTS) == []
 

@@ -144,14 +144,11 @@ class OnnxExporter(Exporter):
                 return _ort_logits(work / f"{name}.onnx", job, texts)
             return _build
 
+        static = {"mode": "static", "format": "QDQ", "ops": STATIC_OPS, "per_channel": True}  # both static records
         candidates = [
-            Int8Candidate("static-qdq", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS, "per_channel": True,
-                                         "calibrate_method": "MinMax", "outputs": "float",
-                                         "nodes_excluded": not_weights},
-                          build("static-qdq")),
-            Int8Candidate("static-qdq-ffn-float", {"mode": "static", "format": "QDQ", "ops": STATIC_OPS,
-                                                   "per_channel": True, "outputs": "float",
-                                                   "nodes_excluded": ffn_float},
+            Int8Candidate("static-qdq", dict(static, calibrate_method="MinMax", outputs="float",
+                                             nodes_excluded=not_weights), build("static-qdq")),
+            Int8Candidate("static-qdq-ffn-float", dict(static, outputs="float", nodes_excluded=ffn_float),
                           build("static-qdq-ffn-float")),
             Int8Candidate("dynamic", {"mode": "dynamic", "ops": DYNAMIC_OPS, "per_channel": True}, build("dynamic")),
         ]
