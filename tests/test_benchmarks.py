@@ -592,7 +592,9 @@ def test_embeddings_rows_compare_with_the_unpruned_8bit_int8(tmp_path: Path, mon
                 rows = {"bits": 8, "requested_bits": 4, "reason": "..."}
             (steps.out_dir(s) / "edgekd.json").write_text(json.dumps({"artifacts": [
                 {"precision": "fp32", "quantization": {}},
-                {"precision": "int8", "quantization": {"variant": "static-qdq", "embedding_rows": rows}}]}))
+                {"precision": "int8", "quantization": {"variant": "static-qdq", "embedding_rows": rows}}],
+                "provenance": {"position_rows": [{"module": "bert.embeddings.position_embeddings", "rows": 64,
+                                                  "of": 512}]}}))
     monkeypatch.setattr(embeddings, "run_step", lambda s, log: {"command": "c", "wall_time_s": 1.0})
     monkeypatch.setattr(embeddings.vocab, "evaluate", evaluate)
     result = embeddings.study(lambda m: None)
@@ -604,9 +606,85 @@ def test_embeddings_rows_compare_with_the_unpruned_8bit_int8(tmp_path: Path, mon
     text = "\n".join(embeddings.markdown(result, "dev"))
     assert "| 1 | 23,184 | 4-bit | onnx-int8 | 4-bit, block 64 | 8.80 | 0.9900 | +0.00 | 1.0000 |" in text
     assert "8-bit (4-bit rejected by accuracy control)" in text and "**met** by min-1, 4-bit rows." in text
+    assert "the position table keeps the 64 rows max_length reads, of 512" in text  # from the manifest
     src = {x["change"]: x["agreement"] for x in result["sources"]}
     assert src["4-bit rows vs 8-bit rows, int8 of unpruned"] == 0.99 and src["4-bit rows vs 8-bit rows, int8 of min-1"] == 1.0
     assert src["int8 (unpruned, 8-bit rows) vs its fp32"] == 1.0 and "4-bit rows vs 8-bit rows, int8 of min-2: 0.9900" in text
+
+
+def test_vocab_rows_with_4bit_bundles_judge_the_target_on_every_int8_artifact(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The vocab part: 8-bit bundles to every target and ONNX-only 4-bit bundles, each row against the unpruned
+    8-bit bundle's same artifact (agreement and drop recomputed here from the predictions), the rows each int8
+    artifact ships, the flips' sources, and the target: every int8 artifact a 2-layer bundle has must hold it."""
+    from benchmarks import vocab
+
+    monkeypatch.setattr(vocab, "CACHE", tmp_path)
+    monkeypatch.setattr(steps, "CACHE", tmp_path)
+    monkeypatch.setattr(vocab, "LAYERS", (2,))
+    plan = vocab.steps()
+    bundles = [n for n in plan if n.startswith("bundle_")]
+    assert bundles == ["bundle_2_full", "bundle_2_1_e4", "bundle_2_2_e4", "bundle_2_full_e4", "bundle_2_1", "bundle_2_2",
+                       "bundle_2_5", "bundle_2_20"]
+    for n in bundles:  # every bundle trims its position table; only the 8-bit ones go to every target
+        options = plan[n].stage.options
+        assert options.trim_positions and (options.embedding_bits, options.targets) == (
+            (4, "onnx") if n.endswith("_e4") else (8, "onnx,openvino,coreml"))
+    y = [0, 1, 2, 3] * 50
+    ref = [*y[:198], 0, 0]  # the unpruned student's int8 artifacts: 198 of 200 right
+    flip = [*ref[:196], 3, 3, 0, 0]  # two more flips, both wrong
+    size = {"bundle_2_full": 15.8e6, "bundle_2_full_e4": 9.9e6, "bundle_2_1": 12.9e6, "bundle_2_1_e4": 8.5e6,
+            "bundle_2_2": 11.7e6, "bundle_2_2_e4": 7.9e6, "bundle_2_5": 9.8e6, "bundle_2_20": 7.1e6}
+    preds = {n: flip for n in size} | {"bundle_2_full": ref, "bundle_2_1": ref}
+    preds_ov = dict(preds)
+    preds["bundle_2_1_e4"] = ref  # the 4-bit min-1 ONNX int8 agrees with the reference on every text
+
+    def evaluate(bundle: Path, log: object) -> dict[str, object]:
+        name = next(n for n, s in plan.items() if steps.out_dir(s) == bundle)
+        out = {}
+        for a in ("onnx-fp32", "onnx-int8") + (() if name.endswith("_e4") else ("openvino-int8",)):
+            p = preds_ov[name] if a == "openvino-int8" else preds[name]
+            out[a] = {"bytes": size[name] * (4 if a.endswith("fp32") else 1), "predictions": p,
+                      "accuracy": float(np.mean(np.asarray(p) == np.asarray(y)))}
+        return out
+
+    card = {"vocab_size": 23184, "original_vocab_size": 30522, "test_after": {"unk_rate": 0.0, "tokens_per_text": 51.0},
+            "test_before": {"unk_rate": 0.0, "tokens_per_text": 50.8}, "accuracy": 0.99, "accuracy_unpruned": 0.99,
+            "agreement": 0.998, "weights_bytes_after": 51.2e6}
+    for name, s in plan.items():
+        steps.out_dir(s).mkdir(parents=True, exist_ok=True)
+        if name.startswith("prune_"):
+            m = int(name.split("_")[2])
+            (steps.out_dir(s) / "edgekd-model.json").write_text(json.dumps({"vocab_pruning": card | {"min_count": m}}))
+        if name.startswith("bundle_"):
+            rows = {"bits": 4, "block_size": 128} if name.endswith("_e4") else {"bits": 8}
+            if name == "bundle_2_2_e4":
+                rows = {"bits": 8, "requested_bits": 4, "reason": "..."}
+            (steps.out_dir(s) / "edgekd.json").write_text(json.dumps({"artifacts": [
+                {"backend": "onnx", "precision": "fp32", "quantization": {}},
+                {"backend": "onnx", "precision": "int8", "quantization": {"embedding_rows": rows}}]}))
+    monkeypatch.setattr(vocab, "run_step", lambda s, log: {"command": "c", "wall_time_s": 1.0})
+    monkeypatch.setattr(vocab, "evaluate", evaluate)
+    result = vocab.study(lambda m: None)
+    by = {(r["min_count"], r["embedding_bits"]): r for r in result["rows"]}
+    assert by[(None, 8)]["artifacts"]["onnx-int8"]["agreement_with_unpruned"] is None  # the reference itself
+    assert by[(None, 4)]["artifacts"]["onnx-int8"] == {"mb": 9.9, "accuracy": 0.98, "agreement_with_unpruned": 0.99,
+                                                      "drop_points": 1.0}
+    # min-1 at 8 bits: 12.9 MB is over the size; min-1 4-bit: 8.5 MB, same predictions; min-5: its OpenVINO
+    # int8 flips, so the bundle fails although its size would do
+    assert result["target"]["verdict"] == {"holding": ["min-count 1, 4-bit rows"], "pick": "min-count 1, 4-bit rows"}
+    src = {x["change"]: x["agreement"] for x in result["sources"][2]}
+    assert src == {"int8 (unpruned, 8-bit rows) vs its fp32": 1.0, "pruning at min-count 1, fp32 vs unpruned fp32": 1.0,
+                   "pruning at min-count 2, fp32 vs unpruned fp32": 0.99, "pruning at min-count 5, fp32 vs unpruned fp32": 0.99,
+                   "pruning at min-count 20, fp32 vs unpruned fp32": 0.99, "4-bit rows vs 8-bit rows, int8 of unpruned": 0.99,
+                   "4-bit rows vs 8-bit rows, int8 of min-1": 1.0, "4-bit rows vs 8-bit rows, int8 of min-2": 1.0}
+    text = "\n".join(vocab.markdown(result, "dev"))
+    assert "| 2-layer | 1 | 23,184 | 0.0000% | onnx-int8 | 4-bit, block 128 | 8.50 | 0.9900 | +0.00 | 1.0000 |" in text
+    assert "| 2-layer | 2 | 23,184 | 0.0000% | onnx-int8 | 8-bit (4-bit rejected by accuracy control) | 7.90 |" in text
+    assert "| 2-layer | 1 | 23,184 | 0.0000% | openvino-int8 | 8-bit | 12.90 | 0.9900 | +0.00 | 1.0000 |" in text
+    assert text.count("| pytorch-fp32 |") == 4  # once per pruned checkpoint, not again for its 4-bit bundle
+    assert "**met** by min-count 1, 4-bit rows (the least pruned: min-count 1, 4-bit rows)." in text
+    assert "4-bit rows vs 8-bit rows, int8 of unpruned: 0.9900" in text
 
 
 def test_adapt_carries_a_whole_max_length_from_an_earlier_run_of_its_setting(
