@@ -624,7 +624,7 @@ def test_vocab_rows_with_4bit_bundles_judge_the_target_on_every_int8_artifact(
     monkeypatch.setattr(vocab, "LAYERS", (2,))
     plan = vocab.steps()
     bundles = [n for n in plan if n.startswith("bundle_")]
-    assert bundles == ["bundle_2_full", "bundle_2_1_e4", "bundle_2_2_e4", "bundle_2_full_e4", "bundle_2_1", "bundle_2_2",
+    assert bundles == ["bundle_2_full", "bundle_2_1_e4", "bundle_2_1", "bundle_2_2_e4", "bundle_2_full_e4", "bundle_2_2",
                        "bundle_2_5", "bundle_2_20"]
     for n in bundles:  # every bundle trims its position table; only the 8-bit ones go to every target
         options = plan[n].stage.options
