@@ -256,7 +256,8 @@ def holds(row: dict[str, Any]) -> bool:
 
 def setting(row: dict[str, Any]) -> str:
     """A bundle's setting as the tables name it: "min-count 1, 4-bit rows"."""
-    return f"min-count {row['min_count'] or 'unpruned'}, {row.get('embedding_bits', 8)}-bit rows"
+    pruned = f"min-count {row['min_count']}" if row["min_count"] else "unpruned"
+    return f"{pruned}, {row.get('embedding_bits', 8)}-bit rows"
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -306,6 +307,8 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
                  round((r["torch_accuracy_unpruned"] - r["torch_accuracy"]) * 100, 2)}
         first = r["min_count"] and r.get("embedding_bits", 8) == 8  # the PyTorch row once per checkpoint
         for name, a in (({"pytorch-fp32": torch} if first else {}) | r["artifacts"]).items():
+            if r.get("embedding_bits", 8) == 4 and not name.endswith("-int8"):
+                continue  # a 4-bit bundle's fp32 artifact is its 8-bit bundle's, listed there
             compared = a["agreement_with_unpruned"] is not None and a["accuracy"] is not None
             agree = f"{a['agreement_with_unpruned']:.4f}" if compared else "-"
             drop = f"{a['drop_points']:+.2f}" if compared else "-"

@@ -683,6 +683,7 @@ def test_vocab_rows_with_4bit_bundles_judge_the_target_on_every_int8_artifact(
     assert "| 2-layer | 2 | 23,184 | 0.0000% | onnx-int8 | 8-bit (4-bit rejected by accuracy control) | 7.90 |" in text
     assert "| 2-layer | 1 | 23,184 | 0.0000% | openvino-int8 | 8-bit | 12.90 | 0.9900 | +0.00 | 1.0000 |" in text
     assert text.count("| pytorch-fp32 |") == 4  # once per pruned checkpoint, not again for its 4-bit bundle
+    assert text.count("| 2-layer | 1 | 23,184 | 0.0000% | onnx-fp32 |") == 1  # nor its fp32 artifact
     assert "**met** by min-count 1, 4-bit rows (the least pruned: min-count 1, 4-bit rows)." in text
     assert "4-bit rows vs 8-bit rows, int8 of unpruned: 0.9900" in text
 
