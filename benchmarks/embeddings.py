@@ -132,7 +132,9 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _positions(result: dict[str, Any]) -> str:
     """What --trim-positions kept, from the reference bundle's manifest."""
-    kept = result.get("position_rows") or []
+    kept = result.get("position_rows")
+    if kept is None:  # a result written before the manifest's record was read
+        return f"the position table keeps the {result['max_length']} rows max_length reads"
     if not kept:
         return "no position table to cut"
     return "; ".join(f"the position table keeps the {p['rows']} rows max_length reads, of {p['of']}" for p in kept)
