@@ -1,13 +1,13 @@
 """4-bit word-embedding rows (`edgekd export --int8 --embedding-bits 4`) on AG News, issue 16's size target:
 a 2-layer student pruned at min-count 1 and 2 (and unpruned), each exported to ONNX with --int8 twice, with
 8-bit and with 4-bit embedding rows (every bundle with --trim-positions); every ONNX artifact runs the whole
-7,600-text test split through `edgekd.load`, and each int8 artifact is compared with the unpruned student's 8-bit int8 (the artifact a user
-has without these options).
+7,600-text test split through `edgekd.load`, and each int8 artifact is compared with the unpruned student's
+8-bit int8 (the artifact a user has without these options).
 
 The stated slice is `make demo`'s training scale (a 1,500-row stratified sample of the training split, a 1-epoch
 MiniLM-L6 teacher at max_length 64, a 2-layer student distilled for 2 epochs), so the whole part runs in well under
-an hour on 2 cores. The vocab part has the same 4-bit bundles on its better-trained 12,000-row students (75 min
-of training before the first prune).
+an hour on 2 cores. The vocab part has the same 4-bit bundles on its better-trained 12,000-row students (17 min of
+training on linux-x86_64-amd-epyc-6caba820 before the first prune, 73 min on an older machine).
 
 `python -m benchmarks embeddings`: results/embeddings-<device-id>.json and the `embeddings` section of RESULTS.md.
 """
