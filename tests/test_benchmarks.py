@@ -688,6 +688,46 @@ def test_vocab_rows_with_4bit_bundles_judge_the_target_on_every_int8_artifact(
     assert "4-bit rows vs 8-bit rows, int8 of unpruned: 0.9900" in text
 
 
+def test_vocab_evaluate_reuses_an_artifact_another_bundle_evaluated_with_the_same_inputs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4-bit bundle's fp32 model is byte for byte its 8-bit bundle's: evaluate takes that record instead of
+    running the test split again, but only when the tokenizer file and settings match too."""
+    import edgekd
+    from benchmarks import vocab
+
+    labels = ["Business", "Sci/Tech", "Sports", "World"]
+    settings = {"max_length": 64, "pad_id": 0, "truncation_side": "right"}
+
+    def bundle(name: str, int8_sha: str, tokenizer: str) -> Path:
+        b = tmp_path / "bundles" / name
+        b.mkdir(parents=True)
+        (b / "tokenizer.json").write_text(tokenizer)
+        (b / "edgekd.json").write_text(json.dumps({"labels": labels, "tokenizer": settings, "artifacts": [
+            {"backend": "onnx", "precision": "fp32", "sha256": "same-fp32", "bytes": 4},
+            {"backend": "onnx", "precision": "int8", "sha256": int8_sha, "bytes": 1}]}))
+        return b
+
+    loaded: list[tuple[str, str]] = []
+
+    class Fake:
+        def __init__(self, path: str, backend: str, precision: str) -> None:
+            loaded.append((Path(path).name, precision))
+
+        def logits(self, texts: list[str], batch_size: int) -> np.ndarray:
+            return np.eye(4)[np.arange(len(texts)) % 4]
+
+    monkeypatch.setattr(edgekd, "load", lambda path, backend, precision: Fake(path, backend, precision))
+    first = vocab.evaluate(bundle("e8", "int8-a", "{}"), lambda m: None)
+    assert loaded == [("e8", "fp32"), ("e8", "int8")] and "same_as" not in first["onnx-fp32"]
+    second = vocab.evaluate(bundle("e4", "int8-b", "{}"), lambda m: None)
+    assert loaded[2:] == [("e4", "int8")]  # its fp32 artifact is e8's: not run again
+    assert second["onnx-fp32"]["same_as"] == "e8" and second["onnx-fp32"]["seconds"] == 0
+    assert second["onnx-fp32"]["predictions"] == first["onnx-fp32"]["predictions"]
+    vocab.evaluate(bundle("other-tokenizer", "int8-c", '{"model": {}}'), lambda m: None)
+    assert loaded[3:] == [("other-tokenizer", "fp32"), ("other-tokenizer", "int8")]
+    assert vocab.evaluate(tmp_path / "bundles" / "e4", lambda m: None) == second and len(loaded) == 5  # cached
+
+
 def test_adapt_carries_a_whole_max_length_from_an_earlier_run_of_its_setting(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A max_length this cache cannot give (a step there to redo) comes whole from the newest results file of the
