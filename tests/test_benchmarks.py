@@ -460,20 +460,23 @@ def test_an_adapt_setting_without_the_masked_lm_arm_plans_and_publishes_only_its
 
 def test_an_adapt_setting_without_an_english_arm_compares_with_the_english_arm_of_the_cache_it_shares(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """FULL1_256 trains only the adapted arm at 256 in full1's cache: its plan reuses full1's baseline, vocabulary
-    and English-128 steps (same output folders), and its table and verdict compare with that English arm, named
-    as such, timed in the same interleaved run."""
+    """A setting can add arms to another's cache: FULL1_256 trains both arms at 256 in full1's cache, reusing its
+    baseline and vocabulary (same output folders). One without an English arm of its own plans the English steps
+    of the cache it shares, and its table and verdict compare with that English arm, named as such, timed in the
+    same interleaved run."""
     import dataclasses
 
     from benchmarks import adapt
 
     full1, long = adapt.steps(adapt.FULL1), adapt.steps(adapt.FULL1_256)
     assert [n for n in long if " " in n and not n.startswith("adapt")] == [
-        "teacher english-128", "student english-128", "bundle english-128",
+        "teacher english-256", "student english-256", "bundle english-256",
         "teacher adapted-256", "student adapted-256", "bundle adapted-256"]
-    for name in ("baseline", "adapt", "teacher english-128", "bundle english-128"):
+    for name in ("baseline", "adapt"):
         assert steps.out_dir(long[name]) == steps.out_dir(full1[name])
-    assert long["teacher adapted-256"].stage.train.max_length == 256 and not adapt.reference(adapt.FULL1)
+    assert steps.out_dir(long["teacher english-256"]).parent == steps.out_dir(full1["teacher english-128"]).parent
+    assert long["teacher adapted-256"].stage.train.max_length == 256
+    assert not adapt.reference(adapt.FULL1) and not adapt.reference(adapt.FULL1_256)
     s = dataclasses.replace(adapt.SMOKE, name="smoke-long", max_lengths=(256,), vocabs=("adapted",), cache="smoke",
                             note="The adapted arm, longer.")
     monkeypatch.setattr(adapt, "setting", lambda: s)
