@@ -356,9 +356,7 @@ def markdown(result: dict[str, Any], device_id: str) -> list[str]:
              *_table(result)]
     lines += ["", "Both p50 columns come from one interleaved run, call by call, over the same test articles (batch 1, "
               "truncated at max_length); the fp32 column compares the vocabularies at the same precision."]
-    lines += ["", _target(result), "", "| step | command | wall time |", "|---|---|---|"]
-    lines += [f"| {c['step']}{' (*carried*)' if c.get('carried') else ''} | `{c['command']}` | {c['wall_time_s']:.1f} s |"
-              for c in result["commands"]]
+    lines += ["", _target(result), "", *_commands(result)]
     from benchmarks.embedding_lr import markdown as sweep
 
     return lines + others(result) + sweep()
@@ -385,6 +383,13 @@ def _table(result: dict[str, Any]) -> list[str]:
         lines += ["", "(fp32): accuracy control kept no int8 artifact for that student (the bundle manifest's `dropped` "
                   "gives the gate each int8 setting missed); its ONNX fp32 artifact is scored and timed instead."]
     return lines
+
+
+def _commands(result: dict[str, Any]) -> list[str]:
+    """The table of a result's steps: command and wall time of each (carried ones marked)."""
+    return ["| step | command | wall time |", "|---|---|---|",
+            *(f"| {c['step']}{' (*carried*)' if c.get('carried') else ''} | `{c['command']}` | {c['wall_time_s']:.1f} s |"
+              for c in result.get("commands", []))]
 
 
 def _target(result: dict[str, Any]) -> str:
@@ -420,8 +425,8 @@ def results_tag(result: dict[str, Any]) -> str:
 
 
 def others(result: dict[str, Any]) -> list[str]:
-    """A subsection per other setting with a committed results file (the newest, any device): its note, table
-    and verdict, so the section keeps every scale measured (smoke never publishes)."""
+    """A subsection per other setting with a committed results file (the newest, any device): its note, table,
+    verdict and steps (command, wall time), so the section keeps every scale measured (smoke never publishes)."""
     from benchmarks.__main__ import RESULTS
 
     newest: dict[str, tuple[Path, dict[str, Any]]] = {}
@@ -436,7 +441,7 @@ def others(result: dict[str, Any]) -> list[str]:
                   f"TF-IDF + LR on the same rows: {earlier['baseline']['accuracy']:.4f}; {_epochs(earlier)} per "
                   f"model; {earlier['adaptation']['vocab_size']:,}-token adapted vocabulary."
                   + (" Partial run: the rows below are the max_lengths that had finished." if earlier.get("partial") else ""),
-                  "", *_table(earlier), "", _target(earlier)]
+                  "", *_table(earlier), "", _target(earlier), "", *_commands(earlier)]
     return lines
 
 

@@ -773,6 +773,7 @@ def test_the_adapt_section_keeps_every_other_published_setting_and_each_setting_
            **{k: {"accuracy": 0.5, "f1_macro": 0.4} for k in ("teacher", "student")},
            "student_onnx_int8": {"precision": "int8", "accuracy": 0.8271, "f1_macro": 0.4}, "student_p50_ms": 3.0}
     slice_result = {"setting": "slice", "device": {"device_id": "dev-a"}, "epochs": "3", "partial": True,
+                    "commands": [{"step": "baseline", "command": "edgekd baseline --data D --out B", "wall_time_s": 46.25}],
                     "baseline": {"accuracy": 0.8308}, "adaptation": {"vocab_size": 8000},
                     "rows": [dict(row, vocab=v, max_length=128) for v in ("english", "adapted")],
                     "verdict": {"128": {"student_int8": 0.8271, "tfidf": 0.8308, "english_teacher": 0.5, "met": False}}}
@@ -787,6 +788,7 @@ def test_the_adapt_section_keeps_every_other_published_setting_and_each_setting_
     assert adapt.SLICE.note in text and "TF-IDF + LR on the same rows: 0.8308; 3 epochs" in text
     assert "| adapted | 128 |" in text and "max_length 128: 0.8271 vs 0.8308 / 0.5000 -> **not met**" in text
     assert "full1" not in text and "Partial run" in text
+    assert "| baseline | `edgekd baseline --data D --out B` | 46.2 s |" in text  # its steps, with wall times
 
 
 def test_tfidf_correct_recomputes_the_baselines_own_test_accuracy(tmp_path: Path) -> None:
