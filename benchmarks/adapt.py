@@ -116,19 +116,6 @@ def _data(s: Setting) -> DataSpec:
 VOCABS = ("english", "adapted", "adapted-mlm")
 
 
-def reference(s: Setting) -> bool:
-    """Whether `s` has no English arm of its own and compares with the English arm of the setting whose cache it
-    shares (those steps are that setting's, finished there)."""
-    return "english" not in s.vocabs and bool(s.cache) and "english" in SETTINGS[s.cache].vocabs
-
-
-def arm_lengths(s: Setting, vocab: str) -> tuple[int, ...]:
-    """The max_lengths of `vocab`'s arm in `s`: its own, or for the shared English reference, that setting's."""
-    if vocab in s.vocabs:
-        return s.max_lengths
-    return SETTINGS[s.cache].max_lengths if vocab == "english" and reference(s) else ()
-
-
 def steps(s: Setting) -> dict[str, Step]:
     """baseline, adapt, then per vocabulary arm and max_length: teacher, student, bundle. The English and
     adapted arms at every max_length come first, then adapt-mlm and its arms, so a run stopped part way has the
@@ -139,11 +126,11 @@ def steps(s: Setting) -> dict[str, Step]:
     adapt_mlm = step(adapt_vocab(BASE, spec, s.vocab_size, mlm_dir, mlm_epochs=float(s.mlm_epochs)), mlm_dir)
     out = {"baseline": step(baseline(spec, c / "baseline"), c / "baseline"), "adapt": adapt}
     arms = {"english": (BASE, []), "adapted": (str(base_dir), [adapt]), "adapted-mlm": (str(mlm_dir), [adapt_mlm])}
-    for vocab in (("english",) if reference(s) else ()) + s.vocabs:
+    for vocab in s.vocabs:
         model, upstream = arms[vocab]
         if vocab == "adapted-mlm":
             out["adapt-mlm"] = adapt_mlm  # just before its first arm: the others come first
-        for n in arm_lengths(s, vocab):
+        for n in s.max_lengths:
             v = f"{vocab}-{n}"
             teacher_dir, student_dir, bundle_dir = c / "teachers" / v, c / "students" / v, c / "bundles" / v
             teacher = out[f"teacher {v}"] = step(
@@ -256,12 +243,10 @@ def study(log: Any, run: bool = True) -> dict[str, Any]:
 
     for n in s.max_lengths:
         own = [(v, n) for v in s.vocabs if v != "english" and finished_arm(v, n)]
-        english = [("english", m) for m in ((n,) if "english" in s.vocabs else arm_lengths(s, "english")[-1:])
-                   if finished_arm("english", m)]
-        if not english or not own:
+        if "english" not in s.vocabs or not finished_arm("english", n) or not own:
             continue
-        arms = [a for a in english + own if not any((r["vocab"], r["max_length"]) == a for r in rows)]
-        bundles = {f"{v}-{m}": out_dir(all_steps[f"bundle {v}-{m}"]) for v, m in english + own}
+        arms = [("english", n), *own]
+        bundles = {f"{v}-{m}": out_dir(all_steps[f"bundle {v}-{m}"]) for v, m in arms}
         log(f"batch-1 latency, ONNX int8 students: {', '.join(bundles)}")
         timings = latency(bundles, texts, s.runs)
         for vocab, m in arms:
@@ -315,16 +300,13 @@ def carry(s: Setting, lengths: set[int], rows: list[dict[str, Any]], commands: l
 
 def verdict(rows: list[dict[str, Any]], baseline: dict[str, Any]) -> dict[str, Any]:
     """The target: an adapted-vocabulary 3-layer student (ONNX int8) above the TF-IDF baseline and above the
-    English-vocabulary teacher at the same max_length (in a setting without its own English arm, the shared
-    reference's: `english_max_length` says which)."""
+    English-vocabulary teacher at the same max_length."""
     out = {}
     for r in (r for r in rows if r["vocab"] != "english"):
-        same = [e for e in rows if e["vocab"] == "english"]  # at r's max_length, else the shared reference's
-        english = next((e for e in same if e["max_length"] == r["max_length"]), None) or same[-1]
+        english = next(e for e in rows if e["vocab"] == "english" and e["max_length"] == r["max_length"])
         acc = r["student_onnx_int8"]["accuracy"]
         key = str(r["max_length"]) if r["vocab"] == "adapted" else f"{r['max_length']} {r['vocab']}"
         out[key] = {"student_int8": acc, "tfidf": baseline["accuracy"], "english_teacher": english["teacher"]["accuracy"],
-                    **({"english_max_length": english["max_length"]} if english["max_length"] != r["max_length"] else {}),
                     "met": acc > max(baseline["accuracy"], TFIDF_ISSUE, english["teacher"]["accuracy"]),
                     **({"vs_tfidf": r["vs_tfidf"]} if "vs_tfidf" in r else {})}
     return out
@@ -395,10 +377,7 @@ def _commands(result: dict[str, Any]) -> list[str]:
 def _target(result: dict[str, Any]) -> str:
     return ("Target: an adapted-vocabulary 3-layer student beats the TF-IDF baseline and the English-vocabulary "
             "teacher: " + "; ".join(f"max_length {n}: {v['student_int8']:.4f} vs {v['tfidf']:.4f} / "
-                                    f"{v['english_teacher']:.4f}"
-                                    + (f" (English teacher at max_length {v['english_max_length']})"
-                                       if "english_max_length" in v else "")
-                                    + f" -> {'**met**' if v['met'] else '**not met**'}"
+                                    f"{v['english_teacher']:.4f} -> {'**met**' if v['met'] else '**not met**'}"
                                     + _margin_text(v.get("vs_tfidf")) for n, v in result["verdict"].items()))
 
 

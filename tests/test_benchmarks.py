@@ -458,14 +458,9 @@ def test_an_adapt_setting_without_the_masked_lm_arm_plans_and_publishes_only_its
            "right only for the student 20, only for TF-IDF 10, of 150" in text
 
 
-def test_an_adapt_setting_without_an_english_arm_compares_with_the_english_arm_of_the_cache_it_shares(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A setting can add arms to another's cache: FULL1_256 trains both arms at 256 in full1's cache, reusing its
-    baseline and vocabulary (same output folders). One without an English arm of its own plans the English steps
-    of the cache it shares, and its table and verdict compare with that English arm, named as such, timed in the
-    same interleaved run."""
-    import dataclasses
-
+def test_full1_256_adds_both_arms_at_256_to_full1s_cache() -> None:
+    """A setting can add arms to another's cache: FULL1_256 trains both arms at 256 in full1's cache folder,
+    reusing its baseline and vocabulary (same output folders)."""
     from benchmarks import adapt
 
     full1, long = adapt.steps(adapt.FULL1), adapt.steps(adapt.FULL1_256)
@@ -476,36 +471,6 @@ def test_an_adapt_setting_without_an_english_arm_compares_with_the_english_arm_o
         assert steps.out_dir(long[name]) == steps.out_dir(full1[name])
     assert steps.out_dir(long["teacher english-256"]).parent == steps.out_dir(full1["teacher english-128"]).parent
     assert long["teacher adapted-256"].stage.train.max_length == 256
-    assert not adapt.reference(adapt.FULL1) and not adapt.reference(adapt.FULL1_256)
-    s = dataclasses.replace(adapt.SMOKE, name="smoke-long", max_lengths=(256,), vocabs=("adapted",), cache="smoke",
-                            note="The adapted arm, longer.")
-    monkeypatch.setattr(adapt, "setting", lambda: s)
-    monkeypatch.setattr(adapt, "others", lambda result: [])
-    for module in (steps, adapt):
-        monkeypatch.setattr(module, "CACHE", tmp_path)
-    plan = adapt.steps(s)
-    english = adapt.SMOKE.max_lengths[-1]
-    assert f"teacher english-{english}" in plan and "teacher english-256" not in plan
-    for st in plan.values():
-        steps.out_dir(st).mkdir(parents=True, exist_ok=True)
-        _stamp(st, 3.0)
-    card = {"vocab_adaptation": {"vocab_size": 2000, "corpus_rows": 540, "init": {"copied": 1, "mean_of_pieces": 2, "unk": 0}}}
-    (steps.out_dir(plan["adapt"]) / "edgekd-model.json").write_text(json.dumps(card))
-    monkeypatch.setattr(adapt, "_headline", lambda d: {"accuracy": 0.3 if d.name.startswith("english") else 0.6,
-                                                       "f1_macro": 0.4, "n": 150})
-    monkeypatch.setattr(adapt, "tokenization", lambda d, texts, n: {"tokens_per_1000_chars": 250.0, "truncated_share": 0.5})
-    monkeypatch.setattr(adapt, "tfidf_correct", lambda d, splits: np.arange(150) < 75)
-    monkeypatch.setattr(adapt, "int8_scores", lambda b, spec: {
-        "precision": "int8", "accuracy": 0.9, "f1_macro": 0.4, "n": 150, "correct": np.arange(150) < 93})
-    timed = []
-    monkeypatch.setattr(adapt, "latency", lambda bundles, texts, runs: timed.append(sorted(bundles)) or {
-        f"{v} {p}": {"p50_ms": 2.0 if v.startswith("english") else 3.0} for v in bundles for p in ("fp32", "int8")})
-    result = adapt.study(lambda m: None, run=False)
-    assert timed == [["adapted-256", f"english-{english}"]]  # one interleaved run, both arms
-    assert [(r["vocab"], r["max_length"]) for r in result["rows"]] == [("english", english), ("adapted", 256)]
-    v = result["verdict"]["256"]
-    assert v["english_max_length"] == english and v["english_teacher"] == 0.3 and v["met"]
-    assert f"(English teacher at max_length {english}) -> **met**" in "\n".join(adapt.markdown(result, "dev"))
 
 
 def test_imbalance_publishes_a_step_only_while_its_config_still_matches(tmp_path: Path,
