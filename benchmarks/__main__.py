@@ -1,5 +1,5 @@
 """`python -m benchmarks [PART ...]`: all (the default: baseline teacher students export speed small fairness
-report), any of those, or a separate part (firstrun, serve, vocab, embeddings, adapt, pareto, diffattn, imbalance; run only
+report), any of those, or a separate part (firstrun, serve, vocab, embeddings, rounding, adapt, pareto, diffattn, imbalance; run only
 when named).
 
 Runs the AG News benchmark from ../shared/data: TF-IDF baseline, MiniLM teacher, distilled students
@@ -44,7 +44,7 @@ from benchmarks.steps import ROOT, Step, ag_news, out_dir, pipeline, read_json, 
 RESULTS = ROOT / "benchmarks" / "results"
 PARTS = ["baseline", "teacher", "students", "export", "speed", "small", "fairness", "report"]
 # Parts with their own results file and RESULTS.md section, run only when named (not by `all`).
-SEPARATE = ["firstrun", "serve", "vocab", "embeddings", "adapt", "pareto", "diffattn", "imbalance"]
+SEPARATE = ["firstrun", "serve", "vocab", "embeddings", "rounding", "adapt", "pareto", "diffattn", "imbalance"]
 
 
 def scale() -> str:
@@ -278,6 +278,14 @@ def embeddings_part(device: dict[str, Any]) -> None:
     _publish("embeddings", result, embeddings.markdown(result, device["device_id"]), embeddings.SECTION)
 
 
+def rounding_part(device: dict[str, Any]) -> None:
+    """Word-row rounding in the vocab part's int8 graph: results/rounding-<device-id>.json and its section."""
+    from benchmarks import rounding
+
+    result = _study(device, lambda: rounding.study(log))
+    _publish("rounding", result, rounding.markdown(result, device["device_id"]), rounding.SECTION)
+
+
 def pareto_part(device: dict[str, Any]) -> None:
     """Accuracy vs batch-1 latency vs size of a student grid (benchmarks/pareto.py): the full grid or the
     stated slice (EDGEKD_BENCH_PARETO=slice) publish results files and the pareto section; the smoke grid
@@ -396,7 +404,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = fingerprint()
     # Separate parts: each writes its own results file and RESULTS.md section, in the order named.
-    runners = {"firstrun": first_run, "serve": serve_load, "vocab": vocab_pruning, "embeddings": embeddings_part, "adapt": adapt_part,
+    runners = {"firstrun": first_run, "serve": serve_load, "vocab": vocab_pruning, "embeddings": embeddings_part,
+               "rounding": rounding_part, "adapt": adapt_part,
                "pareto": pareto_part, "diffattn": diffattn_part, "imbalance": imbalance_part}
     assert set(runners) == set(SEPARATE), "every separate part needs its runner here"
     for name in [x for x in parts if x in SEPARATE]:

@@ -771,3 +771,40 @@ def test_tfidf_correct_recomputes_the_baselines_own_test_accuracy(tmp_path: Path
     written = json.loads((tmp_path / "baseline" / "metrics.json").read_text())["accuracy"]
     assert right.shape == (120,) and right.dtype == bool and 0 < right.mean() < 1
     assert right.mean() == pytest.approx(written, abs=1e-12)
+
+
+def test_the_rounding_harness_is_the_4bit_artifact_with_its_table_fed(tiny_bert: Path, tmp_path: Path) -> None:
+    """benchmarks/rounding.py: numpy's `block_rows` is, value for value, the table ONNX Runtime computes from
+    the exporter's 4-bit rows; the harness graph fed that table gives the 4-bit model's logits exactly, and
+    reads the table it is fed (another rounding moves the logits). The entropy bound never holds the target."""
+    from types import SimpleNamespace
+
+    import onnx
+    import onnxruntime as ort
+
+    from benchmarks import rounding
+    from edgekd.exporters import onnx as onnx_mod
+
+    src = onnx_mod.raw_onnx(SimpleNamespace(model_dir=tiny_bert, workdir=tmp_path, shared={}, options={}))
+    onnx_mod._word_embedding_int4(src, tmp_path / "emb4.onnx", 16)
+    model = onnx.load(str(tmp_path / "emb4.onnx"))
+    word = onnx_mod.word_embedding_gather(onnx.load(str(src)).graph)
+    fp32 = onnx.numpy_helper.to_array(next(i for i in onnx.load(str(src)).graph.initializer if i.name == word.input[0]))
+    shipped = rounding.shipped_table(model)
+    assert shipped.shape == fp32.shape and np.array_equal(rounding.block_rows(fp32, 4, block=16), shipped)
+    assert 0 < np.abs(shipped - fp32).max() < 0.1 * np.abs(fp32).max()
+
+    rng = np.random.default_rng(0)
+    feed = {"input_ids": rng.integers(0, fp32.shape[0], (3, 12)), "attention_mask": np.ones((3, 12), np.int64),
+            "token_type_ids": np.zeros((3, 12), np.int64)}
+    ort_session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = ort_session.run(None, {i.name: feed[i.name] for i in ort_session.get_inputs()})[0]
+    harness = rounding.TableSession(rounding.table_graph(model), [i.name for i in ort_session.get_inputs()])
+    assert not any(n.op_type == "GatherBlockQuantized" for n in rounding.table_graph(model).graph.node)
+    harness.table = shipped
+    np.testing.assert_array_equal(harness.run(feed), expected)
+    harness.table = rounding.block_rows(fp32, 3, block=16)
+    assert not np.allclose(harness.run(feed), expected, atol=1e-4)
+
+    bound = {"runnable": False, "artifact_mb": 1.0, "agreement": 1.0, "drop_points": 0.0}
+    assert not rounding.holds(bound) and rounding.holds(bound | {"runnable": True})
