@@ -373,7 +373,8 @@ def _unmet(result: dict[str, Any]) -> str:
     wanted = len(BUNDLE_ORDER)
     if not result.get("partial") or len(tried) >= wanted:
         # every setting of the target's student measured: decided, whatever else is still running
-        return f"**not met** by any setting tried ({'; '.join(setting(r) for r in tried)})."
+        return (f"**not met** by any setting tried ({'; '.join(setting(r) for r in tried)}). Why no other rounding of "
+                "the word rows gets there: the `rounding` section (`python -m benchmarks rounding`).")
     return ("**undecided**: not met by " + "; ".join(setting(r) for r in tried) if tried else
             "**undecided**: no pruned or 4-bit 2-layer bundle measured yet") + " (partial run)."
 
