@@ -12,7 +12,7 @@ predictions, and the 8-bit bundle's table (its per-tensor uint8 rows) the 8-bit 
 Tables: fp32 rows; symmetric rows in blocks of 128 at BITS bits (ORT's 4-bit rounding at any width, fp16
 scales); the frequent-rows mix that fits the size target (the most frequent training tokens keep the 8-bit
 bundle's rows, the rest 4-bit); and the 8-bit bundle's exact codes entropy-coded (a size bound only: no
-runtime decodes it). Needs the vocab part's cache (`python -m benchmarks vocab`); about 3 min here.
+runtime decodes it). Needs the vocab part's cache (`python -m benchmarks vocab`); about 2 min here.
 
 `python -m benchmarks rounding`: results/rounding-<device-id>.json and the `rounding` section of RESULTS.md.
 """
