@@ -165,6 +165,7 @@ def study(log: Callable[[str], None]) -> dict[str, Any]:
 
     import edgekd
     from edgekd.data import DataSpec, load_splits
+    from edgekd.exporters.onnx import word_embedding_gather
     from edgekd.runtimes.classifier import Classifier
 
     started = time.perf_counter()
@@ -173,13 +174,16 @@ def study(log: Callable[[str], None]) -> dict[str, Any]:
     if missing:
         raise SystemExit(f"python -m benchmarks rounding: needs the vocab part's bundles ({', '.join(missing)} missing); "
                          "run `python -m benchmarks vocab` first")
-    ev4, ev8, evref = (vocab.evaluate(b, log)["onnx-int8"] for b in (b4, b8, ref))
-    unpruned_fp32 = np.asarray(vocab.evaluate(ref, log)["onnx-fp32"]["predictions"])  # = the PyTorch student's
+    ev4, ev8 = (vocab.evaluate(b, log)["onnx-int8"] for b in (b4, b8))
+    evaluated_ref = vocab.evaluate(ref, log)
+    evref = evaluated_ref["onnx-int8"]
+    unpruned_fp32 = np.asarray(evaluated_ref["onnx-fp32"]["predictions"])  # = the PyTorch student's
     model4 = onnx.load(str(b4 / "onnx" / "model.int8.onnx"))
     shipped = shipped_table(model4)
     rows8, codes = eight_bit_table(onnx.load(str(b8 / "onnx" / "model.int8.onnx")))
-    fp32 = onnx.numpy_helper.to_array(next(t for t in onnx.load(str(b8 / "onnx" / "model.onnx")).graph.initializer
-                                           if t.name == "bert.embeddings.word_embeddings.weight"))
+    float_graph = onnx.load(str(b8 / "onnx" / "model.onnx")).graph
+    word = word_embedding_gather(float_graph).input[0]
+    fp32 = onnx.numpy_helper.to_array(next(t for t in float_graph.initializer if t.name == word))
     vocab_size, hidden = fp32.shape
     base = edgekd.load(str(b4), backend="onnx", precision="int8")
     session = TableSession(table_graph(model4), list(base.session.input_names))
@@ -206,7 +210,8 @@ def study(log: Callable[[str], None]) -> dict[str, Any]:
     log(f"rounding: the harness reproduces both bundles ({time.perf_counter() - started:.0f} s so far)")
 
     # sizes: the rest of the 4-bit artifact (everything but its word table) + each table
-    q, scales = (next(t for t in model4.graph.initializer if t.name == _four_bit_lookup(model4)[0].input[i]) for i in (0, 2))
+    lookup = _four_bit_lookup(model4)[0]
+    q, scales = (next(t for t in model4.graph.initializer if t.name == lookup.input[i]) for i in (0, 2))
     table4 = len(q.raw_data) + len(scales.raw_data)
     rest = ev4["bytes"] - table4
     blocks = hidden // BLOCK

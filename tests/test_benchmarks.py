@@ -787,9 +787,9 @@ def test_the_rounding_harness_is_the_4bit_artifact_with_its_table_fed(tiny_bert:
 
     src = onnx_mod.raw_onnx(SimpleNamespace(model_dir=tiny_bert, workdir=tmp_path, shared={}, options={}))
     onnx_mod._word_embedding_int4(src, tmp_path / "emb4.onnx", 16)
-    model = onnx.load(str(tmp_path / "emb4.onnx"))
-    word = onnx_mod.word_embedding_gather(onnx.load(str(src)).graph)
-    fp32 = onnx.numpy_helper.to_array(next(i for i in onnx.load(str(src)).graph.initializer if i.name == word.input[0]))
+    model, float_graph = onnx.load(str(tmp_path / "emb4.onnx")), onnx.load(str(src)).graph
+    word = onnx_mod.word_embedding_gather(float_graph)
+    fp32 = onnx.numpy_helper.to_array(next(i for i in float_graph.initializer if i.name == word.input[0]))
     shipped = rounding.shipped_table(model)
     assert shipped.shape == fp32.shape and np.array_equal(rounding.block_rows(fp32, 4, block=16), shipped)
     assert 0 < np.abs(shipped - fp32).max() < 0.1 * np.abs(fp32).max()
@@ -799,8 +799,9 @@ def test_the_rounding_harness_is_the_4bit_artifact_with_its_table_fed(tiny_bert:
             "token_type_ids": np.zeros((3, 12), np.int64)}
     ort_session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     expected = ort_session.run(None, {i.name: feed[i.name] for i in ort_session.get_inputs()})[0]
-    harness = rounding.TableSession(rounding.table_graph(model), [i.name for i in ort_session.get_inputs()])
-    assert not any(n.op_type == "GatherBlockQuantized" for n in rounding.table_graph(model).graph.node)
+    graph = rounding.table_graph(model)
+    assert not any(n.op_type == "GatherBlockQuantized" for n in graph.graph.node)
+    harness = rounding.TableSession(graph, [i.name for i in ort_session.get_inputs()])
     harness.table = shipped
     np.testing.assert_array_equal(harness.run(feed), expected)
     harness.table = rounding.block_rows(fp32, 3, block=16)
